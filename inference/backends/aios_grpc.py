@@ -1,0 +1,53 @@
+"""AIOS blocks over gRPC: BlockInferenceService.infer(BlockInferencePacket) -> AIOSPacket.
+
+Config: {"target": "host:port", "block_id": "<id on the AIOS side>" (default: the
+requested model), "timeout_s": 60, "tls": false, "query_parameters": {...} (a similarity
+query sent instead of a block id)}. Packet fields are in inference/protos/aios.proto.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from inference.backends.grpc_common import GrpcBackend, check_config, text_from_data
+from inference.grpc_gen import aios_pb2, aios_pb2_grpc
+
+
+class AIOSBackend(GrpcBackend):
+    kind = "aios_grpc"
+
+    def __init__(self, *, target: str, block_id: str | None = None, timeout_s: float | None = None,
+                 tls: bool = False, query_parameters: dict | None = None):
+        super().__init__(target=target, timeout_s=timeout_s, tls=tls)
+        self.block_id = block_id
+        self.query_parameters = query_parameters
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AIOSBackend:
+        check_config(config, kind=cls.kind,
+                     allowed={"target", "block_id", "timeout_s", "tls", "query_parameters"})
+        return cls(target=config["target"], block_id=config.get("block_id"), timeout_s=config.get("timeout_s"),
+                   tls=bool(config.get("tls")), query_parameters=config.get("query_parameters"))
+
+    def stub(self, channel: Any) -> aios_pb2_grpc.BlockInferenceServiceStub:
+        return aios_pb2_grpc.BlockInferenceServiceStub(channel)
+
+    def call(self, stub: aios_pb2_grpc.BlockInferenceServiceStub) -> Any:
+        return stub.infer
+
+    def build_request(self, input_data: dict, *, session_id: str, frame_ptr: bytes,
+                      model: str) -> aios_pb2.BlockInferencePacket:
+        return aios_pb2.BlockInferencePacket(
+            block_id=self.block_id or model,
+            session_id=session_id,
+            seq_no=self.next_seq_no(session_id),
+            frame_ptr=frame_ptr,
+            data=json.dumps(input_data),
+            query_parameters=json.dumps(self.query_parameters) if self.query_parameters else "",
+            ts=time.time(),
+        )
+
+    def read_reply(self, reply: aios_pb2.AIOSPacket) -> tuple[str, dict[str, int] | None]:
+        return text_from_data(reply.data), None

@@ -1,0 +1,122 @@
+"""The one interface every inference backend implements (the seed's LLMInferenceAPI).
+
+The seed's three synchronous methods are kept exactly; the gateway uses the async
+streaming method, which every built-in backend implements natively.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class LLMInferenceAPI(ABC):
+    @abstractmethod
+    def run_inference(self, input_data: dict) -> str:
+        """Run one inference and return the text."""
+
+    @abstractmethod
+    def check_execute(self, query: dict) -> tuple[bool, Any]:
+        """A cheap feasibility check: (ok, details)."""
+
+    @abstractmethod
+    def get_current_estimates(self) -> tuple[bool, Any]:
+        """Resource or latency estimates: (ok, details)."""
+
+
+@dataclass
+class ChatRequest:
+    """A validated chat request as the gateway hands it to a backend."""
+
+    messages: list[dict[str, Any]]
+    model: str
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    n: int = 1
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = None
+    # Set by the gateway from the effective policy; None means the backend's own default.
+    timeout_s: float | None = None
+    # Who asked (set by the gateway): resumable queued requests let only this org cancel or resume.
+    organization_id: int | None = None
+    # A trailing assistant message is a prefill the model continues (kept in `messages`).
+    # Fields the gateway does not interpret but a pass-through backend forwards as they came.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatDelta:
+    """One piece of a streamed answer. `usage` and `finish_reason` come on the last one."""
+
+    content: str = ""
+    index: int = 0
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    # A pass-through backend may hand over the upstream's chunk untouched, to skip re-encoding.
+    raw: bytes | None = None
+    # Set by resumable (queued) streams: the SSE `id:` a client sends back as Last-Event-ID.
+    event_id: str | None = None
+
+
+class BackendError(Exception):
+    """An upstream failed. `status` is the HTTP status the gateway answers with."""
+
+    def __init__(self, message: str, *, status: int = 502, code: str = "upstream_error",
+                 upstream_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.upstream_status = upstream_status
+
+
+class UnsupportedFeature(BackendError):
+    def __init__(self, message: str):
+        super().__init__(message, status=400, code="unsupported_parameter")
+
+
+class StreamingBackend(LLMInferenceAPI):
+    """A backend the gateway can stream from without blocking the event loop."""
+
+    @abstractmethod
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """Yield deltas; closing the iterator (aclose) must abort the upstream work."""
+
+    async def complete(self, request: ChatRequest) -> dict[str, Any]:
+        """A whole chat.completion object. Backends with a cheaper non-streaming call override this."""
+        texts: dict[int, list[str]] = {}
+        finish: dict[int, str | None] = {}
+        tool_calls: dict[int, list[dict[str, Any]]] = {}
+        usage: dict[str, int] | None = None
+        stream = self.stream_chat(request)
+        try:
+            async for delta in stream:
+                texts.setdefault(delta.index, []).append(delta.content)
+                if delta.finish_reason:
+                    finish[delta.index] = delta.finish_reason
+                if delta.tool_calls:
+                    tool_calls.setdefault(delta.index, []).extend(delta.tool_calls)
+                if delta.usage:
+                    usage = delta.usage
+        finally:
+            await stream.aclose()
+        choices = []
+        for index in sorted(texts) or [0]:
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(texts.get(index, []))}
+            if tool_calls.get(index):
+                message["tool_calls"] = tool_calls[index]
+            choices.append({"index": index, "message": message,
+                            "finish_reason": finish.get(index, "stop")})
+        return {"object": "chat.completion", "model": request.model, "choices": choices,
+                "usage": usage or {}}
+
+    async def aclose(self) -> None:
+        """Release pooled connections or engines."""

@@ -1,0 +1,53 @@
+"""A block's `backend_type` picks the implementation; one instance per block per process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+from inference.backends.base import BackendError, StreamingBackend
+
+# backend_type -> dotted path of a class with `from_config(config: dict) -> StreamingBackend`.
+BACKEND_CLASSES: dict[str, str] = {
+    "openai": "inference.backends.openai_compat.OpenAIBackend",
+    "llamacpp": "inference.backends.llamacpp.LlamaCppBackend",
+    "python": "inference.backends.python_class.PythonClassBackend",
+    "aios_grpc": "inference.backends.aios_grpc.AIOSBackend",
+    "orgllm_grpc": "inference.backends.orgllm_grpc.OrgLLMBackend",
+    "sglang": "inference.backends.sglang.SGLangBackend",
+}
+# A block configured `dispatch: queued` runs as a Celery task; the gateway relays its token stream.
+QUEUED_BACKEND = "inference.workers.queued.QueuedBackend"
+
+_instances: dict[tuple[str, str], StreamingBackend] = {}
+
+
+class UnknownBackend(BackendError):
+    def __init__(self, backend_type: str):
+        super().__init__(f"block backend type {backend_type!r} is not available", status=500,
+                         code="backend_unavailable")
+
+
+def backend_for(*, block_id: str, backend_type: str, config: dict[str, Any], version: str = "") -> StreamingBackend:
+    """`version` (the block's updated_at) retires a cached instance when the block changes."""
+    key = (block_id, version)
+    backend = _instances.get(key)
+    if backend is None:
+        path = BACKEND_CLASSES.get(backend_type)
+        if path is None:
+            raise UnknownBackend(backend_type)
+        if config.get("dispatch") == "queued":
+            path = QUEUED_BACKEND
+        cls = import_string(path)
+        # Backends that need to know their block (engine pools, queues) take it via for_block.
+        backend = cls.for_block(block_id, backend_type, config) if hasattr(cls, "for_block") else cls.from_config(config)
+        for stale in [k for k in _instances if k[0] == block_id]:
+            _instances.pop(stale)
+        _instances[key] = backend
+    return backend
+
+
+def backend_for_block(block) -> StreamingBackend:
+    return backend_for(block_id=block.block_id, backend_type=block.backend_type,
+                       config=block.backend_config or {}, version=block.updated_at.isoformat())

@@ -1,0 +1,199 @@
+"""What the two gRPC backends (AIOS, OrgLLM) share: channels, errors, answers, session counters.
+
+The gateway path uses grpc.aio (one channel per target per event loop, since an aio channel
+belongs to the loop that made it); the seed's synchronous path uses a plain grpc channel.
+Cancelling the awaiting task cancels the RPC, so the server sees the abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend, UnsupportedFeature
+from inference.backends.content import approximate_usage, input_data_for
+
+DEFAULT_TIMEOUT_S = 60.0
+
+# Keyed by the loop object itself (weakly): a dead loop's channels must never serve a new loop.
+_aio_channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, bool], grpc.aio.Channel]] = (
+    weakref.WeakKeyDictionary())
+
+
+def aio_channel(target: str, *, tls: bool) -> grpc.aio.Channel:
+    channels = _aio_channels.setdefault(asyncio.get_running_loop(), {})
+    channel = channels.get((target, tls))
+    if channel is None:
+        channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials()) if tls
+                   else grpc.aio.insecure_channel(target))
+        channels[(target, tls)] = channel
+    return channel
+
+
+async def close_aio_channels() -> None:
+    for channel in _aio_channels.pop(asyncio.get_running_loop(), {}).values():
+        await channel.close()
+
+
+def rpc_error(exc: grpc.RpcError, *, target: str) -> BackendError:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+    message = f"gRPC upstream {target} answered {code.name if code else 'an error'}: {details}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return BackendError(message, status=504, code="upstream_timeout")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendError(message, status=502, code="upstream_unreachable")
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
+                grpc.StatusCode.FAILED_PRECONDITION):
+        return BackendError(message, status=400, code="invalid_request_error")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return BackendError(message, status=429, code="upstream_rate_limited")
+    return BackendError(message, status=502, code="upstream_error")
+
+
+def text_from_data(data: str) -> str:
+    """The answer text: a JSON string, {"text"}, {"content"}, OpenAI-like choices, or plain text.
+
+    Any other JSON (a block answering with structured output) is returned as it came.
+    """
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return data
+    if isinstance(parsed, str):
+        return parsed
+    if isinstance(parsed, dict):
+        for key in ("text", "content", "output", "result"):
+            if isinstance(parsed.get(key), str):
+                return parsed[key]
+        choices = parsed.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            choice = choices[0]
+            message = choice.get("message") or choice.get("delta") or {}
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                return message["content"]
+            if isinstance(choice.get("text"), str):
+                return choice["text"]
+    return data
+
+
+def check_config(config: dict[str, Any], *, kind: str, allowed: set[str]) -> None:
+    if not isinstance(config.get("target"), str) or ":" not in config["target"]:
+        raise BackendError(f'{kind} backend config needs "target": "host:port"', status=500,
+                           code="backend_misconfigured")
+    unknown = set(config) - allowed
+    if unknown:
+        raise BackendError(f"{kind} backend config has unknown keys: {sorted(unknown)}", status=500,
+                           code="backend_misconfigured")
+    timeout = config.get("timeout_s")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise BackendError(f'{kind} backend "timeout_s" must be a positive number', status=500,
+                           code="backend_misconfigured")
+
+
+def frame_ptr_bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, dict):
+        return json.dumps(value).encode()
+    raise BackendError("frame_ptr must be bytes, a string or a {framedb_id, key} object", status=400,
+                       code="invalid_request_error")
+
+
+class GrpcBackend(StreamingBackend):
+    """One unary RPC per request; subclasses build the request message and read the reply."""
+
+    kind = "grpc"
+
+    def __init__(self, *, target: str, timeout_s: float | None = None, tls: bool = False):
+        self.target = target
+        self.timeout_s = float(timeout_s or DEFAULT_TIMEOUT_S)
+        self.tls = tls
+        self._seq: dict[str, itertools.count] = {}
+        self._seq_lock = threading.Lock()
+        self._sync_channel: grpc.Channel | None = None
+
+    def next_seq_no(self, session_id: str) -> int:
+        """(session_id, seq_no) names one task: numbering starts at 1 per session, per process."""
+        with self._seq_lock:
+            counter = self._seq.setdefault(session_id, itertools.count(1))
+            return next(counter)
+
+    # Subclasses: the stub class, the request message, and (text, usage or None) from the reply.
+    def stub(self, channel: Any) -> Any:
+        raise NotImplementedError
+
+    def build_request(self, input_data: dict, *, session_id: str, frame_ptr: bytes, model: str) -> Any:
+        raise NotImplementedError
+
+    def call(self, stub: Any) -> Any:
+        raise NotImplementedError
+
+    def read_reply(self, reply: Any) -> tuple[str, dict[str, int] | None]:
+        raise NotImplementedError
+
+    async def infer(self, input_data: dict, *, session_id: str = "", frame_ptr: Any = b"", model: str = "",
+                    timeout_s: float | None = None) -> tuple[str, dict[str, int] | None]:
+        message = self.build_request(input_data, session_id=session_id, frame_ptr=frame_ptr_bytes(frame_ptr),
+                                     model=model)
+        rpc = self.call(self.stub(aio_channel(self.target, tls=self.tls)))
+        call = rpc(message, timeout=timeout_s or self.timeout_s)
+        try:
+            reply = await call
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, target=self.target) from exc
+        finally:
+            # The awaiting task was cancelled (client gone): tell the server now.
+            if not call.done():
+                call.cancel()
+        return self.read_reply(reply)
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        if request.n != 1:
+            raise UnsupportedFeature(f"the {self.kind} backend returns one choice; n must be 1")
+        extra = request.extra or {}
+        session_id = str(extra.get("session_id") or extra.get("user") or "")
+        text, usage = await self.infer(input_data_for(request), session_id=session_id,
+                                       frame_ptr=extra.get("frame_ptr"), model=request.model,
+                                       timeout_s=request.timeout_s)
+        yield ChatDelta(content=text, finish_reason="stop",
+                        usage=usage or approximate_usage(request.messages, text))
+
+    # The seed's synchronous interface; session_id and frame_ptr are the SDK's pass-through.
+    def run_inference(self, input_data: dict, *, session_id: str = "", frame_ptr: Any = b"",
+                      model: str = "") -> str:
+        if self._sync_channel is None:
+            self._sync_channel = (grpc.secure_channel(self.target, grpc.ssl_channel_credentials()) if self.tls
+                                  else grpc.insecure_channel(self.target))
+        message = self.build_request(input_data, session_id=session_id, frame_ptr=frame_ptr_bytes(frame_ptr),
+                                     model=model or str(input_data.get("model") or ""))
+        try:
+            reply = self.call(self.stub(self._sync_channel))(message, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, target=self.target) from exc
+        return self.read_reply(reply)[0]
+
+    def check_execute(self, query: dict) -> tuple[bool, Any]:
+        channel = grpc.insecure_channel(self.target) if not self.tls else grpc.secure_channel(
+            self.target, grpc.ssl_channel_credentials())
+        try:
+            grpc.channel_ready_future(channel).result(timeout=min(self.timeout_s, 5.0))
+            return True, {"status": "ready", "target": self.target}
+        except grpc.FutureTimeoutError:
+            return False, {"status": "unreachable", "target": self.target}
+        finally:
+            channel.close()
+
+    def get_current_estimates(self) -> tuple[bool, Any]:
+        return True, {"target": self.target, "timeout_s": self.timeout_s}

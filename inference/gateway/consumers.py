@@ -1,0 +1,215 @@
+"""The /v1 HTTP endpoints as Channels AsyncHttpConsumers (a Django view costs ~1 ms more a request).
+
+These consumers only translate between ASGI and the pipeline: read the request, call
+`pipeline`, frame the answer (JSON or SSE), and render any OpenAIError the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+
+from inference.gateway import pipeline
+from inference.gateway.blocks import list_blocks
+from inference.gateway.errors import OpenAIError
+from inference.gateway.sse import DONE, ChunkWriter, error_event
+from inference.gateway.validation import parse_json
+from registry.models import Block
+
+log = logging.getLogger(__name__)
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no")]
+
+
+class OpenAIConsumer(AsyncHttpConsumer):
+    """Plain request/response plumbing shared by the /v1 consumers."""
+
+    # No channel layer: a /v1 request never receives group messages, and creating a channel
+    # per request (a Redis round trip in production) would double the gateway's cost.
+    channel_layer_alias = "gateway-has-no-channel-layer"
+    allowed_methods: tuple[str, ...] = ("GET",)
+
+    async def __call__(self, scope, receive, send):
+        self.receive = receive  # The streaming path listens for http.disconnect itself.
+        await super().__call__(scope, receive, send)
+
+    async def dispatch(self, message):
+        # Channels closes stale DB connections before every message (a thread hop each); the
+        # gateway reaches the database only through its own cached, thread-side lookups.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def http_disconnect(self, message):
+        raise StopConsumer()
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    @property
+    def client_host(self) -> str | None:
+        client = self.scope.get("client")
+        return client[0] if client else None
+
+    async def principal(self):
+        return await pipeline.authenticate(self.header(b"authorization"), self.client_host)
+
+    async def send_json(self, status: int, body: bytes, headers: list | None = None) -> None:
+        await self.send({"type": "http.response.start", "status": status,
+                         "headers": [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(headers or [])]})
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def send_error(self, error: OpenAIError) -> None:
+        headers = [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
+        await self.send_json(error.status, error.json(), headers)
+
+    async def handle(self, body: bytes) -> None:
+        try:
+            if self.scope["method"] not in self.allowed_methods:
+                raise OpenAIError(405, f"Method {self.scope['method']} is not allowed on {self.scope['path']}; "
+                                       f"use {', '.join(self.allowed_methods)}.", code="method_not_allowed",
+                                  headers={"Allow": ", ".join(self.allowed_methods)})
+            await self.respond(body)
+        except OpenAIError as exc:
+            await self.send_error(exc)
+        except Exception:
+            log.exception("gateway request to %s failed", self.scope["path"])
+            await self.send_error(OpenAIError(500, "The gateway failed to handle the request.",
+                                              type="server_error", code="internal_error"))
+
+    async def respond(self, body: bytes) -> None:
+        raise NotImplementedError
+
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class ChatCompletionsConsumer(OpenAIConsumer):
+    allowed_methods = ("POST",)
+
+    async def respond(self, body: bytes) -> None:
+        if len(body) > MAX_BODY_BYTES:
+            raise OpenAIError(413, f"The request body is larger than {MAX_BODY_BYTES // 1024 // 1024} MiB.",
+                              code="request_too_large")
+        principal = await self.principal()
+        call = await pipeline.prepare(principal, parse_json(body))
+        await self.until_hangup(self.pump(call) if call.stream_requested else self.reply(call))
+
+    async def reply(self, call: pipeline.ChatCall) -> None:
+        await self.send_json(200, orjson.dumps(await call.complete()))
+
+    async def until_hangup(self, work) -> None:
+        # The work runs beside a listener for http.disconnect, so a client that hangs up
+        # cancels it at once, and cancelling it closes the upstream request (or stops the
+        # built-in model) even before the first byte of an answer.
+        pump = asyncio.ensure_future(work)
+        hangup = asyncio.ensure_future(self.receive())
+        try:
+            await asyncio.wait((pump, hangup), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            hangup.cancel()
+        if not pump.cancelled():
+            pump.result()  # Re-raise an error from before the first byte, for handle() to render.
+
+    async def pump(self, call: pipeline.ChatCall) -> None:
+        """Frames deltas in one task and writes them from this one, a batch per wake-up.
+
+        Deltas the upstream delivered together (one TCP read) are framed back to back without
+        the producer ever suspending, so they leave in one write instead of one each; a
+        token-by-token stream still goes out token by token.
+        """
+        outbox: list[bytes] = []
+        wake = asyncio.Event()
+        state: dict = {"writer": None, "error": None, "done": False}
+
+        async def produce() -> None:
+            try:
+                async with contextlib.aclosing(call.stream()) as deltas:
+                    async for delta in deltas:
+                        if state["writer"] is None:
+                            state["writer"] = ChunkWriter(
+                                chunk_id=f"chatcmpl-{id(call):x}{int(call.started * 1e6):x}",
+                                block_id=call.block.block_id, include_usage=call.include_usage)
+                        frame = state["writer"].frame(delta)
+                        if frame:
+                            outbox.append(frame)
+                            wake.set()
+            except OpenAIError as exc:
+                state["error"] = exc
+            finally:
+                state["done"] = True
+                wake.set()
+
+        producer = asyncio.ensure_future(produce())
+        try:
+            started = False
+            while True:
+                await wake.wait()
+                wake.clear()
+                if not started:
+                    if state["error"] is not None and not outbox:
+                        raise state["error"]  # Nothing sent yet: handle() answers with a real status.
+                    await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                    started = True
+                if outbox:
+                    body = b"".join(outbox)
+                    outbox.clear()
+                    await self.send({"type": "http.response.body", "body": body, "more_body": True})
+                if state["done"] and not outbox:
+                    break
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+        writer = state["writer"]
+        if state["error"] is not None:
+            # Headers are gone: the error travels as an event, then the stream ends without [DONE].
+            tail = error_event(state["error"])
+        elif writer is not None and call.include_usage and not writer.sent_usage:
+            # The client asked for usage and the backend sent none: report what the gateway metered.
+            tail = writer.usage_chunk(call.usage) + DONE
+        else:
+            tail = DONE
+        await self.send({"type": "http.response.body", "body": tail})
+
+
+def model_object(block: Block) -> dict:
+    return {"id": block.block_id, "object": "model", "created": int(block.created_at.timestamp()),
+            "owned_by": block.organization.slug}
+
+
+class ModelsConsumer(OpenAIConsumer):
+    async def respond(self, body: bytes) -> None:
+        principal = await self.principal()
+        model = self.scope["url_route"]["kwargs"].get("model")
+        if model is not None:
+            block = await pipeline.resolve_model(principal, model)
+            await self.send_json(200, orjson.dumps(model_object(block)))
+            return
+        blocks = await list_blocks(principal.organization)
+        data = [model_object(b) for b in blocks if principal.allows_model(b.block_id)]
+        await self.send_json(200, orjson.dumps({"object": "list", "data": data}))
+
+
+class NotFoundConsumer(OpenAIConsumer):
+    allowed_methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+    async def respond(self, body: bytes) -> None:
+        raise OpenAIError(404, f"Unknown request URL: {self.scope['method']} {self.scope['path']}.",
+                          code="unknown_url")

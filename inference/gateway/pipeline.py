@@ -1,0 +1,283 @@
+"""One chat request, top to bottom; the HTTP and WebSocket transports both run exactly this.
+
+    principal = await authenticate(authorization, client_host)     # 401
+    call = await prepare(principal, body)                           # 400, 404, 403, then admit(): 429...
+    reply = await call.complete()        or    async for delta in call.stream(): ...
+                                                                    # 502/504 (+ retries, fallbacks)
+
+`complete()` and `stream()` settle the admission and record metrics themselves, whatever
+happens. Retries and fallbacks only happen before the first byte reaches the client: once
+a stream has started, an upstream failure ends it with an error event instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from django.utils import timezone
+
+from inference import metrics
+from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
+from inference.backends.factory import backend_for_block
+from inference.gateway.blocks import resolve_block
+from inference.gateway.errors import OpenAIError
+from inference.gateway.validation import ChatBody, parse_chat_body
+from inference.ttlcache import AsyncTTLCache
+from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for
+from registry.models import Block
+from registry.policy import Admission, GateError, Policy, admit
+from registry.principal import Principal
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# 1. Who is calling.
+# Principals by Authorization header, so a warm key costs no thread hop (registry.auth reaches
+# the database through sync_to_async, ~0.3 ms a call here). Kept as long as registry.auth
+# keeps keys; expiry is re-checked on every hit, revocation shows within twice that.
+_principals: AsyncTTLCache[Principal] = AsyncTTLCache(ttl=KEY_CACHE_SECONDS, refresh_after=KEY_CACHE_SECONDS / 2)
+
+
+def clear_principal_cache() -> None:
+    _principals.clear()
+
+
+def _still_usable(principal: Principal) -> bool:
+    return principal.api_key is None or principal.api_key.is_usable(timezone.now())
+
+
+async def _load_principal(authorization: str | None, client_host: str | None) -> Principal:
+    try:
+        principal = await aprincipal_for(authorization, client_host)
+    except AuthError as exc:
+        raise OpenAIError(401, exc.message, code=exc.code) from None
+    if principal is None:
+        raise OpenAIError(401, "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                          code="missing_api_key")
+    return principal
+
+
+async def authenticate(authorization: str | None, client_host: str | None) -> Principal:
+    # Keyless callers are cached per host: only loopback hosts in dev open access ever get a principal.
+    cache_key = authorization or f"dev-open-access:{client_host}"
+    return await _principals.get(cache_key, lambda: _load_principal(authorization, client_host), _still_usable)
+
+
+# 2-3. What they ask for, and which block that is.
+def model_not_found(model: str) -> OpenAIError:
+    return OpenAIError(404, f"The model '{model}' does not exist or you do not have access to it.",
+                       param="model", code="model_not_found")
+
+
+async def resolve_model(principal: Principal, model: str) -> Block:
+    block = await resolve_block(principal.organization, model)
+    if block is None:
+        raise model_not_found(model)
+    if not principal.allows_model(block.block_id):
+        raise OpenAIError(403, f"This API key is not allowed to use the model '{model}'.", param="model",
+                          code="model_not_found")
+    return block
+
+
+async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: bool = False) -> ChatCall:
+    started = time.perf_counter()
+    chat = parse_chat_body(body, force_stream=force_stream)
+    # Queued streams are resumable and cancellable by their own organization only.
+    chat.request.organization_id = principal.organization.pk
+    block = await resolve_model(principal, chat.request.model)
+    # 4. The organization's policy: quotas, limits, and the rules the call below follows.
+    try:
+        admission = await admit(principal=principal, block=block, request=chat.request,
+                                estimated_prompt_tokens=chat.estimated_prompt_tokens)
+    except GateError as exc:
+        raise OpenAIError(exc.status, exc.message, code=exc.code, headers=exc.headers) from None
+    return ChatCall(principal=principal, chat=chat, block=block, admission=admission, started=started)
+
+
+def _upstream_error(exc: BackendError) -> OpenAIError:
+    return OpenAIError(exc.status, exc.message, code=exc.code)
+
+
+def _timed_out() -> BackendError:
+    return BackendError("upstream timed out", status=504, code="upstream_timeout")
+
+
+def _attempt_timeout(policy: Policy, block: Block) -> float:
+    """The stricter of the organization's policy and the block's own configured timeout."""
+    configured = (block.backend_config or {}).get("timeout_s")
+    if isinstance(configured, int | float) and not isinstance(configured, bool) and configured > 0:
+        return min(policy.timeout_s, float(configured))
+    return policy.timeout_s
+
+
+# 5-6. Running it under the policy, then accounting.
+class ChatCall:
+    def __init__(self, *, principal: Principal, chat: ChatBody, block: Block, admission: Admission,
+                 started: float | None = None):
+        self.principal = principal
+        self.chat = chat
+        self.block = block  # The block that finally served (a fallback, maybe).
+        self.admission = admission
+        self.policy: Policy = admission.policy
+        self.started = started or time.perf_counter()
+        self.ran = False
+        # Set when every attempt failed: each was already recorded in the metrics.
+        self.failures_recorded = False
+        self.usage: dict[str, int] = {}
+        self.finish_reason: str | None = None
+
+    @property
+    def stream_requested(self) -> bool:
+        return self.chat.stream
+
+    @property
+    def include_usage(self) -> bool:
+        return self.chat.include_usage
+
+    async def _candidates(self) -> AsyncIterator[Block]:
+        yield self.block
+        if not self.policy.fallbacks:
+            return
+        for block_id in self.policy.fallbacks:
+            block = await resolve_block(self.principal.organization, block_id)
+            # A fallback obeys the same ACL as the primary; one the caller may not use is skipped.
+            # Fallbacks name block ids: a block that only matched by name does not count.
+            if (block is not None and block.block_id == block_id and block.pk != self.block.pk
+                    and self.principal.allows_model(block_id)):
+                yield block
+
+    def _retryable(self, exc: BackendError) -> bool:
+        return exc.status != 400 and (exc.upstream_status or exc.status) in self.policy.retry_on
+
+    async def _with_policy(self, attempt: Callable[[StreamingBackend, ChatRequest], Awaitable[T]]) -> T:
+        """Per-attempt timeout, retries with backoff, then the fallback chain."""
+        error: BackendError | None = None
+        async for block in self._candidates():
+            timeout_s = _attempt_timeout(self.policy, block)
+            request = dataclasses.replace(self.chat.request, model=block.block_id, timeout_s=timeout_s)
+            for n in range(self.policy.retries + 1):
+                if n:
+                    await asyncio.sleep(self.policy.backoff_s * 2 ** (n - 1))
+                attempt_started = time.perf_counter()
+                try:
+                    backend = backend_for_block(block)
+                    async with asyncio.timeout(timeout_s):
+                        result = await attempt(backend, request)
+                    self.block = block
+                    self.ran = True  # Something was generated: settle usage, not release.
+                    return result
+                except TimeoutError:
+                    error = _timed_out()
+                except BackendError as exc:
+                    error = exc
+                # Every failed attempt counts against the block that failed, fallbacks or not.
+                metrics.record(block_pk=block.pk, ok=False, ttft_ms=None, tokens_in=0, tokens_out=0,
+                               latency_ms=(time.perf_counter() - attempt_started) * 1000)
+                if not self._retryable(error):
+                    break
+            if error.status < 500 and error.status != 429:
+                break  # The request itself is bad: another block would refuse it too.
+        assert error is not None
+        self.failures_recorded = True
+        raise _upstream_error(error)
+
+    async def complete(self) -> dict[str, Any]:
+        ok = False
+        usage: dict[str, int] = {}
+        try:
+            reply = await self._with_policy(lambda backend, request: backend.complete(request))
+            reply["model"] = self.block.block_id
+            reply.setdefault("id", f"chatcmpl-{id(self):x}{int(self.started * 1e6):x}")
+            reply.setdefault("object", "chat.completion")
+            reply.setdefault("created", int(time.time()))
+            usage = self._fill_usage(reply)
+            ok = True
+            return reply
+        finally:
+            await self._finish(ok=ok, usage=usage, ttft_ms=None)
+
+    def _fill_usage(self, reply: dict[str, Any]) -> dict[str, int]:
+        usage = reply.get("usage") or {}
+        if not usage.get("prompt_tokens"):
+            usage["prompt_tokens"] = self.chat.estimated_prompt_tokens
+        if "completion_tokens" not in usage:
+            text = sum(len((c.get("message") or {}).get("content") or "") for c in reply.get("choices") or [])
+            usage["completion_tokens"] = text // 4
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        reply["usage"] = usage
+        return usage
+
+    async def stream(self) -> AsyncIterator[ChatDelta]:
+        """Deltas as the backend yields them; raises OpenAIError (before or after the first one)."""
+        opened: list[AsyncIterator[ChatDelta]] = []
+
+        async def first_delta(backend: StreamingBackend, request: ChatRequest) -> ChatDelta | None:
+            deltas = backend.stream_chat(request)
+            opened.append(deltas)
+            try:
+                return await anext(deltas)
+            except StopAsyncIteration:
+                return None
+            except BaseException:
+                await deltas.aclose()
+                raise
+
+        ok = False
+        usage: dict[str, int] = {}
+        pieces = 0
+        ttft_ms: float | None = None
+        deltas: AsyncIterator[ChatDelta] | None = None
+        try:
+            first = await self._with_policy(first_delta)
+            deltas = opened[-1]
+            ttft_ms = (time.perf_counter() - self.started) * 1000
+            # After the first delta the backend enforces request.timeout_s on the rest itself: an
+            # asyncio.timeout around every chunk costs ~20 us each, most of a stream's overhead.
+            delta = first
+            while delta is not None:
+                if delta.usage:
+                    usage = delta.usage
+                if delta.content:
+                    pieces += 1
+                if delta.finish_reason:
+                    self.finish_reason = delta.finish_reason
+                yield delta
+                try:
+                    delta = await anext(deltas)
+                except StopAsyncIteration:
+                    delta = None
+            ok = True
+        except (asyncio.CancelledError, GeneratorExit):
+            ok = True  # The client went away: not the block's failure.
+            raise
+        except TimeoutError:
+            raise _upstream_error(_timed_out()) from None
+        except BackendError as exc:
+            raise _upstream_error(exc) from None
+        finally:
+            if deltas is not None:
+                await deltas.aclose()
+            if not usage:
+                usage = {"prompt_tokens": self.chat.estimated_prompt_tokens, "completion_tokens": pieces}
+            await self._finish(ok=ok, usage=usage, ttft_ms=ttft_ms)
+
+    async def _finish(self, *, ok: bool, usage: dict[str, int], ttft_ms: float | None) -> None:
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        self.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if ok or not self.failures_recorded:
+            metrics.record(block_pk=self.block.pk, ok=ok, latency_ms=(time.perf_counter() - self.started) * 1000,
+                           ttft_ms=ttft_ms, tokens_in=prompt, tokens_out=completion)
+        try:
+            if self.ran:
+                await self.admission.settle(prompt_tokens=prompt, completion_tokens=completion)
+            else:
+                await self.admission.release()
+        except Exception:  # Accounting trouble must not turn a served answer into an error.
+            log.exception("settling the admission for %s failed", self.block.block_id)

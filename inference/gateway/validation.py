@@ -1,0 +1,206 @@
+"""The body of POST /v1/chat/completions, checked field by field into a ChatRequest.
+
+Every refusal names the offending `param` the way OpenAI does, so clients show a useful
+message. Parameters we do not interpret (presence_penalty, logprobs, vendor extras such as
+SGLang's top_k) travel in `extra` to backends that forward them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from inference.backends.base import ChatRequest
+from inference.gateway.errors import invalid
+
+MAX_N = 8
+MAX_STOP = 4
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+TOOL_CHOICES = ("none", "auto", "required")
+# Fields the gateway reads itself; everything else in the body goes to `extra`.
+_READ = {"model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "n",
+         "seed", "stream", "stream_options", "tools", "tool_choice", "response_format"}
+
+
+@dataclass
+class ChatBody:
+    request: ChatRequest
+    stream: bool
+    include_usage: bool
+    estimated_prompt_tokens: int
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise invalid("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"We could not parse the JSON body of your request: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.")
+    return body
+
+
+def _number(body: dict, name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"'{name}' must be a number.", name, "invalid_type")
+    if not low <= value <= high:
+        raise invalid(f"'{name}' must be between {low:g} and {high:g}; got {value}.", name, "invalid_value")
+    return value
+
+
+def _integer(body: dict, name: str, low: int, high: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"'{name}' must be an integer.", name, "invalid_type")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise invalid(f"'{name}' must be {bound}; got {value}.", name, "invalid_value")
+    return value
+
+
+def _content_chars(content: Any, param: str, *, optional: bool) -> int:
+    if content is None:
+        if optional:
+            return 0
+        raise invalid(f"'{param}' is required.", param, "missing_required_parameter")
+    if isinstance(content, str):
+        return len(content)
+    if not isinstance(content, list):
+        raise invalid(f"'{param}' must be a string or a list of content parts.", param, "invalid_type")
+    chars = 0
+    for i, part in enumerate(content):
+        where = f"{param}[{i}]"
+        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+            raise invalid(f"'{where}' must be an object whose 'type' is one of {', '.join(PART_TYPES)}.",
+                          where, "invalid_type")
+        if part["type"] == "text":
+            if not isinstance(part.get("text"), str):
+                raise invalid(f"'{where}.text' must be a string.", f"{where}.text", "invalid_type")
+            chars += len(part["text"])
+    return chars
+
+
+def _messages(body: dict) -> tuple[list[dict[str, Any]], int]:
+    messages = body.get("messages")
+    if messages is None:
+        raise invalid("'messages' is a required property.", "messages", "missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise invalid("'messages' must be a non-empty list.", "messages", "invalid_type")
+    chars = 0
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise invalid(f"'{where}' must be an object.", where, "invalid_type")
+        role = message.get("role")
+        if role not in ROLES:
+            raise invalid(f"'{where}.role' must be one of {', '.join(ROLES)}; got {role!r}.",
+                          f"{where}.role", "invalid_value")
+        # An assistant turn that only calls tools has no content.
+        optional = role == "assistant" and bool(message.get("tool_calls") or message.get("function_call"))
+        chars += _content_chars(message.get("content"), f"{where}.content", optional=optional)
+        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise invalid(f"'{where}.tool_call_id' is required for tool messages.", f"{where}.tool_call_id",
+                          "missing_required_parameter")
+        if "name" in message and not isinstance(message["name"], str):
+            raise invalid(f"'{where}.name' must be a string.", f"{where}.name", "invalid_type")
+    # About four characters a token, plus a few tokens of chat framing per message.
+    return messages, chars // 4 + 4 * len(messages)
+
+
+def _stop(body: dict) -> list[str] | None:
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise invalid("'stop' must be a string or a list of strings.", "stop", "invalid_type")
+    if len(stop) > MAX_STOP:
+        raise invalid(f"'stop' takes at most {MAX_STOP} sequences.", "stop", "invalid_value")
+    return stop or None
+
+
+def _tools(body: dict) -> tuple[list[dict] | None, Any]:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise invalid("'tools' must be a list.", "tools", "invalid_type")
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict) \
+                    or not isinstance(function.get("name"), str):
+                raise invalid(f"'tools[{i}]' must be {{'type': 'function', 'function': {{'name': ...}}}}.",
+                              f"tools[{i}]", "invalid_value")
+    choice = body.get("tool_choice")
+    if choice is not None and choice not in TOOL_CHOICES and not isinstance(choice, dict):
+        raise invalid(f"'tool_choice' must be one of {', '.join(TOOL_CHOICES)} or an object.", "tool_choice",
+                      "invalid_value")
+    if isinstance(choice, dict) and not tools:
+        raise invalid("'tool_choice' names a tool but 'tools' is empty.", "tool_choice", "invalid_value")
+    return tools or None, choice
+
+
+def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> ChatBody:
+    model = body.get("model")
+    if model is None:
+        raise invalid("'model' is a required property.", "model", "missing_required_parameter")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid("'model' must be a non-empty string.", "model", "invalid_type")
+    messages, estimated = _messages(body)
+
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise invalid("'stream' must be a boolean.", "stream", "invalid_type")
+    stream = stream or force_stream
+    stream_options = body.get("stream_options")
+    if stream_options is not None:
+        if not isinstance(stream_options, dict):
+            raise invalid("'stream_options' must be an object.", "stream_options", "invalid_type")
+        if not stream:
+            raise invalid("'stream_options' is only allowed when 'stream' is true.", "stream_options",
+                          "invalid_value")
+        if not isinstance(stream_options.get("include_usage", False), bool):
+            raise invalid("'stream_options.include_usage' must be a boolean.", "stream_options.include_usage",
+                          "invalid_type")
+
+    max_tokens = _integer(body, "max_completion_tokens", 1)
+    if max_tokens is None:
+        max_tokens = _integer(body, "max_tokens", 1)
+    response_format = body.get("response_format")
+    if response_format is not None and (not isinstance(response_format, dict)
+                                        or response_format.get("type") not in RESPONSE_FORMATS):
+        raise invalid(f"'response_format.type' must be one of {', '.join(RESPONSE_FORMATS)}.",
+                      "response_format", "invalid_value")
+    tools, tool_choice = _tools(body)
+
+    request = ChatRequest(
+        messages=messages,
+        model=model,
+        max_tokens=max_tokens,
+        temperature=_number(body, "temperature", 0, 2),
+        top_p=_number(body, "top_p", 0, 1),
+        stop=_stop(body),
+        n=_integer(body, "n", 1, MAX_N) or 1,
+        seed=_integer(body, "seed", -(2**63)),
+        tools=tools,
+        tool_choice=tool_choice,
+        response_format=response_format,
+        stream_options=stream_options,
+        extra={k: v for k, v in body.items() if k not in _READ},
+    )
+    include_usage = bool(stream and stream_options and stream_options.get("include_usage"))
+    return ChatBody(request=request, stream=stream, include_usage=include_usage,
+                    estimated_prompt_tokens=estimated)

@@ -1,0 +1,1 @@
+"""Stubs generated from inference/protos by `make proto`; do not edit."""

@@ -1,0 +1,58 @@
+"""What the inference side records: per-block metrics buckets and the engines that serve blocks."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class BlockMetricBucket(models.Model):
+    """One block's counters for one minute. Written off the request path, summed over windows."""
+
+    block = models.ForeignKey("registry.Block", on_delete=models.CASCADE, related_name="metric_buckets")
+    minute = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0.0)
+    ttft_ms_sum = models.FloatField(default=0.0)
+    ttft_count = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+    # Counts per log-spaced latency bucket, so percentiles survive summing minutes together.
+    latency_hist = models.JSONField(default=dict)
+    ttft_hist = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["block", "minute"], name="unique_block_minute")]
+        indexes = [models.Index(fields=["block", "-minute"], name="metric_block_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.block_id} @ {self.minute:%Y-%m-%d %H:%M}"
+
+
+class Engine(models.Model):
+    """One inference engine (an SGLang server) serving one block on one node."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    DEAD = "dead"
+    STATES = [(STARTING, "Starting"), (READY, "Ready"), (DRAINING, "Draining"), (DEAD, "Dead")]
+
+    block = models.ForeignKey("registry.Block", on_delete=models.CASCADE, related_name="engines")
+    node = models.CharField(max_length=200)
+    gpu = models.CharField(max_length=50, blank=True)
+    endpoint = models.URLField(max_length=500)
+    state = models.CharField(max_length=10, choices=STATES, default=STARTING)
+    capacity = models.PositiveIntegerField(default=64)
+    load = models.FloatField(default=0.0)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    restarts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "endpoint"], name="unique_engine_endpoint")]
+        indexes = [models.Index(fields=["block", "state"], name="engine_block_state")]
+
+    def __str__(self) -> str:
+        return f"{self.block_id}@{self.node} ({self.state})"

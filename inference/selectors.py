@@ -1,0 +1,71 @@
+"""Reads for the inference app: which blocks an organization may call, and their metrics.
+
+The visibility rule is the registry's (own, public, or granted through BlockGrant); a
+foreign private block is indistinguishable from a missing one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
+
+from inference import metrics
+from inference.models import BlockMetricBucket
+from registry.models import Block, Organization
+from registry.selectors import blocks_visible_to
+
+WINDOWS: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+}
+
+
+def callable_llm_blocks(organization: Organization) -> QuerySet[Block]:
+    """Enabled LLM blocks the organization may run, owner loaded (for /v1/models' owned_by)."""
+    return (
+        blocks_visible_to(organization)
+        .filter(kind=Block.LLM, enabled=True)
+        .select_related("organization")
+        .order_by("block_id")
+    )
+
+
+def block_metrics(*, block: Block, window: str, now: datetime | None = None) -> dict[str, Any]:
+    """Counters and percentiles of one block over a window, summed from per-minute buckets."""
+    now = now or timezone.now()
+    # The current minute's bucket counts too, so a 1m window is never empty while traffic flows.
+    since = (now - WINDOWS[window]).replace(second=0, microsecond=0)
+    buckets = BlockMetricBucket.objects.filter(block=block, minute__gte=since)
+    totals = buckets.aggregate(
+        requests=Sum("requests"), errors=Sum("errors"), tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"), latency_ms_sum=Sum("latency_ms_sum"),
+    )
+    latency: dict[str, int] = {}
+    ttft: dict[str, int] = {}
+    for lat, tt in buckets.values_list("latency_hist", "ttft_hist"):
+        metrics.merge_histograms(latency, lat)
+        metrics.merge_histograms(ttft, tt)
+    requests = totals["requests"] or 0
+    errors = totals["errors"] or 0
+    return {
+        "block": block.block_id,
+        "window": window,
+        "since": since.isoformat(),
+        "requests": requests,
+        "errors": errors,
+        "errorRate": round(errors / requests, 4) if requests else 0.0,
+        "latencyMs": {
+            "avg": round((totals["latency_ms_sum"] or 0.0) / requests, 3) if requests else None,
+            "p50": metrics.percentile(latency, 50),
+            "p95": metrics.percentile(latency, 95),
+            "p99": metrics.percentile(latency, 99),
+        },
+        "ttftMs": {"p50": metrics.percentile(ttft, 50), "p95": metrics.percentile(ttft, 95)},
+        "tokensIn": totals["tokens_in"] or 0,
+        "tokensOut": totals["tokens_out"] or 0,
+    }

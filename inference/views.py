@@ -1,0 +1,30 @@
+"""REST views of the inference app: per-block metrics over time windows."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from inference import selectors
+from registry.envelope import fail, ok
+
+
+@extend_schema(
+    operation_id="blocks_metrics",
+    summary="A block's requests, errors, latency and tokens over a time window",
+    parameters=[OpenApiParameter("window", str, enum=list(selectors.WINDOWS))],
+    responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+)
+@api_view(["GET"])
+def block_metrics(request: Request, block_id: str) -> Response:
+    window = request.query_params.get("window", "1h")
+    if window not in selectors.WINDOWS:
+        return fail(f"window must be one of {', '.join(selectors.WINDOWS)}; got {window!r}")
+    # Visibility is the gateway's rule: another organization's private block is simply not there.
+    block = selectors.blocks_visible_to(request.user.organization).filter(block_id=block_id).first()
+    if block is None:
+        return fail(f"Block {block_id!r} not found", status=404)
+    return ok(selectors.block_metrics(block=block, window=window))

@@ -1,0 +1,116 @@
+"""HTTP consumers for queued requests: resume a token stream, cancel a request.
+
+GET  /v1/requests/<id>/stream   SSE (OpenAI chunk format, with `id:` lines) after Last-Event-ID
+POST /v1/requests/<id>/cancel   stops the task; the worker closes its engine request
+Only the organization that made the request may touch it; others get 404 (ids are not leaked).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from channels.generic.http import AsyncHttpConsumer
+
+from inference.backends.base import BackendError
+from inference.workers import streams
+from registry.auth import AuthError, aprincipal_for
+
+JSON = [(b"Content-Type", b"application/json")]
+
+
+def error_body(message: str, *, type_: str, code: str, param: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+class RequestConsumer(AsyncHttpConsumer):
+    method = "GET"
+
+    async def handle(self, body: bytes) -> None:
+        if self.scope["method"] != self.method:
+            await self.send_response(405, error_body(f"use {self.method}", type_="invalid_request_error",
+                                                     code="method_not_allowed"),
+                                     headers=[*JSON, (b"Allow", self.method.encode())])
+            return
+        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in self.scope["headers"]}
+        client = self.scope.get("client") or (None, None)
+        try:
+            principal = await aprincipal_for(headers.get("authorization"), client[0])
+        except AuthError as exc:
+            await self.send_response(401, error_body(exc.message, type_="invalid_request_error", code=exc.code),
+                                     headers=JSON)
+            return
+        if principal is None:
+            await self.send_response(401, error_body("You didn't provide an API key.",
+                                                     type_="invalid_request_error", code="missing_api_key"),
+                                     headers=JSON)
+            return
+        request_id = self.scope["url_route"]["kwargs"]["request_id"]
+        record = await streams.request_load(request_id)
+        if record is None or record.get("organization_id") != principal.organization.pk:
+            await self.send_response(404, error_body(f"no request {request_id!r}", type_="invalid_request_error",
+                                                     code="request_not_found", param="request_id"),
+                                     headers=JSON)
+            return
+        await self.serve(request_id, record, headers)
+
+    async def serve(self, request_id: str, record: dict[str, Any], headers: dict[str, str]) -> None:
+        raise NotImplementedError
+
+
+class CancelConsumer(RequestConsumer):
+    method = "POST"
+
+    async def serve(self, request_id: str, record: dict[str, Any], headers: dict[str, str]) -> None:
+        await streams.request_cancel(request_id)
+        await self.send_response(200, orjson.dumps({"id": request_id, "object": "request.cancel",
+                                                    "cancelled": True}), headers=JSON)
+
+
+class ResumeConsumer(RequestConsumer):
+    method = "GET"
+
+    async def serve(self, request_id: str, record: dict[str, Any], headers: dict[str, str]) -> None:
+        last = headers.get("last-event-id") or "0-0"
+        owner, entry = streams.parse_event_id(last)
+        if (owner and owner != request_id) or not _is_entry_id(entry):
+            await self.send_response(400, error_body("Last-Event-ID is not an event of this request",
+                                                     type_="invalid_request_error", code="invalid_last_event_id",
+                                                     param="Last-Event-ID"), headers=JSON)
+            return
+        await streams.request_reattach(request_id)
+        await self.send_headers(status=200, headers=[(b"Content-Type", b"text/event-stream"),
+                                                       (b"Cache-Control", b"no-cache")])
+        created = int(time.time())
+        model = record.get("block_id")
+        finished = False
+        try:
+            async for delta in streams.stream_read(request_id, after=entry, timeout_s=120.0):
+                chunk: dict[str, Any] = {
+                    "id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": created,
+                    "model": model, "choices": [{"index": delta.index, "delta": {"content": delta.content}
+                                                 if delta.content else {}, "finish_reason": delta.finish_reason}]}
+                if delta.usage:
+                    chunk["usage"] = delta.usage
+                frame = b"id: " + delta.event_id.encode() + b"\ndata: " + orjson.dumps(chunk) + b"\n\n"
+                await self.send_body(frame, more_body=True)
+            finished = True
+        except BackendError as exc:
+            await self.send_body(b"data: " + error_body(exc.message, type_="api_error", code=exc.code) + b"\n\n",
+                                 more_body=True)
+        finally:
+            if not finished:
+                await streams.request_cancel(request_id, after_s=_grace())
+        await self.send_body(b"data: [DONE]\n\n")
+
+
+def _is_entry_id(value: str) -> bool:
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and seq.isdigit()
+
+
+def _grace() -> float:
+    from django.conf import settings
+
+    return settings.QUEUED_RESUME_GRACE_S

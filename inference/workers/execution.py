@@ -1,0 +1,148 @@
+"""Queued path (worker side): run one stored request against its engine, into its token stream.
+
+Runs on the worker's shared event loop (inference/workers/loop.py). A re-delivered task (its
+first worker died) finds the tokens already published and continues after them, passing the
+published text as an assistant prefill, so the reader sees neither a gap nor a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from inference.backends.base import BackendError, ChatRequest, StreamingBackend
+from inference.backends.factory import backend_for
+from inference.backends.openai_compat import OpenAIBackend
+from inference.backends.sglang import SGLangBackend
+from inference.ttlcache import AsyncTTLCache
+from inference.workers import streams
+from inference.workers.supervisor import local_endpoint
+
+log = logging.getLogger(__name__)
+
+
+# Blocks re-read at most this often: 64 tasks arriving together need one query, not 64
+# queued behind the async ORM's single thread. Config edits reach workers within this delay.
+_blocks: AsyncTTLCache[Any] = AsyncTTLCache(ttl=2.0)
+
+
+async def _block(block_id: str):
+    from registry.models import Block
+
+    return await _blocks.get(block_id, lambda: Block.objects.aget(block_id=block_id))
+
+
+async def inner_backend(block_id: str) -> StreamingBackend:
+    """The backend that really does the work: this node's engine, or the block's own backend."""
+    block = await _block(block_id)
+    if block.backend_type == "sglang":
+        endpoint = local_endpoint(block_id)
+        if endpoint:
+            return OpenAIBackend(base_url=f"{endpoint}/v1", model=block_id,
+                                 timeout_s=(block.backend_config or {}).get("timeout_s"))
+        # No engine of ours serves it (a worker on a queue of its own): any ready engine will do.
+        return SGLangBackend(block_id=block_id, timeout_s=(block.backend_config or {}).get("timeout_s"))
+    config = {k: v for k, v in (block.backend_config or {}).items() if k != "dispatch"}
+    return backend_for(block_id=f"{block_id}#worker", backend_type=block.backend_type, config=config,
+                       version=block.updated_at.isoformat())
+
+
+def continued(request: ChatRequest, published: str) -> ChatRequest:
+    """The same request, continuing after text an earlier attempt already published."""
+    messages = list(request.messages)
+    if messages and messages[-1].get("role") == "assistant":
+        prefix = messages[-1].get("content") or ""
+        messages[-1] = {**messages[-1], "content": prefix + published}
+    else:
+        messages.append({"role": "assistant", "content": published})
+    request.messages = messages
+    if request.max_tokens:
+        # Approximate: whitespace words stand in for tokens here; the engine caps it anyway.
+        request.max_tokens = max(1, request.max_tokens - len(published.split()))
+    return request
+
+
+async def execute_request(request_id: str) -> str:
+    token = uuid.uuid4().hex
+    record, leased, published, finished = await streams.request_begin(request_id, token)
+    if record is None:
+        if leased:
+            await streams.lease_release(request_id, token)
+        return "expired"
+    # A re-delivered copy of a task that is still running elsewhere must not run twice: wait
+    # until the other executor finishes (stream done) or dies (its lease expires).
+    while not leased:
+        if finished:
+            return "already-finished"
+        await asyncio.sleep(0.25)
+        record, leased, published, finished = await streams.request_begin(request_id, token)
+    try:
+        if finished:
+            return "already-finished"
+        return await _execute(request_id, record, published)
+    finally:
+        await streams.lease_release(request_id, token)
+
+
+async def _execute(request_id: str, record: dict[str, Any], published: dict[int, str]) -> str:
+    writer = streams.StreamWriter(request_id)
+    try:
+        request = ChatRequest(**record["request"])
+        if published.get(0) and request.n == 1:
+            request = continued(request, published[0])
+        backend = await inner_backend(record["block_id"])
+    except Exception as exc:
+        log.exception("queued request %s could not start", request_id)
+        streams.flush_hub().register(writer)
+        await writer.finish(error={"message": f"worker could not start the request: {exc}",
+                                  "status": 502, "code": "worker_error"})
+        return "error"
+    return await _pump(request_id, backend, request, writer)
+
+
+async def _pump(request_id: str, backend: StreamingBackend, request: ChatRequest,
+                writer: streams.StreamWriter) -> str:
+    finishes: dict[str, str] = {}
+    usage: dict[str, Any] | None = None
+
+    async def consume() -> None:
+        nonlocal usage
+        stream = backend.stream_chat(request)
+        try:
+            async for delta in stream:
+                writer.add(delta)
+                if delta.finish_reason:
+                    finishes[str(delta.index)] = delta.finish_reason
+                if delta.usage:
+                    usage = delta.usage
+        finally:
+            # Closing the stream closes the engine connection: the engine aborts the request.
+            await stream.aclose()
+
+    consumer = asyncio.ensure_future(consume())
+    cancelled = asyncio.ensure_future(writer.cancelled.wait())
+    streams.flush_hub().register(writer)
+    try:
+        await asyncio.wait({consumer, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        if not consumer.done():
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+            await writer.finish(done=True, f={"0": "cancelled"}, u=usage)
+            return "cancelled"
+        consumer.result()
+    except BackendError as exc:
+        await writer.finish(error={"message": exc.message, "status": exc.status, "code": exc.code})
+        return "error"
+    except asyncio.CancelledError:
+        consumer.cancel()
+        raise
+    except Exception as exc:
+        log.exception("queued request %s failed", request_id)
+        await writer.finish(error={"message": f"worker error: {exc}", "status": 502, "code": "worker_error"})
+        return "error"
+    finally:
+        cancelled.cancel()
+    await writer.finish(done=True, f=finishes or {"0": "stop"}, u=usage)
+    return "done"

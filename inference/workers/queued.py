@@ -1,0 +1,95 @@
+"""Queued path (gateway side): enqueue a Celery task on the model's queue, relay its token stream.
+
+The gateway keeps no state of its own: the request record, the tokens and the cancel flag
+live in Redis, so any gateway process can resume or cancel any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
+from inference.workers import streams
+from inference.workers.queues import CPU_QUEUE, gpu_queue
+from inference.workers.selectors import apick_engine
+
+_publisher = ThreadPoolExecutor(max_workers=10, thread_name_prefix="celery-publish")
+
+
+class QueuedBackend(StreamingBackend):
+    def __init__(self, *, block_id: str, backend_type: str, queue: str | None = None,
+                 timeout_s: float | None = None):
+        self.block_id = block_id
+        self.backend_type = backend_type
+        self.queue = queue
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def for_block(cls, block_id: str, backend_type: str, config: dict[str, Any]) -> QueuedBackend:
+        return cls(block_id=block_id, backend_type=backend_type, queue=config.get("queue"),
+                   timeout_s=config.get("timeout_s"))
+
+    async def queue_for(self) -> str:
+        if self.queue:
+            return self.queue
+        if self.backend_type == "sglang":
+            engine = await apick_engine(self.block_id)
+            if engine is None:
+                raise BackendError(f"no ready engine is serving {self.block_id!r}", status=503,
+                                   code="engine_unavailable")
+            return gpu_queue(engine.node)
+        return CPU_QUEUE
+
+    async def submit(self, request: ChatRequest) -> str:
+        """Store the request, enqueue its task; returns the request id."""
+        from inference.workers.tasks import run_request
+
+        request_id = uuid.uuid4().hex
+        queue = await self.queue_for()
+        try:
+            await streams.request_store(request_id, {
+                "block_id": self.block_id, "organization_id": request.organization_id,
+                "request": dataclasses.asdict(request), "queue": queue,
+            })
+            # Publishing is a blocking Redis write: off the event loop, on enough threads that a
+            # burst of requests publishes in parallel (one broker connection each, from kombu's pool).
+            await asyncio.get_running_loop().run_in_executor(
+                _publisher, functools.partial(run_request.apply_async, args=[request_id], queue=queue))
+        except (RedisError, OperationalError) as exc:
+            raise BackendError(f"the inference queue is unavailable: {exc}", status=503,
+                               code="queue_unavailable") from exc
+        return request_id
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        request_id = await self.submit(request)
+        finished = False
+        try:
+            async for delta in streams.stream_read(request_id, timeout_s=self._timeout(request)):
+                yield delta
+            finished = True
+        finally:
+            if not finished:
+                # The client went away: stop the engine work unless it reconnects in time.
+                await asyncio.shield(streams.request_cancel(request_id, after_s=settings.QUEUED_RESUME_GRACE_S))
+
+    def _timeout(self, request: ChatRequest) -> float:
+        return request.timeout_s or self.timeout_s or settings.UPSTREAM_TIMEOUT_S
+
+    def run_inference(self, input_data: dict) -> str:
+        raise BackendError("queued blocks are served through the gateway (/v1/chat/completions)", status=400)
+
+    def check_execute(self, query: dict) -> tuple[bool, Any]:
+        return True, {"dispatch": "queued", "queue": self.queue}
+
+    def get_current_estimates(self) -> tuple[bool, Any]:
+        return True, {"dispatch": "queued", "queue": self.queue}

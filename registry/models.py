@@ -1,0 +1,162 @@
+"""Organizations, their keys, and the blocks (LLMs and optimizers) they own or share."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+API_KEY_PREFIX = "sb-"
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    OWNER = "owner"
+    MEMBER = "member"
+    ROLES = [(OWNER, "Owner"), (MEMBER, "Member")]
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=ROLES, default=MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="unique_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+def hash_api_key(raw: str) -> str:
+    # Keys carry 256 bits of randomness, so a fast hash is safe and keeps lookups O(1).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # The first characters of the key, kept so a person can tell keys apart; never enough to use.
+    prefix = models.CharField(max_length=16, db_index=True)
+    hashed_key = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # Empty list: every model the organization may use.
+    allowed_models = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def generate(cls) -> str:
+        return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+    def set_key(self, raw: str) -> None:
+        self.prefix = raw[:10]
+        self.hashed_key = hash_api_key(raw)
+
+    def is_usable(self, now: Any = None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > now
+
+    def allows_model(self, block_id: str) -> bool:
+        return not self.allowed_models or block_id in self.allowed_models
+
+
+class Block(models.Model):
+    LLM = "llm"
+    OPTIMIZER = "optimizer"
+    KINDS = [(LLM, "LLM"), (OPTIMIZER, "Optimizer")]
+
+    PRIVATE = "private"
+    PUBLIC = "public"
+    VISIBILITIES = [(PRIVATE, "Private"), (PUBLIC, "Public")]
+
+    kind = models.CharField(max_length=10, choices=KINDS, default=LLM)
+    block_id = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    input_protocols = models.JSONField(default=list, blank=True)
+    output_protocols = models.JSONField(default=list, blank=True)
+    # blockMetadata's free keys (everything but description and tags).
+    metadata = models.JSONField(default=dict, blank=True)
+    backend_type = models.CharField(max_length=40, blank=True)
+    backend_config = models.JSONField(default=dict, blank=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="blocks")
+    visibility = models.CharField(max_length=10, choices=VISIBILITIES, default=PRIVATE)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["kind", "enabled"], name="block_kind_enabled"),
+            models.Index(fields=["name"], name="block_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.block_id
+
+    SECRET_CONFIG_KEYS = ("api_key", "key", "token", "password", "secret")
+
+    def public_backend_config(self) -> dict[str, Any]:
+        return {
+            k: ("***" if any(s in k.lower() for s in self.SECRET_CONFIG_KEYS) and v else v)
+            for k, v in (self.backend_config or {}).items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's camelCase shape."""
+        return {
+            "id": self.block_id,
+            "kind": self.kind,
+            "name": self.name or self.block_id,
+            "blockMetadata": {**(self.metadata or {}), "description": self.description, "tags": list(self.tags)},
+            "inputProtocols": list(self.input_protocols),
+            "outputProtocols": list(self.output_protocols),
+            "backend": {"type": self.backend_type, "config": self.public_backend_config()},
+            "organization": self.organization.slug if self.organization_id else None,
+            "visibility": self.visibility,
+            "enabled": self.enabled,
+            "createdAt": self.created_at.isoformat() if self.created_at else None,
+            "updatedAt": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+    def searchable(self) -> dict[str, Any]:
+        return {
+            "id": self.block_id,
+            "description": self.description,
+            "tags": list(self.tags),
+            "inputProtocols": list(self.input_protocols),
+            "outputProtocols": list(self.output_protocols),
+        }
+
+
+class BlockGrant(models.Model):
+    """Shares one private block with one other organization."""
+
+    block = models.ForeignKey(Block, on_delete=models.CASCADE, related_name="grants")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="granted_blocks")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["block", "organization"], name="unique_block_grant")]
+
+    def __str__(self) -> str:
+        return f"{self.block_id} -> {self.organization_id}"

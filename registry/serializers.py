@@ -1,0 +1,117 @@
+"""The block's wire shape (the seed's camelCase) in, model fields out.
+
+Replies are always `Block.to_dict()`; this module only validates input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from registry.models import Block
+
+BLOCK_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$"
+# Path segments under /api/blocks/ that are endpoints, not blocks.
+RESERVED_IDS = {"query", "similarity"}
+MAX_LIST_ITEMS = 100
+# Keys that Block.to_dict() emits but a client cannot set; accepted and ignored so a
+# block fetched from one registry can be posted to another as it is.
+READ_ONLY_KEYS = {"organization", "createdAt", "updatedAt"}
+
+
+def _string_list(value: Any, allow_string: bool = True) -> list[str]:
+    """Raises ValueError with a message to prefix with the field name."""
+    if isinstance(value, str) and allow_string:
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError("must be a list of strings")
+    if len(value) > MAX_LIST_ITEMS:
+        raise ValueError(f"at most {MAX_LIST_ITEMS} items")
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item) > 200:
+            raise ValueError("every item must be a non-empty string of at most 200 characters")
+        if item.strip() not in out:
+            out.append(item.strip())
+    return out
+
+
+class BackendSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=40, allow_blank=True)
+    config = serializers.DictField(required=False, default=dict)
+
+
+class BlockWriteSerializer(serializers.Serializer):
+    """Create (all of it), PUT (all but id) and PATCH (partial=True)."""
+
+    id = serializers.CharField(
+        max_length=200,
+        validators=[RegexValidator(BLOCK_ID_RE, "letters, digits and . _ : @ + - only, starting with a letter or digit")],
+    )
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=[k for k, _ in Block.KINDS], required=False)
+    blockMetadata = serializers.DictField(required=False)
+    inputProtocols = serializers.JSONField(required=False)
+    inputProtocol = serializers.JSONField(required=False, help_text="Singular spelling of inputProtocols.")
+    outputProtocols = serializers.JSONField(required=False)
+    outputProtocol = serializers.JSONField(required=False, help_text="Singular spelling of outputProtocols.")
+    backend = BackendSerializer(required=False)
+    visibility = serializers.ChoiceField(choices=[v for v, _ in Block.VISIBILITIES], required=False)
+    enabled = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": "expected a JSON object (a block)"})
+        unknown = sorted(set(data) - set(self.fields) - READ_ONLY_KEYS)
+        if unknown:
+            raise serializers.ValidationError({key: "unknown field" for key in unknown})
+        for plural in ("inputProtocols", "outputProtocols"):
+            if plural in data and plural[:-1] in data:
+                raise serializers.ValidationError({plural[:-1]: f"give {plural} or {plural[:-1]}, not both"})
+        return super().to_internal_value(data)
+
+    def validate_id(self, value: str) -> str:
+        if value in RESERVED_IDS:
+            raise serializers.ValidationError(f"'{value}' is reserved")
+        return value
+
+    def validate_blockMetadata(self, value: dict) -> dict:
+        if "description" in value and not isinstance(value["description"], str):
+            raise serializers.ValidationError("description must be a string")
+        if len(value.get("description") or "") > 10_000:
+            raise serializers.ValidationError("description: at most 10000 characters")
+        if "tags" in value:
+            try:
+                value = {**value, "tags": _string_list(value["tags"], allow_string=False)}
+            except ValueError as exc:
+                raise serializers.ValidationError(f"tags: {exc}") from exc
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        out: dict[str, Any] = {}
+        if "id" in attrs:
+            out["block_id"] = attrs["id"]
+        for key in ("name", "kind", "visibility", "enabled"):
+            if key in attrs:
+                out[key] = attrs[key]
+        if "blockMetadata" in attrs:
+            meta = dict(attrs["blockMetadata"])
+            if "description" in meta:
+                out["description"] = meta.pop("description") or ""
+            if "tags" in meta:
+                out["tags"] = meta.pop("tags")
+            # A PATCH merges these extra keys into the stored ones; create and PUT replace.
+            out["metadata"] = meta
+        for field, column in (("inputProtocol", "input_protocols"), ("outputProtocol", "output_protocols")):
+            for spelling in (field + "s", field):
+                if spelling in attrs:
+                    try:
+                        out[column] = _string_list(attrs[spelling])
+                    except ValueError as exc:
+                        raise serializers.ValidationError({spelling: str(exc)}) from exc
+        if "backend" in attrs:
+            out["backend_type"] = attrs["backend"]["type"]
+            out["backend_config"] = attrs["backend"].get("config") or {}
+        return out

@@ -1,0 +1,204 @@
+"""Estimates and feasibility (the seed's `estimate` / `check_execute`), from real data.
+
+- Prompt tokens: the block's own tokenizer when its backend offers `count_tokens(messages)`
+  (the built-in llama.cpp model does); otherwise an approximation, said so in the answer:
+  ceil(characters / 4) per message plus 4 tokens of chat-template overhead per message and
+  2 for the reply's priming (close to BPE tokenizers on English text).
+- Latency: percentiles over the last LATENCY_WINDOW_MIN minutes of BlockMetricBucket.
+- Queue depth: the length of the block's Celery queue in Redis (backend_config["queue"]),
+  0 when the block is served in-process or there is no Redis; plus its engines' load.
+- Remaining quota: the caller's key and organization counters, read from the quota store.
+- Constraints: the same checker `admit` runs, on the same effective policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from registry.tenancy.admission import DEFAULT_COMPLETION_RESERVE
+from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols
+from registry.tenancy.quota import quota_store
+from registry.tenancy.rules import load_org_rules
+
+log = logging.getLogger(__name__)
+
+LATENCY_WINDOW_MIN = 15
+APPROXIMATION = "approx: ceil(chars/4) + 4 per message + 2"
+
+
+def messages_from_query(search_query: Any) -> list[dict[str, Any]]:
+    """A string is one user message; a list is messages; a dict is the seed's input_data."""
+    from inference.backends.messages import messages_from_input
+
+    if isinstance(search_query, str):
+        if not search_query:
+            raise ValueError("search_query is empty")
+        return [{"role": "user", "content": search_query}]
+    if isinstance(search_query, list):
+        if not search_query or not all(isinstance(m, dict) for m in search_query):
+            raise ValueError("search_query as a list must hold message objects")
+        return search_query
+    if isinstance(search_query, dict):
+        return messages_from_input(search_query)
+    raise ValueError("search_query must be a string, a list of messages or an object")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def approximate_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(math.ceil(len(_text_of(m.get("content"))) / 4) + 4 for m in messages) + 2
+
+
+def count_prompt_tokens(block, messages: list[dict[str, Any]]) -> tuple[int, str]:
+    """(tokens, how they were counted)."""
+    try:
+        from inference.backends.factory import backend_for_block
+
+        backend = backend_for_block(block)
+        counter = getattr(backend, "count_tokens", None)
+        if counter is not None:
+            return int(counter(messages)), f"{block.backend_type} tokenizer"
+    except Exception:  # a backend that cannot load must not break an estimate
+        log.debug("no tokenizer for %s; approximating", block.block_id, exc_info=True)
+    return approximate_tokens(messages), APPROXIMATION
+
+
+def _percentile_from_hist(hist: dict[float, int], q: float) -> float | None:
+    total = sum(hist.values())
+    if not total:
+        return None
+    target = q * total
+    running = 0
+    for bound in sorted(hist):
+        running += hist[bound]
+        if running >= target:
+            return bound
+    return max(hist)
+
+
+def latency_summary(block) -> dict[str, Any]:
+    """Recent latency. Histogram keys are read as bucket upper bounds in ms (numeric strings)."""
+    from inference.models import BlockMetricBucket
+
+    since = timezone.now() - timedelta(minutes=LATENCY_WINDOW_MIN)
+    buckets = BlockMetricBucket.objects.filter(block=block, minute__gte=since)
+    totals = buckets.aggregate(requests=Sum("requests"), errors=Sum("errors"), latency=Sum("latency_ms_sum"))
+    latency_hist: dict[float, int] = {}
+    ttft_hist: dict[float, int] = {}
+    for latency, ttft in buckets.values_list("latency_hist", "ttft_hist"):
+        for source, target in ((latency, latency_hist), (ttft, ttft_hist)):
+            for key, count in (source or {}).items():
+                try:
+                    bound = float(key)
+                except (TypeError, ValueError):
+                    continue
+                target[bound] = target.get(bound, 0) + int(count)
+    requests = totals["requests"] or 0
+    return {
+        "windowMinutes": LATENCY_WINDOW_MIN,
+        "requests": requests,
+        "errors": totals["errors"] or 0,
+        "meanMs": round(totals["latency"] / requests, 2) if requests and totals["latency"] is not None else None,
+        "p50Ms": _percentile_from_hist(latency_hist, 0.5),
+        "p95Ms": _percentile_from_hist(latency_hist, 0.95),
+        "p99Ms": _percentile_from_hist(latency_hist, 0.99),
+        "ttftP50Ms": _percentile_from_hist(ttft_hist, 0.5),
+    }
+
+
+def queue_summary(block) -> dict[str, Any]:
+    from inference.models import Engine
+
+    depth = 0
+    queue = (block.backend_config or {}).get("queue")
+    if queue and settings.REDIS_URL:
+        try:
+            import redis
+
+            depth = int(redis.Redis.from_url(settings.REDIS_URL).llen(str(queue)))
+        except Exception:
+            log.warning("could not read the length of queue %s", queue, exc_info=True)
+    engines = Engine.objects.filter(block=block, state=Engine.READY).aggregate(load=Sum("load"),
+                                                                                capacity=Sum("capacity"))
+    return {"queueDepth": depth, "engineLoad": engines["load"] or 0.0, "engineCapacity": engines["capacity"] or 0}
+
+
+def remaining_quota(principal) -> dict[str, Any]:
+    rules = load_org_rules(principal.organization.pk)
+    api_key = getattr(principal, "api_key", None)
+    store = quota_store()
+    out: dict[str, Any] = {}
+    for scope, limits in (("organization", rules.quotas.get(None)),
+                          ("apiKey", rules.quotas.get(api_key.pk) if api_key is not None else None)):
+        if limits is not None:
+            out[scope] = store.remaining(limits)
+    return out
+
+
+def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    query_params = dict(query_params or {})
+    messages = messages_from_query(search_query)
+    prompt_tokens, method = count_prompt_tokens(block, messages)
+    rules = load_org_rules(principal.organization.pk)
+    policy = effective_policy(org_rule=rules.org_rule, block_rule=rules.block_rules.get(block.pk, {}),
+                              request_values={})
+    max_tokens = query_params.get("max_tokens", query_params.get("max_completion_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError("query_params.max_tokens must be a positive integer")
+    request = SimpleNamespace(messages=messages, max_tokens=max_tokens, extra={})
+    problems = check_constraints(policy=policy, request=request, prompt_tokens=prompt_tokens,
+                                 protocols=request_protocols(request, None))
+    if not principal.allows_model(block.block_id):
+        problems.append(SimpleNamespace(rule="allowed_models",
+                                        message=f"This API key is not allowed to use the model '{block.block_id}'."))
+    needed = prompt_tokens + (max_tokens or policy.max_output_tokens or DEFAULT_COMPLETION_RESERVE)
+    quota = remaining_quota(principal)
+    quota_problems = [
+        f"{scope} {rule}: {state['remaining']} left, this request needs "
+        f"{1 if rule == 'requests_per_minute' else needed}"
+        for scope, rules_left in quota.items() for rule, state in rules_left.items()
+        if state["remaining"] < (1 if rule == "requests_per_minute" else needed)
+    ]
+    return {
+        "blockId": block.block_id,
+        "promptTokens": prompt_tokens,
+        "tokenCounting": method,
+        "maxOutputTokens": max_tokens or policy.max_output_tokens,
+        "reservedTokens": needed,
+        "latency": latency_summary(block),
+        **queue_summary(block),
+        "remainingQuota": quota,
+        "constraints": {
+            "pass": not problems,
+            "violations": [{"rule": p.rule, "message": p.message} for p in problems],
+        },
+        "quotaPass": not quota_problems,
+        "quotaProblems": quota_problems,
+        "policy": {
+            "timeout_s": policy.timeout_s, "retries": policy.retries, "fallbacks": [b for b in policy.fallbacks if b in rules.usable_fallbacks],
+            "max_input_tokens": policy.max_input_tokens, "max_output_tokens": policy.max_output_tokens,
+            "allowed_protocols": list(policy.allowed_protocols),
+        },
+    }
+
+
+def check_execute(*, principal, block, search_query: Any, query_params: dict[str, Any] | None) -> dict[str, Any]:
+    data = estimate(principal=principal, block=block, search_query=search_query, query_params=query_params)
+    reasons = [v["message"] for v in data["constraints"]["violations"]] + data["quotaProblems"]
+    if not block.enabled:
+        reasons.insert(0, f"block {block.block_id} is disabled")
+    return {"executable": not reasons, "reasons": reasons, **data}

@@ -1,0 +1,95 @@
+"""Writes for tenancy. Keyword-only, typed, named <entity>_<action>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from registry import auth
+from registry.models import ApiKey, Block, BlockGrant, Organization
+from registry.tenancy.models import OrgModel, PolicyRule, Quota
+
+
+class Conflict(Exception):
+    """The write would duplicate something that must be unique."""
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    # This process stops accepting the key at once; others within auth.KEY_CACHE_SECONDS.
+    auth.forget_key(api_key.hashed_key)
+    try:
+        from inference.gateway.pipeline import clear_principal_cache
+    except ImportError:  # the gateway keeps its own principal cache once it is merged
+        pass
+    else:
+        clear_principal_cache()
+    return api_key
+
+
+def block_grant_create(*, block: Block, organization: Organization) -> BlockGrant:
+    try:
+        with transaction.atomic():
+            return BlockGrant.objects.create(block=block, organization=organization)
+    except IntegrityError as exc:
+        raise Conflict(f"block {block.block_id} is already shared with {organization.slug}") from exc
+
+
+def block_grant_delete(*, grant: BlockGrant) -> None:
+    grant.delete()
+
+
+def org_model_register(*, organization: Organization, name: str, block: Block) -> OrgModel:
+    try:
+        with transaction.atomic():
+            return OrgModel.objects.create(organization=organization, name=name, block=block)
+    except IntegrityError as exc:
+        raise Conflict(f"a model named {name!r} is already registered") from exc
+
+
+def org_model_unregister(*, org_model: OrgModel) -> None:
+    org_model.delete()
+
+
+def policy_rule_create(*, organization: Organization, block: Block | None, values: dict[str, Any]) -> PolicyRule:
+    try:
+        with transaction.atomic():
+            return PolicyRule.objects.create(organization=organization, block=block, **values)
+    except IntegrityError as exc:
+        target = f"block {block.block_id}" if block else "the organization"
+        raise Conflict(f"a policy for {target} already exists; update it instead") from exc
+
+
+def policy_rule_update(*, rule: PolicyRule, values: dict[str, Any]) -> PolicyRule:
+    for name, value in values.items():
+        setattr(rule, name, value)
+    rule.save()
+    return rule
+
+
+def policy_rule_delete(*, rule: PolicyRule) -> None:
+    rule.delete()
+
+
+def quota_create(*, organization: Organization, api_key: ApiKey | None, values: dict[str, Any]) -> Quota:
+    try:
+        with transaction.atomic():
+            return Quota.objects.create(organization=organization, api_key=api_key, **values)
+    except IntegrityError as exc:
+        target = f"key {api_key.pk}" if api_key else "the organization"
+        raise Conflict(f"a quota for {target} already exists; update it instead") from exc
+
+
+def quota_update(*, quota: Quota, values: dict[str, Any]) -> Quota:
+    for name, value in values.items():
+        setattr(quota, name, value)
+    quota.save()
+    return quota
+
+
+def quota_delete(*, quota: Quota) -> None:
+    quota.delete()

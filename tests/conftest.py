@@ -1,0 +1,85 @@
+"""Fixtures shared by every test: one organization with an owner and a member, and an outsider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from inference.backends.openai_compat import close_sessions
+from registry.auth import clear_key_cache
+from registry.models import Membership, Organization
+from registry.services import api_key_create
+
+
+@dataclass
+class Party:
+    """A user, their organization and a working API key."""
+
+    user: object
+    organization: Organization
+    key: str
+
+    def client(self) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.key}")
+        return client
+
+
+def _party(username: str, org: Organization, role: str) -> Party:
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    Membership.objects.create(user=user, organization=org, role=role)
+    _, raw = api_key_create(organization=org, name=f"{username}-key", created_by=user)
+    return Party(user=user, organization=org, key=raw)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The party fixtures create users; full-strength PBKDF2 costs ~1.5 s per test on two cores.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+async def _close_upstream_sessions():
+    # Each test has its own event loop; pooled upstream sessions must close with it.
+    yield
+    await close_sessions()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache():
+    clear_key_cache()
+    yield
+    clear_key_cache()
+
+
+@pytest.fixture
+def org(db) -> Organization:
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_org(db) -> Organization:
+    return Organization.objects.create(name="Globex", slug="globex")
+
+
+@pytest.fixture
+def owner(org) -> Party:
+    return _party("alice", org, Membership.OWNER)
+
+
+@pytest.fixture
+def member(org) -> Party:
+    return _party("bob", org, Membership.MEMBER)
+
+
+@pytest.fixture
+def outsider(other_org) -> Party:
+    return _party("mallory", other_org, Membership.OWNER)
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()

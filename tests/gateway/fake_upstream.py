@@ -1,0 +1,241 @@
+"""A fast fake OpenAI-compatible upstream on raw asyncio, for the gateway's tests and benchmark.
+
+One server plays many upstreams: the first path segment picks the behaviour, so each test
+block gets its own base URL, e.g. http://127.0.0.1:PORT/delay50/v1. Segments combine with
+"-":  ok | status<N> (answer every chat request with N) | flaky<K> (500 for the first K
+requests, then ok) | hang (never answer) | cut<K> (drop the connection after K stream
+events) | delay<MS> (wait before each stream event) | chunks<N> (content chunks, default 16) | nousage (never stream usage) | wait<MS> (wait before a non-streamed answer).
+It echoes the requested model, so a gateway can pass chunks through untouched.
+`stats` counts requests, streams started/completed/aborted, and when each abort was seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
+           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+@dataclass
+class Scenario:
+    status: int = 0
+    flaky: int = 0
+    hang: bool = False
+    cut_after: int = 0
+    delay_ms: float = 0.0
+    chunks: int = 16
+    no_usage: bool = False
+    wait_ms: float = 0.0
+
+    @classmethod
+    def parse(cls, name: str) -> Scenario:
+        scenario = cls()
+        for part in name.split("-"):
+            for prefix, attr in (("status", "status"), ("flaky", "flaky"), ("cut", "cut_after"),
+                                 ("delay", "delay_ms"), ("chunks", "chunks"), ("wait", "wait_ms")):
+                if part.startswith(prefix) and part[len(prefix):].isdigit():
+                    setattr(scenario, attr, int(part[len(prefix):]))
+            if part == "hang":
+                scenario.hang = True
+            if part == "nousage":
+                scenario.no_usage = True
+        return scenario
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    streams_started: int = 0
+    streams_completed: int = 0
+    streams_aborted: int = 0
+    waits_aborted: int = 0
+    aborted_at: list[float] = field(default_factory=list)
+    by_scenario: dict[str, int] = field(default_factory=dict)
+    last_body: dict[str, Any] | None = None
+
+
+def completion(model: str, chunks: int) -> bytes:
+    text = " ".join(f"tok{i}" for i in range(chunks))
+    return orjson.dumps({
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
+    })
+
+
+def stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
+    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]}]
+    events += [{**base, "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]}
+               for i in range(chunks)]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if include_usage:
+        events.append({**base, "choices": [],
+                       "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks}})
+    return [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: FakeUpstream):
+        self.server = server
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.streaming = False
+        self.waiting = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        if self.waiting:
+            self.waiting = False
+            self.server.stats.waits_aborted += 1
+            self.server.stats.aborted_at.append(time.monotonic())
+        if self.streaming:
+            # Seen the moment the peer closes, not at the next chunk: the test measures this delay.
+            self.streaming = False
+            self.server.stats.streams_aborted += 1
+            self.server.stats.aborted_at.append(time.monotonic())
+
+    def data_received(self, data: bytes):
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            lines = self.buffer[:head_end].decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < head_end + 4 + length:
+                return
+            body = self.buffer[head_end + 4:head_end + 4 + length]
+            self.buffer = self.buffer[head_end + 4 + length:]
+            asyncio.get_running_loop().create_task(self.respond(method, path, body))
+
+    def send(self, status: int, payload: bytes) -> None:
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                             % (status, REASONS.get(status, "Error").encode(), len(payload), payload))
+
+    async def respond(self, method: str, path: str, body: bytes) -> None:
+        stats = self.server.stats
+        name, _, rest = path.lstrip("/").partition("/")
+        scenario = Scenario.parse(name)
+        if method == "GET" and rest.startswith("v1/models"):
+            self.send(200, b'{"object":"list","data":[{"id":"fake","object":"model","owned_by":"fake"}]}')
+            return
+        if method != "POST" or not rest.startswith("v1/chat/completions"):
+            self.send(404, b'{"error":{"message":"not found"}}')
+            return
+        stats.requests += 1
+        count = stats.by_scenario[name] = stats.by_scenario.get(name, 0) + 1
+        if scenario.hang:
+            return
+        if scenario.status or count <= scenario.flaky:
+            self.send(scenario.status or 500,
+                      b'{"error":{"message":"injected failure from the fake upstream","type":"server_error"}}')
+            return
+        request = orjson.loads(body or b"{}")
+        stats.last_body = request
+        model = request.get("model", "fake")
+        if not request.get("stream"):
+            if scenario.wait_ms:
+                self.waiting = True
+                await asyncio.sleep(scenario.wait_ms / 1000)
+                if self.transport.is_closing():
+                    return
+                self.waiting = False
+            self.send(200, completion(model, scenario.chunks))
+            return
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage")) and not scenario.no_usage
+        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                             b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n")
+        stats.streams_started += 1
+        self.streaming = True
+        for i, event in enumerate(stream_events(model, scenario.chunks, include_usage)):
+            if scenario.delay_ms:
+                await asyncio.sleep(scenario.delay_ms / 1000)
+            if self.transport.is_closing():
+                return
+            if scenario.cut_after and i >= scenario.cut_after:
+                self.streaming = False
+                self.transport.close()
+                return
+            self.transport.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.transport.write(b"0\r\n\r\n")
+        self.streaming = False
+        stats.streams_completed += 1
+
+
+class FakeUpstream:
+    """Serves on its own event loop in a daemon thread; `base_url(scenario)` for block configs."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port
+        self.stats = Stats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    def base_url(self, scenario: str = "ok") -> str:
+        return f"http://{self.host}:{self.port}/{scenario}/v1"
+
+    async def serve(self) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self._server
+
+    def start_in_thread(self) -> FakeUpstream:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.serve())
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name="fake-upstream").start()
+        ready.wait(5)
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._server:
+            self._loop.call_soon_threadsafe(self._server.close)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    upstream = FakeUpstream(args.host, args.port)
+
+    async def forever() -> None:
+        await upstream.serve()
+        print(f"PORT {upstream.port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+        uvloop.run(forever())
+    except ImportError:
+        asyncio.run(forever())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""The seed's Python API (registry.sdk) in-process (ORM) and remote (real HTTP to a live server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.backends.base import LLMInferenceAPI
+from registry.models import Block as BlockModel
+from registry.sdk import Block, BlocksQueryManager, KnownLLMOptimizers, KnownLLMs, RegistryError
+from tests.factories import BlockFactory
+
+SEED_BLOCK = {
+    "id": "custom-llm-block",
+    "blockMetadata": {"description": "Custom summarization model", "tags": ["summary", "text"]},
+    "inputProtocols": ["text/plain"],
+    "outputProtocol": "text/plain",
+}
+
+
+class ReverseTextLLM(LLMInferenceAPI):
+    """The seed's example backend."""
+
+    def run_inference(self, input_data: dict) -> str:
+        return input_data.get("text", "")[::-1]
+
+    def check_execute(self, query: dict):
+        return True, {"status": "Ready", "query": query}
+
+    def get_current_estimates(self):
+        return True, {"estimated_latency": "1ms"}
+
+
+@pytest.fixture(params=["in-process", "remote"])
+def mode(request):
+    """Managers for acme (owner) and globex (outsider), built the same way in both modes."""
+    if request.param == "remote":
+        live_server = request.getfixturevalue("live_server")
+        owner = request.getfixturevalue("owner")
+        outsider = request.getfixturevalue("outsider")
+
+        def make(cls, party, **kwargs):
+            return cls(base_url=live_server.url, api_key=party.key, **kwargs)
+    else:
+        request.getfixturevalue("db")
+        owner = request.getfixturevalue("owner")
+        outsider = request.getfixturevalue("outsider")
+
+        def make(cls, party, **kwargs):
+            return cls(organization=party.organization.slug, **kwargs)
+
+    return {"make": make, "owner": owner, "outsider": outsider, "name": request.param}
+
+
+@pytest.fixture
+def acme_blocks(mode):
+    org = mode["owner"].organization
+    BlockFactory(block_id="qa-llm", organization=org, tags=["qa"], description="Answers questions",
+                 metadata={"gpus": {"memory": 24}})
+    BlockFactory(block_id="sum-llm", organization=org, tags=["summarization"], description="Summarizes research papers",
+                 input_protocols=["text/plain", "application/json"])
+    BlockFactory(block_id="opt-1", organization=org, kind=BlockModel.OPTIMIZER, tags=["qa"], description="Prompt optimizer")
+    BlockFactory(block_id="public-llm", organization=org, tags=["qa"], visibility=BlockModel.PUBLIC)
+
+
+def test_the_query_manager_round_trips_a_block(mode):
+    manager = mode["make"](BlocksQueryManager, mode["owner"])
+    created = manager.create_block(SEED_BLOCK)
+    assert created.id == "custom-llm-block"
+    assert created.outputProtocols == ["text/plain"]
+    fetched = manager.get_block("custom-llm-block")
+    assert fetched.blockMetadata.description == "Custom summarization model"
+    assert fetched.blockMetadata.tags == ["summary", "text"]
+    assert fetched.to_dict()["organization"] == "acme"
+    found = manager.filter_data([{"variable": "tags", "operator": "IN", "value": ["summary"]},
+                                 {"variable": "inputProtocols", "operator": "==", "value": "text/plain"}])
+    assert [b.id for b in found] == ["custom-llm-block"]
+    with pytest.raises(RegistryError) as conflict:
+        manager.create_block(SEED_BLOCK)
+    assert conflict.value.status == 409
+    manager.delete_block("custom-llm-block")
+    with pytest.raises(RegistryError) as missing:
+        manager.get_block("custom-llm-block")
+    assert (missing.value.status, missing.value.message) == (404, "block not found")
+
+
+def test_filter_data_nests_and_reports_bad_queries(mode, acme_blocks):
+    manager = mode["make"](BlocksQueryManager, mode["owner"])
+    group = {"logicalOperator": "OR", "conditions": [
+        {"variable": "metadata.gpus.memory", "operator": ">", "value": 16},
+        {"variable": "inputProtocols", "operator": "==", "value": "application/json"},
+    ]}
+    assert sorted(b.id for b in manager.filter_data(group)) == ["qa-llm", "sum-llm"]
+    with pytest.raises(RegistryError) as error:
+        manager.filter_data([{"variable": "tags", "operator": "SOUNDS LIKE", "value": "qa"}])
+    assert error.value.status == 400
+    assert "unknown operator 'SOUNDS LIKE'" in error.value.message
+    with pytest.raises(RegistryError) as invalid:
+        manager.create_block({"id": "x", "kind": "model"})
+    assert invalid.value.status == 400 and invalid.value.message.startswith("kind:")
+
+
+def test_similarity_search_ranks_with_the_builtin_policy(mode, acme_blocks):
+    manager = mode["make"](BlocksQueryManager, mode["owner"])
+    ranked = manager.similarity_search([{"variable": "task_description", "operator": "LIKE",
+                                         "value": "summarize research paper"}])
+    assert [b.id for b in ranked] == ["sum-llm"]
+    assert ranked[0].score > 0
+    with pytest.raises(RegistryError, match="not a built-in policy"):
+        manager.similarity_search([{"variable": "task_description", "operator": "LIKE", "value": "x"}],
+                                  policy_code_path="policies/similarity_policy.zip")
+
+
+def test_known_llms_registers_lists_queries_and_removes(mode, acme_blocks):
+    llms = mode["make"](KnownLLMs, mode["owner"], adhoc_inference_url="http://inference.invalid")
+    block = llms.add_llm(name="my-llm", block_id="qa-llm")
+    assert block.blockMetadata.tags == ["qa"]
+    llms.add_custom_llm("custom", block_data=SEED_BLOCK)
+    assert {name: b.id for name, b in llms.list_llms().items()} == {"my-llm": "qa-llm", "custom": "custom-llm-block"}
+    assert llms.get_searchable_representation()[1] == {
+        "id": "custom-llm-block", "description": "Custom summarization model", "tags": ["summary", "text"],
+        "inputProtocols": ["text/plain"], "outputProtocols": ["text/plain"],
+    }
+    results = llms.query_blocks({"tags": ["qa"], "inputProtocols": ["text/plain"]})
+    # opt-1 also has the tag but is an optimizer.
+    assert sorted(b.id for b in results) == ["public-llm", "qa-llm"]
+    llms.remove_llm("my-llm")
+    assert list(llms.list_llms()) == ["custom"]
+    with pytest.raises(KeyError, match="no llm registered under the name 'my-llm'"):
+        llms.remove_llm("my-llm")
+    with pytest.raises(ValueError, match="is a optimizer block"):
+        llms.add_llm("opt", "opt-1")
+
+
+def test_known_optimizers_see_only_optimizers(mode, acme_blocks):
+    optimizers = mode["make"](KnownLLMOptimizers, mode["owner"])
+    assert [b.id for b in optimizers.query_blocks({"tags": ["qa"]})] == ["opt-1"]
+    optimizers.add_optimizer("opt", "opt-1")
+    assert list(optimizers.list_optimizers()) == ["opt"]
+
+
+def test_the_outsider_finds_only_public_blocks(mode, acme_blocks):
+    manager = mode["make"](BlocksQueryManager, mode["outsider"])
+    assert [b.id for b in manager.filter_data([{"variable": "tags", "operator": "==", "value": "qa"}])] == ["public-llm"]
+    with pytest.raises(RegistryError) as error:
+        manager.get_block("qa-llm")
+    assert (error.value.status, error.value.message) == (404, "block not found")
+    with pytest.raises(RegistryError) as delete:
+        manager.delete_block("qa-llm")
+    assert delete.value.status == 404
+    assert BlockModel.objects.filter(block_id="qa-llm").exists()
+    with pytest.raises(RegistryError) as public:
+        manager.delete_block("public-llm")
+    assert public.value.status == 403
+
+
+def test_a_custom_inference_object_runs_the_block(mode):
+    llms = mode["make"](KnownLLMs, mode["owner"], adhoc_inference_url="http://inference.invalid")
+    block = llms.create_custom_llm_block(
+        id="reverse-llm", description="Reverses the input text", tags=["test", "reverse"],
+        input_protocols=["text/plain"], output_protocols=["text/plain"], block_inference_object=ReverseTextLLM(),
+    )
+    assert block.to_dict()["blockMetadata"] == {"description": "Reverses the input text", "tags": ["test", "reverse"]}
+    result = llms.run_ai_inference(name="reverse-llm", input_data={"text": "hello world"},
+                                   session_id="session-001", frame_ptr=b"")
+    assert result == "dlrow olleh"
+    estimate = llms.estimate(name="reverse-llm", session_id="session-001", query={"input_size": 2048})
+    assert estimate == {"check_execute": [True, {"status": "Ready", "query": {"input_size": 2048}}],
+                        "estimates": [True, {"estimated_latency": "1ms"}]}
+    with pytest.raises(KeyError):
+        llms.run_ai_inference(name="nope", input_data={}, session_id="s", frame_ptr=b"")
+
+
+def test_create_custom_llm_block_refuses_an_object_without_run_inference(mode):
+    llms = mode["make"](KnownLLMs, mode["owner"])
+    with pytest.raises(TypeError, match="LLMInferenceAPI"):
+        llms.create_custom_llm_block(id="x", description="", tags=[], input_protocols=[], output_protocols=[],
+                                     block_inference_object=object())
+
+
+@pytest.mark.django_db
+def test_a_wrong_key_is_refused_remotely(live_server, owner):
+    manager = BlocksQueryManager(base_url=live_server.url, api_key="sb-not-a-key")
+    with pytest.raises(RegistryError) as error:
+        manager.filter_data([])
+    assert (error.value.status, error.value.message) == (401, "Incorrect API key provided")
+
+
+def test_an_unreachable_registry_is_a_clear_error():
+    manager = BlocksQueryManager(base_url="http://127.0.0.1:9", api_key="k")
+    with pytest.raises(RegistryError, match="cannot reach the registry at http://127.0.0.1:9"):
+        manager.filter_data([])
+
+
+def test_block_data_is_normalized_and_validated():
+    block = Block({"id": "b", "inputProtocol": "text/plain"})
+    assert block.to_dict() == {"id": "b", "blockMetadata": {"description": "", "tags": []}, "kind": "llm",
+                               "inputProtocols": ["text/plain"], "outputProtocols": []}
+    with pytest.raises(AttributeError):
+        _ = block.nothing
+    with pytest.raises(ValueError, match="non-empty string 'id'"):
+        Block({"blockMetadata": {}})
+
+
+def test_remote_queries_follow_pages(live_server, owner, monkeypatch):
+    import registry.sdk
+
+    for n in range(5):
+        BlockFactory(block_id=f"paged-{n}", organization=owner.organization, tags=["paged"])
+    monkeypatch.setattr(registry.sdk, "PAGE_SIZE", 2)
+    manager = BlocksQueryManager(base_url=live_server.url, api_key=owner.key)
+    found = manager.filter_data([{"variable": "tags", "operator": "==", "value": "paged"}])
+    assert [b.id for b in found] == [f"paged-{n}" for n in range(5)]

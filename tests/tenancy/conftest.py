@@ -1,0 +1,54 @@
+"""Tenancy fixtures: a clean quota store and rules cache per test, and helpers to build requests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from asgiref.sync import SyncToAsync
+from django.conf import settings
+from django.db import connections
+
+from inference.backends.base import ChatRequest
+from registry.principal import Principal
+from registry.tenancy import quota as quota_module
+from registry.tenancy.rules import rules_cache
+
+
+def _flush_redis() -> None:
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for pattern in ("sb:quota:*", "sb:tenancy:*"):
+        keys = list(client.scan_iter(pattern))
+        if keys:
+            client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tenancy_state():
+    assert settings.REDIS_URL or os.environ.get("REDIS_URL") is None
+    _flush_redis()
+    quota_module._store = None
+    rules_cache.clear()
+    yield
+    quota_module._store = None
+    rules_cache.clear()
+    _flush_redis()
+    # database_sync_to_async ran in asgiref's shared thread: close its connection so the
+    # test database can be dropped.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+def chat(model: str, text: str = "hello", **kwargs) -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": text}], model=model, **kwargs)
+
+
+def principal_of(party) -> Principal:
+    from registry.models import ApiKey, hash_api_key
+
+    key = ApiKey.objects.select_related("organization").get(hashed_key=hash_api_key(party.key))
+    return Principal(organization=key.organization, api_key=key)

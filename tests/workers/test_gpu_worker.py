@@ -1,0 +1,103 @@
+"""`manage.py inference_worker --gpu 0 --model <block>`: engine supervision with the fake engine as the command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from inference.backends.base import ChatRequest
+from inference.backends.factory import backend_for_block
+from inference.backends.openai_compat import close_sessions
+from inference.models import Engine
+from inference.workers.selectors import forget_cache
+from tests.factories import BlockFactory
+from tests.workers.conftest import ROOT, Worker, get_json, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FAKE_ENGINE_CMD = f"{sys.executable} -m tests.workers.fake_sglang --token-delay-ms 5 --tokens 12"
+
+
+def sglang_block(org, **config):
+    return BlockFactory(organization=org, block_id="llama-fake", backend_type="sglang",
+                        backend_config={"engine": {"model_path": "/models/llama", "tp": 1,
+                                                   "mem_fraction_static": 0.8, "context_length": 4096,
+                                                   "capacity": 32}, **config})
+
+
+def gpu_worker(env, tmp_path, *, node: str, model: str) -> Worker:
+    argv = [sys.executable, str(ROOT / "manage.py"), "inference_worker", "--gpu", "0", "--model", model,
+            "--node", node, "--engine-port", "0", "--engine-cmd", FAKE_ENGINE_CMD, "--concurrency", "16"]
+    return Worker(argv, {**env, "ENGINE_HEARTBEAT_S": "0.3"}, tmp_path / f"{node}.log")
+
+
+def engine_row(**filters) -> Engine | None:
+    return Engine.objects.filter(**filters).first()
+
+
+def test_the_command_refuses_a_gpu_worker_without_a_model_or_an_unknown_block(db):
+    with pytest.raises(CommandError, match="--model"):
+        call_command("inference_worker", "--gpu", "0")
+    with pytest.raises(CommandError, match="--gpu N"):
+        call_command("inference_worker")
+    with pytest.raises(CommandError, match="no block"):
+        call_command("inference_worker", "--gpu", "0", "--model", "nope")
+
+
+def test_a_gpu_worker_supervises_its_engine_restarts_it_and_serves_queued_and_direct_requests(
+        org, worker_env, tmp_path):
+    sglang_block(org, dispatch="queued")
+    worker = gpu_worker(worker_env, tmp_path, node="node-a", model="llama-fake")
+    try:
+        worker.wait_ready()
+        engine = wait_for(lambda: engine_row(node="node-a", state=Engine.READY), 30, what="engine ready")
+        assert engine.block.block_id == "llama-fake"
+        assert engine.gpu == "0" and engine.capacity == 32 and engine.restarts == 0
+        # The supervisor launched the configured command with the block's engine settings.
+        info = get_json(f"{engine.endpoint}/get_model_info")
+        assert info["model_path"] == "llama-fake"  # --served-model-name <block_id>
+        cmdline = open(f"/proc/{engine.pid}/cmdline").read().split("\0")
+        for flag, value in (("--model-path", "/models/llama"), ("--tp", "1"), ("--mem-fraction-static", "0.8"),
+                            ("--context-length", "4096")):
+            assert cmdline[cmdline.index(flag) + 1] == value
+        first_beat = engine.last_heartbeat
+        wait_for(lambda: engine_row(pk=engine.pk).last_heartbeat > first_beat, 5, what="heartbeat")
+
+        # Queued: the task goes to inference.gpu.node-a and streams from this node's engine.
+        block = engine.block
+        request = ChatRequest(messages=[{"role": "user", "content": "hi"}], model="llama-fake", max_tokens=12,
+                              organization_id=org.pk)
+        deltas = asyncio.run(_collect(backend_for_block(block), request))
+        assert "".join(d.content for d in deltas) == "".join(f"tok{i} " for i in range(12))
+
+        # kill -9 of the engine: restarted, and the row says so.
+        old_pid = engine.pid
+        os.kill(old_pid, signal.SIGKILL)
+        restarted = wait_for(lambda: engine_row(pk=engine.pk, state=Engine.READY, restarts=1), 30,
+                             what="engine restarted")
+        assert restarted.pid != old_pid
+        deltas = asyncio.run(_collect(backend_for_block(block), request))
+        assert "".join(d.content for d in deltas).startswith("tok0 ")
+    finally:
+        worker.kill(signal.SIGTERM)
+        worker.proc.wait(40)
+        worker.stop()
+    # Shutdown drains, then stops the engine; the row ends dead and the process is gone.
+    final = engine_row(node="node-a")
+    assert final.state == Engine.DEAD and final.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(restarted.pid, 0)
+
+
+async def _collect(backend, request):
+    forget_cache()
+    try:
+        return [d async for d in backend.stream_chat(request)]
+    finally:
+        await close_sessions()

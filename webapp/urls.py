@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from webapp import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Tenancy serves /api/keys, /api/policies, ... and /discovery/*; registry.urls the rest of /api.
+    path("", include("registry.tenancy.urls")),
+    path("api/", include("registry.urls")),
+    path("", include("inference.urls")),
+    path("", include("webapp.dashboard.urls")),
+]
