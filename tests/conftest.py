@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+from django.core.management.commands import flush
+from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from inference.backends.openai_compat import close_sessions
@@ -33,6 +37,30 @@ def _party(username: str, org: Organization, role: str) -> Party:
     Membership.objects.create(user=user, organization=org, role=role)
     _, raw = api_key_create(organization=org, name=f"{username}-key", created_by=user)
     return Party(user=user, organization=org, key=raw)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_survives_live_servers():
+    """Retry pytest-django's end-of-test TRUNCATE when PostgreSQL picks it as a deadlock victim.
+
+    A live gateway or Celery worker subprocess writes metrics and engine heartbeats on its own clock;
+    its insert (which locks the referenced block row) can deadlock with the TRUNCATE of every table.
+    The flush runs in one transaction, so a failed one left nothing half-done and can run again.
+    """
+    handle = flush.Command.handle
+
+    def handle_with_retry(self, **options):
+        for attempt in range(5):
+            try:
+                return handle(self, **options)
+            except CommandError as exc:
+                if not isinstance(exc.__cause__, OperationalError) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    flush.Command.handle = handle_with_retry
+    yield
+    flush.Command.handle = handle
 
 
 @pytest.fixture(autouse=True)
