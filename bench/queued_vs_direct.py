@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,64")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="short run while developing")
+    parser.add_argument("--paths", default="engine,backend-direct,backend-queued,gateway-direct,gateway-queued",
+                        help="which columns to run (engine is always run: it is the baseline)")
     parser.add_argument("--admin-db-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     args = parser.parse_args()
@@ -264,6 +266,8 @@ async def run_all(args, engine_url: str, gateway_url: str, key: str) -> None:
         "gateway-queued": lambda: sse_stream(session, f"{gateway_url}/v1/chat/completions",
                                              {**body, "model": "bench-queued"}, auth),
     }
+    wanted = {"engine", *args.paths.split(",")}
+    paths = {name: one for name, one in paths.items() if name in wanted}
     levels = [int(c) for c in args.concurrency.split(",")]
     results: dict[tuple[str, int], dict | str] = {}
     for name, one in paths.items():

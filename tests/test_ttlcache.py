@@ -77,7 +77,7 @@ async def test_it_stays_bounded():
 
 
 async def test_refresh_ahead_serves_the_cached_value_while_one_load_refreshes_it():
-    cache: AsyncTTLCache[int] = AsyncTTLCache(ttl=10, refresh_after=0.05)
+    cache: AsyncTTLCache[int] = AsyncTTLCache(ttl=10, refresh_after=0.05, refresh_delay=0)
     load = Loader(delay=0.05)
     assert await cache.get("k", load) == 1
     await asyncio.sleep(0.06)
@@ -94,3 +94,27 @@ async def test_refresh_ahead_still_waits_once_the_value_is_past_its_ttl():
     await cache.get("k", load)
     await asyncio.sleep(0.06)
     assert await cache.get("k", load) == 2
+
+
+async def test_refresh_ahead_waits_refresh_delay_before_it_loads():
+    cache: AsyncTTLCache[int] = AsyncTTLCache(ttl=10, refresh_after=0.01, refresh_delay=0.1)
+    load = Loader(delay=0)
+    await cache.get("k", load)
+    await asyncio.sleep(0.02)
+    assert await cache.get("k", load) == 1
+    await asyncio.sleep(0.05)
+    assert load.calls == 1  # the request that asked for the refresh is not competing with it
+    await asyncio.sleep(0.1)
+    assert load.calls == 2
+    assert await cache.get("k", load) == 2
+
+
+async def test_a_scheduled_refresh_is_skipped_when_a_load_got_there_first():
+    cache: AsyncTTLCache[int] = AsyncTTLCache(ttl=10, refresh_after=0.01, refresh_delay=0.05)
+    load = Loader(delay=0)
+    await cache.get("k", load)
+    await asyncio.sleep(0.02)
+    await cache.get("k", load)  # schedules a refresh
+    assert await cache.get("k", load, fresh=lambda value: value > 1) == 2  # a forced reload meanwhile
+    await asyncio.sleep(0.08)
+    assert load.calls == 2
