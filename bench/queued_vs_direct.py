@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,64")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="short run while developing")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes on the engine's queue")
     parser.add_argument("--paths", default="engine,backend-direct,backend-queued,gateway-direct,gateway-queued",
                         help="which columns to run (engine is always run: it is the baseline)")
     parser.add_argument("--admin-db-url", default="postgres://postgres@127.0.0.1:5432/postgres")
@@ -205,7 +206,7 @@ def main() -> None:
                                             backend_type="sglang", backend_config={})
         queued_block = Block.objects.create(block_id="bench-queued", name="bench-queued", organization=org,
                                             backend_type="sglang",
-                                            backend_config={"dispatch": "queued", "queue": "inference.cpu"})
+                                            backend_config={"dispatch": "queued", "queue": "inference.gpu.bench"})
         engine = Engine.objects.create(block=direct_block, node="bench", endpoint=engine_url,
                                        state=Engine.READY, last_heartbeat=timezone.now())
         threading.Thread(target=keep_heartbeat, args=(engine.pk, stop_event), daemon=True).start()
@@ -213,10 +214,11 @@ def main() -> None:
         # The queued task on the worker streams from the block's engines (no local supervisor here).
         Engine.objects.create(block=queued_block, node="bench-q", endpoint=engine_url, state=Engine.READY,
                               last_heartbeat=timezone.now() + timezone.timedelta(days=1))
-        procs.append(spawn([sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "inference.cpu",
-                            "-P", "threads", "-c", "128", "--without-gossip", "--without-mingle",
-                            "--without-heartbeat", "-l", "WARNING", "-n", f"bench-{os.getpid()}@%h"],
-                           env, logs / "worker.log"))
+        for i in range(args.workers):
+            procs.append(spawn([sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "inference.gpu.bench",
+                                "-P", "threads", "-c", "128", "--without-gossip", "--without-mingle",
+                                "--without-heartbeat", "-l", "WARNING", "-n", f"bench-{os.getpid()}-{i}@%h"],
+                               env, logs / f"worker{i}.log"))
         gateway_port = free_port()
         procs.append(spawn([sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
                             "--port", str(gateway_port), "--loop", "uvloop", "--http", "httptools",
@@ -251,7 +253,7 @@ async def run_all(args, engine_url: str, gateway_url: str, key: str) -> None:
     auth = {**headers, "Authorization": f"Bearer {key}"}
     direct_backend = backend_for(block_id="bench-direct", backend_type="sglang", config={})
     queued_backend = backend_for(block_id="bench-queued", backend_type="sglang",
-                                 config={"dispatch": "queued", "queue": "inference.cpu"})
+                                 config={"dispatch": "queued", "queue": "inference.gpu.bench"})
 
     def chat() -> ChatRequest:
         return ChatRequest(messages=messages, model="default", max_tokens=args.tokens, temperature=0,

@@ -64,6 +64,15 @@ def continued(request: ChatRequest, published: str) -> ChatRequest:
     return request
 
 
+async def execute_requests(request_ids: list[str]) -> list[str]:
+    """One task's requests, side by side: each stands alone (its own lease, stream and cancel)."""
+    outcomes = await asyncio.gather(*(execute_request(i) for i in request_ids), return_exceptions=True)
+    for request_id, outcome in zip(request_ids, outcomes, strict=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            log.error("queued request %s failed", request_id, exc_info=outcome)
+    return [o if isinstance(o, str) else "error" for o in outcomes]
+
+
 async def execute_request(request_id: str) -> str:
     token = uuid.uuid4().hex
     record, leased, published, finished = await streams.request_begin(request_id, token)

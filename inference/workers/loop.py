@@ -12,6 +12,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+import uvloop
+
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
 
@@ -20,7 +22,8 @@ def worker_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
         if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
+            # The same loop the gateway runs under uvicorn: less CPU per token relayed.
+            loop = uvloop.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="inference-loop", daemon=True)
             thread.start()
             _loop = loop

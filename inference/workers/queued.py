@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -20,10 +18,9 @@ from redis.exceptions import RedisError
 
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
 from inference.workers import streams
+from inference.workers.publish import request_enqueue
 from inference.workers.queues import CPU_QUEUE, gpu_queue
 from inference.workers.selectors import apick_engine
-
-_publisher = ThreadPoolExecutor(max_workers=10, thread_name_prefix="celery-publish")
 
 
 class QueuedBackend(StreamingBackend):
@@ -52,19 +49,13 @@ class QueuedBackend(StreamingBackend):
 
     async def submit(self, request: ChatRequest) -> str:
         """Store the request, enqueue its task; returns the request id."""
-        from inference.workers.tasks import run_request
-
         request_id = uuid.uuid4().hex
         queue = await self.queue_for()
         try:
-            await streams.request_store(request_id, {
+            await request_enqueue(request_id=request_id, queue=queue, record={
                 "block_id": self.block_id, "organization_id": request.organization_id,
                 "request": dataclasses.asdict(request), "queue": queue,
             })
-            # Publishing is a blocking Redis write: off the event loop, on enough threads that a
-            # burst of requests publishes in parallel (one broker connection each, from kombu's pool).
-            await asyncio.get_running_loop().run_in_executor(
-                _publisher, functools.partial(run_request.apply_async, args=[request_id], queue=queue))
         except (RedisError, OperationalError) as exc:
             raise BackendError(f"the inference queue is unavailable: {exc}", status=503,
                                code="queue_unavailable") from exc
