@@ -20,6 +20,30 @@ from inference.backends.base import BackendError, ChatDelta, ChatRequest, Stream
 
 _sessions: dict[tuple[int, str], aiohttp.ClientSession] = {}
 
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+def _deltas(payload: bytes) -> list[ChatDelta]:
+    """The deltas of one SSE `data:` payload of an OpenAI chat stream."""
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise BackendError("upstream sent a malformed stream event", status=502) from exc
+    if "error" in chunk and "choices" not in chunk:
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise BackendError(f"upstream error mid-stream: {message}", status=502)
+    choices = chunk.get("choices") or []
+    if not choices:
+        return [ChatDelta(usage=chunk.get("usage"), raw=payload)]
+    deltas = []
+    for choice in choices:
+        delta = choice.get("delta") or {}
+        deltas.append(ChatDelta(content=delta.get("content") or "", index=choice.get("index", 0),
+                                finish_reason=choice.get("finish_reason"), usage=chunk.get("usage"),
+                                tool_calls=delta.get("tool_calls"), raw=payload))
+    return deltas
+
 
 def _session_for(base_url: str) -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
@@ -150,37 +174,28 @@ class OpenAIBackend(StreamingBackend):
                     resp.close()
 
     async def _read_events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[ChatDelta]:
-        saw_done = False
+        pending = b""
         try:
-            async for line in resp.content:
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    saw_done = True
-                    break
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError as exc:
-                    raise BackendError("upstream sent a malformed stream event", status=502) from exc
-                if "error" in chunk and "choices" not in chunk:
-                    error = chunk["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise BackendError(f"upstream error mid-stream: {message}", status=502)
-                choices = chunk.get("choices") or []
-                if not choices:
-                    yield ChatDelta(usage=chunk.get("usage"), raw=payload)
-                    continue
-                for choice in choices:
-                    delta = choice.get("delta") or {}
-                    yield ChatDelta(content=delta.get("content") or "", index=choice.get("index", 0),
-                                    finish_reason=choice.get("finish_reason"), usage=chunk.get("usage"),
-                                    tool_calls=delta.get("tool_calls"), raw=payload)
+            # One await per network read, not per line: a read often holds several events, and
+            # an SSE event is two lines. The lines are split here instead.
+            async for data in resp.content.iter_any():
+                lines = (pending + data).split(b"\n") if pending else data.split(b"\n")
+                pending = lines.pop()
+                if len(pending) > MAX_EVENT_BYTES:
+                    raise BackendError("upstream sent a stream event larger than 8 MiB", status=502)
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        return
+                    for delta in _deltas(payload):
+                        yield delta
         except TimeoutError as exc:
             raise BackendError("upstream timed out mid-stream", status=504, code="upstream_timeout") from exc
         except aiohttp.ClientError as exc:
             raise BackendError(f"upstream stream broke: {exc}", status=502, code="upstream_stream_cut") from exc
-        if not saw_done:
+        if pending.strip() not in (b"data: [DONE]", b"data:[DONE]"):  # [DONE] may lack its newline
             raise BackendError("upstream stream ended before [DONE]", status=502, code="upstream_stream_cut")
 
     # The seed's synchronous interface, for the Python SDK outside an event loop.
