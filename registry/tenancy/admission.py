@@ -81,6 +81,11 @@ async def admission_for(*, principal, block, request, estimated_prompt_tokens: i
     limits = rules.limits_for(api_key.pk if api_key is not None else None)
     reservation = None
     if limits:
+        if getattr(request, "max_tokens", None) is None and any(
+                limit.tokens_per_minute or limit.token_budget for limit in limits):
+            # Under a token limit an uncapped answer could outgrow its reservation and overshoot
+            # the budget: the reservation becomes the cap.
+            request.max_tokens = DEFAULT_COMPLETION_RESERVE
         try:
             reservation = await quota_store().reserve(limits, reserve_tokens(request, policy, estimated_prompt_tokens))
         except QuotaExceeded as exc:

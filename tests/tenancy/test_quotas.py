@@ -194,3 +194,19 @@ def test_without_redis_the_store_is_the_in_process_one(settings):
     settings.REDIS_URL = ""
     quota_module._store = None
     assert isinstance(quota_store(), MemoryQuotaStore)
+
+
+async def test_under_a_token_limit_an_uncapped_request_is_capped_at_its_reservation(org, principal, block):
+    await Quota.objects.acreate(organization=org, token_budget=10_000, budget_period=Quota.DAY)
+    request = chat(block.block_id, max_tokens=None)
+    admission = await admit(principal=principal, block=block, request=request, estimated_prompt_tokens=10)
+    assert request.max_tokens == 256
+    assert budget_counter_value() == 10 + 256
+    await admission.release()
+
+
+async def test_without_a_token_limit_an_uncapped_request_stays_uncapped(org, principal, block):
+    await Quota.objects.acreate(organization=org, requests_per_minute=100)
+    request = chat(block.block_id, max_tokens=None)
+    await admit(principal=principal, block=block, request=request, estimated_prompt_tokens=10)
+    assert request.max_tokens is None
