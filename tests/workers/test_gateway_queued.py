@@ -1,0 +1,84 @@
+"""A queued block through the gateway's front doors: /v1/chat/completions (SSE with resumable
+event ids, and a plain JSON answer) and the WebSocket chat, all relayed from a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import orjson
+import pytest
+from channels.testing import HttpCommunicator, WebsocketCommunicator
+
+from tests.workers.conftest import start_fake_engine, stop_process
+from tests.workers.test_queued import expected, queued_block
+from tests.workers.test_request_endpoints import sse_events, text_of
+from webapp.asgi import application
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def engine():
+    engine = start_fake_engine(token_delay_ms=5, tokens=24)
+    yield engine
+    stop_process(engine.proc)
+
+
+async def post_chat(key: str, body: dict) -> dict:
+    communicator = HttpCommunicator(application, "POST", "/v1/chat/completions", body=orjson.dumps(body),
+                                    headers=[(b"authorization", f"Bearer {key}".encode()),
+                                             (b"content-type", b"application/json")])
+    return await communicator.get_response(timeout=30)
+
+
+async def test_a_streamed_answer_carries_event_ids_a_client_can_resume_from(owner, cpu_worker, engine):
+    block = await asyncio.to_thread(queued_block, engine.url, owner.organization)
+    response = await post_chat(owner.key, {"model": block.block_id, "stream": True, "max_tokens": 24,
+                                           "messages": [{"role": "user", "content": "hi"}]})
+    assert response["status"] == 200
+    events = sse_events(response["body"])
+    assert events[-1] == (None, "[DONE]")
+    assert text_of(events) == expected(0, 24)
+    ids = [event_id for event_id, _ in events[:-1]]
+    request_id = ids[0].split(":")[0]
+    assert all(event_id.startswith(request_id + ":") for event_id in ids)
+    assert events[-2][1]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_a_plain_answer_from_a_queued_block_has_content_and_usage(owner, cpu_worker, engine):
+    block = await asyncio.to_thread(queued_block, engine.url, owner.organization)
+    response = await post_chat(owner.key, {"model": block.block_id, "max_tokens": 24,
+                                           "messages": [{"role": "user", "content": "hi"}]})
+    assert response["status"] == 200
+    answer = orjson.loads(response["body"])
+    assert answer["choices"][0]["message"]["content"] == expected(0, 24)
+    assert answer["usage"]["completion_tokens"] == 24
+
+
+async def test_the_websocket_chat_relays_a_queued_block(owner, cpu_worker, engine):
+    block = await asyncio.to_thread(queued_block, engine.url, owner.organization)
+    socket = WebsocketCommunicator(application, "/ws/chat/", headers=[
+        (b"authorization", f"Bearer {owner.key}".encode()), (b"origin", b"http://testserver")])
+    connected, _ = await socket.connect()
+    assert connected
+    try:
+        await socket.send_to(text_data=json.dumps({"id": "q1", "model": block.block_id, "max_tokens": 24,
+                                                   "messages": [{"role": "user", "content": "hi"}]}))
+        frames = []
+        while not frames or frames[-1]["type"] not in ("done", "error"):
+            frames.append(json.loads(await socket.receive_from(timeout=30)))
+    finally:
+        await socket.disconnect()
+    assert frames[-1]["type"] == "done", frames[-1]
+    assert "".join(f["content"] for f in frames if f["type"] == "delta") == expected(0, 24)
+    assert frames[-1]["usage"]["completion_tokens"] == 24
+
+
+async def test_an_outsider_cannot_reach_a_queued_block(outsider, owner, cpu_worker, engine):
+    block = await asyncio.to_thread(queued_block, engine.url, owner.organization)
+    response = await post_chat(outsider.key, {"model": block.block_id, "stream": True,
+                                              "messages": [{"role": "user", "content": "hi"}]})
+    assert response["status"] == 404
+    assert orjson.loads(response["body"])["error"]["code"] == "model_not_found"
+    assert engine.stats()["requests"] == 0
