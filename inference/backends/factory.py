@@ -19,6 +19,8 @@ BACKEND_CLASSES: dict[str, str] = {
 }
 # A block configured `dispatch: queued` runs as a Celery task; the gateway relays its token stream.
 QUEUED_BACKEND = "inference.workers.queued.QueuedBackend"
+# Keys that say how a block's requests reach a worker, not how its backend runs there.
+DISPATCH_KEYS = frozenset({"dispatch", "queue"})
 
 _instances: dict[tuple[str, str], StreamingBackend] = {}
 

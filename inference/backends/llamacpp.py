@@ -215,7 +215,8 @@ class LlamaCppBackend(StreamingBackend):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LlamaCppBackend:
-        unknown = set(config) - {"model_path", "n_threads", "n_ctx"}
+        # timeout_s is the gateway's to enforce (a per-attempt limit, as for every backend).
+        unknown = set(config) - {"model_path", "n_threads", "n_ctx", "timeout_s"}
         if unknown:
             raise BackendError(f"llamacpp backend config has unknown keys: {sorted(unknown)}", status=500,
                                code="backend_misconfigured")

@@ -196,6 +196,11 @@ def test_unknown_config_keys_are_refused():
         backend_for(block_id="llama-bad", backend_type="llamacpp", config={"threads": 4})
 
 
+def test_a_block_timeout_is_accepted_like_every_backend_accepts_it():
+    assert isinstance(backend_for(block_id="llama-timeout", backend_type="llamacpp", config={"timeout_s": 30}),
+                      LlamaCppBackend)
+
+
 def test_the_stop_scanner_holds_back_partial_stops_and_cuts_at_full_ones():
     scanner = _StopScanner(["END", "\n\n"])
     assert scanner.feed("Hello E") == ("Hello ", False)

@@ -1,8 +1,4 @@
-"""BUILTIN-MODEL: the bundled SmolLM2-135M-Instruct answering through the live gateway.
-
-It needs the `llamacpp` backend (the backends branch); until that is merged this module
-skips, and it runs by itself afterwards.
-"""
+"""The bundled SmolLM2-135M-Instruct answering through the live gateway."""
 
 from __future__ import annotations
 
@@ -12,13 +8,7 @@ import openai
 import pytest
 from django.core.management import call_command
 
-from inference.backends.factory import BACKEND_CLASSES
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-    pytest.mark.skipif("llamacpp" not in BACKEND_CLASSES, reason="the llamacpp backend is not merged yet"),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -82,3 +82,27 @@ async def test_an_outsider_cannot_reach_a_queued_block(outsider, owner, cpu_work
     assert response["status"] == 404
     assert orjson.loads(response["body"])["error"]["code"] == "model_not_found"
     assert engine.stats()["requests"] == 0
+
+
+async def test_the_builtin_model_answers_from_a_cpu_worker(owner, cpu_worker):
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from registry.models import Block
+
+    def queue_builtin() -> str:
+        call_command("load_builtin_blocks")
+        block = Block.objects.get(block_id=settings.SWITCHBOARD_BUILTIN_BLOCK_ID)
+        block.backend_config = {**block.backend_config, "dispatch": "queued", "queue": "inference.cpu"}
+        block.save()
+        return block.block_id
+
+    block_id = await asyncio.to_thread(queue_builtin)
+    response = await post_chat(owner.key, {"model": block_id, "stream": True, "max_tokens": 24, "seed": 1,
+                                           "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+    assert response["status"] == 200, response["body"][:500]
+    events = sse_events(response["body"])
+    assert events[-1] == (None, "[DONE]")
+    # It went through the queue: every chunk carries a resumable stream event id.
+    assert all(event_id and ":" in event_id for event_id, _ in events[:-1])
+    assert len(text_of(events).split()) >= 3
