@@ -66,16 +66,19 @@ def continued(request: ChatRequest, published: str) -> ChatRequest:
 
 async def execute_requests(request_ids: list[str]) -> list[str]:
     """One task's requests, side by side: each stands alone (its own lease, stream and cancel)."""
-    outcomes = await asyncio.gather(*(execute_request(i) for i in request_ids), return_exceptions=True)
+    token = uuid.uuid4().hex
+    begun = await streams.requests_begin(request_ids, token)  # one round trip for the whole task
+    runs = [execute_request(i, token=token, begun=b) for i, b in zip(request_ids, begun, strict=True)]
+    outcomes = await asyncio.gather(*runs, return_exceptions=True)
     for request_id, outcome in zip(request_ids, outcomes, strict=True):
         if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
             log.error("queued request %s failed", request_id, exc_info=outcome)
     return [o if isinstance(o, str) else "error" for o in outcomes]
 
 
-async def execute_request(request_id: str) -> str:
-    token = uuid.uuid4().hex
-    record, leased, published, finished = await streams.request_begin(request_id, token)
+async def execute_request(request_id: str, *, token: str | None = None, begun: streams.Begun | None = None) -> str:
+    token = token or uuid.uuid4().hex
+    record, leased, published, finished = begun or await streams.request_begin(request_id, token)
     if record is None:
         if leased:
             await streams.lease_release(request_id, token)

@@ -88,16 +88,29 @@ async def cancel_requested(request_id: str) -> bool:
     return raw is not None and float(raw) <= time.time()
 
 
-async def request_begin(request_id: str, token: str) -> tuple[dict[str, Any] | None, bool, dict[int, str], bool]:
-    """One round trip for a starting executor: (record, lease taken, text published, finished)."""
+Begun = tuple[dict[str, Any] | None, bool, dict[int, str], bool]
+
+
+async def requests_begin(request_ids: list[str], token: str) -> list[Begun]:
+    """One round trip for starting executors, however many: for each request (record, lease
+    taken, text published, finished)."""
     ttl_ms = int(settings.WORKER_LEASE_S * 1000)
     async with redis_client().pipeline(transaction=False) as pipe:
-        pipe.get(record_key(request_id))
-        pipe.set(lease_key(request_id), token, nx=True, px=ttl_ms)
-        pipe.xrange(stream_key(request_id))
-        raw, leased, entries = await pipe.execute()
-    published, finished = _summarise(entries)
-    return (orjson.loads(raw) if raw else None), bool(leased), published, finished
+        for request_id in request_ids:
+            pipe.get(record_key(request_id))
+            pipe.set(lease_key(request_id), token, nx=True, px=ttl_ms)
+            pipe.xrange(stream_key(request_id))
+        results = await pipe.execute()
+    begun = []
+    for i in range(0, len(results), 3):
+        raw, leased, entries = results[i:i + 3]
+        published, finished = _summarise(entries)
+        begun.append(((orjson.loads(raw) if raw else None), bool(leased), published, finished))
+    return begun
+
+
+async def request_begin(request_id: str, token: str) -> Begun:
+    return (await requests_begin([request_id], token))[0]
 
 
 async def lease_release(request_id: str, token: str) -> None:
