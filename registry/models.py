@@ -56,6 +56,10 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     # Empty list: every model the organization may use.
     allowed_models = models.JSONField(default=list, blank=True)
+    # A key acts with its creator's current role, so demoting a person demotes their keys. A key
+    # minted with no person behind it (the embedded default's localhost owner) keeps this role;
+    # empty means member rights only (also once a creator is deleted).
+    role = models.CharField(max_length=10, choices=Membership.ROLES, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

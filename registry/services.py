@@ -18,8 +18,10 @@ def api_key_create(
     created_by=None,
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
+    role: str = "",
 ) -> tuple[ApiKey, str]:
-    """Create a key; the raw key is returned once and never stored."""
+    """Create a key; the raw key is returned once and never stored. `role` only counts for a key
+    with no `created_by` (see ApiKey.role)."""
     raw = ApiKey.generate()
     key = ApiKey(
         organization=organization,
@@ -27,6 +29,7 @@ def api_key_create(
         created_by=created_by,
         expires_at=expires_at,
         allowed_models=allowed_models or [],
+        role="" if created_by is not None else role,
     )
     key.set_key(raw)
     key.save()

@@ -47,6 +47,8 @@ def caller_role(principal) -> str | None:
         return Membership.OWNER  # localhost-only embedded default: the machine's owner
     user = principal.user
     if user is None and principal.api_key is not None:
+        if principal.api_key.created_by_id is None:
+            return principal.api_key.role or Membership.MEMBER
         user = principal.api_key.created_by
     return role_of(user=user, organization=principal.organization)
 
@@ -90,7 +92,10 @@ class KeysView(APIView):
         serializer = ApiKeyCreateSerializer(data=request.data, context={"organization": request.user.organization})
         serializer.is_valid(raise_exception=True)
         creator = request.user.user or (request.user.api_key.created_by if request.user.api_key else None)
-        key, raw = api_key_create(organization=request.user.organization, created_by=creator,
+        # Only owners get here. With no person behind the call (the embedded default's localhost
+        # owner, or a key it minted) the new key carries the owner role itself.
+        minted_role = Membership.OWNER if creator is None else ""
+        key, raw = api_key_create(organization=request.user.organization, created_by=creator, role=minted_role,
                                   **serializer.validated_data)
         # The only time the raw key is ever shown.
         return ok({**key_dict(key), "key": raw}, status=status.HTTP_201_CREATED)

@@ -147,3 +147,25 @@ def test_members_are_listed_for_your_own_organization_only(owner, member, outsid
 def test_whoami_names_the_organization_and_role(member):
     data = member.client().get("/api/whoami").json()["data"]
     assert (data["organization"], data["role"], data["apiKey"]["name"]) == ("acme", "member", "bob-key")
+
+
+def test_a_key_minted_keyless_in_the_embedded_default_acts_as_the_owner_that_minted_it(settings, db):
+    from rest_framework.test import APIClient
+
+    settings.DEV_OPEN_ACCESS = True  # the embedded default: keyless calls from loopback are the owner's
+    minted = APIClient().post("/api/keys", {"name": "laptop"}, format="json").json()["data"]["key"]
+    settings.DEV_OPEN_ACCESS = False
+
+    keyed = APIClient()
+    keyed.credentials(HTTP_AUTHORIZATION=f"Bearer {minted}")
+    assert keyed.get("/api/whoami").json()["data"]["role"] == "owner"
+    second = keyed.post("/api/keys", {"name": "second"}, format="json")
+    assert second.status_code == 201
+    assert ApiKey.objects.get(pk=second.json()["data"]["id"]).role == "owner"
+
+
+def test_a_key_whose_creator_was_deleted_keeps_member_rights_only(owner):
+    owner.user.delete()
+    response = owner.client().post("/api/keys", {"name": "orphan"}, format="json")
+    assert response.status_code == 403
+    assert owner.client().get("/api/whoami").json()["data"]["role"] == "member"
