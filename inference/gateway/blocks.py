@@ -40,7 +40,8 @@ def _resolve(organization: Organization, model: str) -> Block | None:
 
 def _list(organization: Organization) -> list[Block]:
     close_old_connections()
-    return list(callable_llm_blocks(organization))
+    # A block with no backend is a registry entry only: /v1/models lists what can answer.
+    return list(callable_llm_blocks(organization).exclude(backend_type=""))
 
 
 _aresolve = sync_to_async(_resolve, thread_sensitive=False)

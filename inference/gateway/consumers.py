@@ -200,6 +200,8 @@ class ModelsConsumer(OpenAIConsumer):
         model = self.scope["url_route"]["kwargs"].get("model")
         if model is not None:
             block = await pipeline.resolve_model(principal, model)
+            if not block.backend_type:
+                raise pipeline.model_not_found(model)  # not in the list either: it cannot answer
             await self.send_json(200, orjson.dumps(model_object(block)))
             return
         blocks = await list_blocks(principal.organization)

@@ -81,7 +81,7 @@ async def resolve_model(principal: Principal, model: str) -> Block:
         raise model_not_found(model)
     if not principal.allows_model(block.block_id):
         raise OpenAIError(403, f"This API key is not allowed to use the model '{model}'.", param="model",
-                          code="model_not_found")
+                          code="model_not_allowed")
     return block
 
 
@@ -91,6 +91,9 @@ async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: b
     # Queued streams are resumable and cancellable by their own organization only.
     chat.request.organization_id = principal.organization.pk
     block = await resolve_model(principal, chat.request.model)
+    if not block.backend_type:
+        raise OpenAIError(400, f"The model '{chat.request.model}' is a registry entry with no inference backend; "
+                               "give it a backend to run it.", param="model", code="model_not_runnable")
     # 4. The organization's policy: quotas, limits, and the rules the call below follows.
     try:
         admission = await admit(principal=principal, block=block, request=chat.request,

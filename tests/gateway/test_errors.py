@@ -168,3 +168,17 @@ def test_a_stream_cut_midway_ends_with_an_error_event(live_gateway, owner, upstr
     client = openai.OpenAI(base_url=live_gateway.v1, api_key=owner.key, max_retries=0)
     with pytest.raises(openai.APIError):
         list(client.chat.completions.create(model="acme-cut", messages=HI, stream=True))
+
+
+def test_a_block_without_a_backend_is_not_listed_and_chatting_with_it_is_a_clear_400(live_gateway, owner):
+    from tests.factories import BlockFactory
+
+    BlockFactory(organization=owner.organization, block_id="acme-entry", backend_type="", backend_config={})
+    client = openai.OpenAI(base_url=live_gateway.v1, api_key=owner.key, max_retries=0)
+    assert "acme-entry" not in {m.id for m in client.models.list()}
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("acme-entry")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="acme-entry", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.body["code"] == "model_not_runnable"
+    assert "no inference backend" in caught.value.body["message"]

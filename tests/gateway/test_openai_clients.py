@@ -145,8 +145,9 @@ def test_a_key_limited_to_other_models_gets_403(live_gateway, owner, upstream_bl
     _, raw = api_key_create(organization=owner.organization, name="only-a", allowed_models=["acme-a"])
     limited = openai.OpenAI(base_url=live_gateway.v1, api_key=raw, max_retries=0)
     assert limited.chat.completions.create(model="acme-a", messages=[{"role": "user", "content": "x"}])
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.PermissionDeniedError) as caught:
         limited.chat.completions.create(model="acme-b", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.body["code"] == "model_not_allowed"
     assert {m.id for m in limited.models.list()} == {"acme-a"}
 
 
