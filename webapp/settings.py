@@ -197,6 +197,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 SWITCHBOARD_BUILTIN_BLOCK_ID = "smollm2-135m-instruct"
 LLAMACPP_THREADS = envint("LLAMACPP_THREADS", 2)
 LLAMACPP_CONTEXT = envint("LLAMACPP_CONTEXT", 2048)
+# An answer that names no max_tokens stops here: a 135M model left to fill its context rambles
+# for ~2,000 tokens and half a minute.
+LLAMACPP_MAX_TOKENS = envint("LLAMACPP_MAX_TOKENS", 512)
 UPSTREAM_TIMEOUT_S = envfloat("UPSTREAM_TIMEOUT_S", 120.0)
 UPSTREAM_CONNECT_TIMEOUT_S = envfloat("UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
 ENGINE_HEARTBEAT_STALE_S = envfloat("ENGINE_HEARTBEAT_STALE_S", 5.0)

@@ -265,7 +265,7 @@ class LlamaCppBackend(StreamingBackend):
             stop = [stop]
         return Generation(
             prompt_tokens=prompt_tokens,
-            max_tokens=min(request.max_tokens or room, room),
+            max_tokens=min(request.max_tokens or settings.LLAMACPP_MAX_TOKENS, room),
             temperature=DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature),
             top_p=DEFAULT_TOP_P if request.top_p is None else float(request.top_p),
             stop=list(stop),

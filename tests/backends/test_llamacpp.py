@@ -225,3 +225,11 @@ def test_the_model_is_loaded_once_per_process_even_when_first_asked_concurrently
         assert loaded[0] is not backend.model()
     finally:
         llamacpp._models.pop((str(path), 1, 256)).llama.close()
+
+
+async def test_an_answer_with_no_max_tokens_stops_at_llamacpp_max_tokens(backend, settings):
+    settings.LLAMACPP_MAX_TOKENS = 6
+    story = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+    result = await backend.complete(chat(story, temperature=0.7, seed=2))
+    assert result["usage"]["completion_tokens"] == 6
+    assert result["choices"][0]["finish_reason"] == "length"
