@@ -77,46 +77,30 @@ def count_prompt_tokens(block, messages: list[dict[str, Any]]) -> tuple[int, str
     return approximate_tokens(messages), APPROXIMATION
 
 
-def _percentile_from_hist(hist: dict[float, int], q: float) -> float | None:
-    total = sum(hist.values())
-    if not total:
-        return None
-    target = q * total
-    running = 0
-    for bound in sorted(hist):
-        running += hist[bound]
-        if running >= target:
-            return bound
-    return max(hist)
-
-
 def latency_summary(block) -> dict[str, Any]:
-    """Recent latency. Histogram keys are read as bucket upper bounds in ms (numeric strings)."""
+    """Recent latency, from the per-minute metric buckets."""
+    from inference.metrics import merge_histograms, percentile
     from inference.models import BlockMetricBucket
 
     since = timezone.now() - timedelta(minutes=LATENCY_WINDOW_MIN)
     buckets = BlockMetricBucket.objects.filter(block=block, minute__gte=since)
     totals = buckets.aggregate(requests=Sum("requests"), errors=Sum("errors"), latency=Sum("latency_ms_sum"))
-    latency_hist: dict[float, int] = {}
-    ttft_hist: dict[float, int] = {}
+    # The same histograms and percentile as GET /api/blocks/<id>/metrics, over this window.
+    latency_hist: dict[str, int] = {}
+    ttft_hist: dict[str, int] = {}
     for latency, ttft in buckets.values_list("latency_hist", "ttft_hist"):
-        for source, target in ((latency, latency_hist), (ttft, ttft_hist)):
-            for key, count in (source or {}).items():
-                try:
-                    bound = float(key)
-                except (TypeError, ValueError):
-                    continue
-                target[bound] = target.get(bound, 0) + int(count)
+        merge_histograms(latency_hist, latency)
+        merge_histograms(ttft_hist, ttft)
     requests = totals["requests"] or 0
     return {
         "windowMinutes": LATENCY_WINDOW_MIN,
         "requests": requests,
         "errors": totals["errors"] or 0,
         "meanMs": round(totals["latency"] / requests, 2) if requests and totals["latency"] is not None else None,
-        "p50Ms": _percentile_from_hist(latency_hist, 0.5),
-        "p95Ms": _percentile_from_hist(latency_hist, 0.95),
-        "p99Ms": _percentile_from_hist(latency_hist, 0.99),
-        "ttftP50Ms": _percentile_from_hist(ttft_hist, 0.5),
+        "p50Ms": percentile(latency_hist, 50),
+        "p95Ms": percentile(latency_hist, 95),
+        "p99Ms": percentile(latency_hist, 99),
+        "ttftP50Ms": percentile(ttft_hist, 50),
     }
 
 

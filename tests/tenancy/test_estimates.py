@@ -51,8 +51,11 @@ def test_an_estimate_answers_from_metrics_quota_and_policy(owner, org, block):
     assert data["reservedTokens"] == 9 + 100
     assert data["latency"]["requests"] == 10 and data["latency"]["errors"] == 1
     assert data["latency"]["meanMs"] == 30.0
-    assert (data["latency"]["p50Ms"], data["latency"]["p95Ms"], data["latency"]["p99Ms"]) == (10, 200, 200)
-    assert data["latency"]["ttftP50Ms"] == 5
+    # Interpolated inside the bucket, as /api/blocks/<id>/metrics does: {10: 5, 50: 4, 200: 1}.
+    assert (data["latency"]["p50Ms"], data["latency"]["p95Ms"], data["latency"]["p99Ms"]) == (10, 125, 185)
+    assert data["latency"]["ttftP50Ms"] == 2.5
+    metrics = owner.client().get("/api/blocks/acme-llm/metrics?window=5m").json()["data"]
+    assert (metrics["latencyMs"]["p50"], metrics["latencyMs"]["p95"]) == (10, 125)
     assert (data["queueDepth"], data["engineLoad"], data["engineCapacity"]) == (0, 3, 64)
     assert data["remainingQuota"]["organization"]["token_budget"]["remaining"] == 1000
     assert data["constraints"] == {"pass": True, "violations": []}
