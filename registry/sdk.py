@@ -9,7 +9,8 @@ Two modes, same methods:
   `adhoc_inference_url` when given.
 - in-process (no base_url): the Django ORM through the same selectors and services the
   API uses, acting for `organization` (an Organization or its slug; default the
-  built-in "local" organization).
+  built-in "local" organization). Creating one calls django.setup() if Django is not set
+  up yet (DJANGO_SETTINGS_MODULE, default webapp.settings).
 
 The managers keep their own name -> Block table (add_llm, add_custom_llm,
 create_custom_llm_block, list_llms, remove_llm), as the seed does; registering a name is
@@ -20,6 +21,7 @@ BlocksQueryManager.create_block.
 from __future__ import annotations
 
 import copy
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -136,8 +138,20 @@ class _RemoteRegistry:
         return self._call("POST", "/api/blocks/similarity", payload)["data"]
 
 
+def _setup_django() -> None:
+    """A plain script may only have set DJANGO_SETTINGS_MODULE (or nothing): the ORM needs the apps loaded."""
+    from django.apps import apps
+
+    if not apps.ready:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+        django.setup()
+
+
 class _LocalRegistry:
     def __init__(self, organization: Any = None):
+        _setup_django()
         self._organization = organization
 
     @property

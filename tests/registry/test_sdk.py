@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from inference.backends.base import LLMInferenceAPI
 from registry.models import Block as BlockModel
@@ -306,3 +308,28 @@ def test_in_process_failures_raise_registry_error_too(db, owner):
     with pytest.raises(RegistryError) as missing:
         llms.run_ai_inference(name="ghost", input_data={"text": "x"})
     assert (missing.value.status, missing.value.message) == (404, "no enabled block 'no-such-block'")
+
+
+IN_PROCESS_RECIPE = """
+import json
+from registry.sdk import BlocksQueryManager, KnownLLMs
+
+llms = KnownLLMs(organization="acme")
+llms.add_llm(name="rev", block_id="reverse-llm")
+found = BlocksQueryManager(organization="acme").filter_data([{"variable": "tags", "operator": "==", "value": "test"}])
+print(json.dumps({"answer": llms.run_ai_inference(name="rev", input_data={"text": "abc"}),
+                  "found": [b.id for b in found]}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("settings_module", ["webapp.settings", None])
+def test_an_in_process_manager_sets_django_up_in_a_fresh_interpreter(org, settings_module):
+    BlockFactory(block_id="reverse-llm", organization=org)
+    env = env_without_django()
+    # The subprocess must see this test's database, not the one DATABASE_URL names.
+    database_url = urllib.parse.urlsplit(env["DATABASE_URL"])
+    env["DATABASE_URL"] = database_url._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+    if settings_module:
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
+    assert run_python(IN_PROCESS_RECIPE, env=env) == {"answer": "cba", "found": ["reverse-llm"]}
