@@ -8,21 +8,25 @@ This module sits BELOW the access-control layer: in-process calls do not check w
 organization may use a block, because the caller already holds the database (it is this
 server's own code, or an operator's script). Anything serving outside callers must go
 through the gateway (or the remote mode here), never call these functions directly.
+
+The remote path runs in a plain Python process (no Django settings, standard library only):
+Django and the backends are imported only on the in-process path.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
 
-from django.conf import settings
-
 from inference.backends.base import BackendError, ChatRequest, StreamingBackend
-from inference.backends.factory import backend_for_block
-from inference.backends.grpc_common import GrpcBackend
 from inference.backends.messages import chat_request_from_input, messages_from_input
+
+# The server's UPSTREAM_TIMEOUT_S default, read from the environment as webapp.settings does:
+# a remote caller has no Django settings to read it from.
+DEFAULT_REMOTE_TIMEOUT_S = 120.0
 
 
 class BlockNotFound(BackendError):
@@ -49,7 +53,15 @@ async def _ablock(block_id: str):
 
 
 def _backend(block) -> StreamingBackend:
+    from inference.backends.factory import backend_for_block
+
     return backend_for_block(block)
+
+
+def _is_grpc(backend: StreamingBackend) -> bool:
+    from inference.backends.grpc_common import GrpcBackend
+
+    return isinstance(backend, GrpcBackend)
 
 
 def run_ai_inference(*, block_id: str, input_data: dict, session_id: str = "", frame_ptr: bytes = b"",
@@ -61,7 +73,7 @@ def run_ai_inference(*, block_id: str, input_data: dict, session_id: str = "", f
         return _remote_chat(base_url=base_url, api_key=api_key, block_id=block_id, input_data=input_data,
                             session_id=session_id, frame_ptr=frame_ptr)
     backend = _backend(_block(block_id))
-    if isinstance(backend, GrpcBackend):
+    if _is_grpc(backend):
         return backend.run_inference(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block_id)
     return backend.run_inference(input_data)
 
@@ -70,7 +82,7 @@ async def arun_ai_inference(*, block_id: str, input_data: dict, session_id: str 
                             frame_ptr: bytes = b"") -> str:
     """In-process run_ai_inference for code already on an event loop (never blocks it)."""
     backend = _backend(await _ablock(block_id))
-    if isinstance(backend, GrpcBackend):
+    if _is_grpc(backend):
         text, _ = await backend.infer(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block_id)
         return text
     request = _chat_request(input_data, model=block_id)
@@ -100,13 +112,17 @@ def estimate(*, block_id: str, session_id: str = "", query: dict | None = None, 
 
 # Remote mode: stdlib urllib keeps the SDK free of HTTP client dependencies.
 
+def _remote_timeout() -> float:
+    return float(os.environ.get("UPSTREAM_TIMEOUT_S") or DEFAULT_REMOTE_TIMEOUT_S)
+
+
 def _post_json(url: str, body: dict, *, api_key: str | None) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=settings.UPSTREAM_TIMEOUT_S) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=_remote_timeout()) as resp:  # noqa: S310
             status, payload = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, payload = exc.code, exc.read()

@@ -4,10 +4,13 @@
 
 Two modes, same methods:
 - remote (`base_url="http://host:8000"`): HTTP to the REST API with `Authorization:
-  Bearer <api_key>`; needs only the standard library, not Django.
+  Bearer <api_key>`; needs only the standard library, not Django. Registry blocks run on
+  that server too (`/v1/chat/completions`, `/discovery/estimate`), or on
+  `adhoc_inference_url` when given.
 - in-process (no base_url): the Django ORM through the same selectors and services the
   API uses, acting for `organization` (an Organization or its slug; default the
-  built-in "local" organization).
+  built-in "local" organization). Creating one calls django.setup() if Django is not set
+  up yet (DJANGO_SETTINGS_MODULE, default webapp.settings).
 
 The managers keep their own name -> Block table (add_llm, add_custom_llm,
 create_custom_llm_block, list_llms, remove_llm), as the seed does; registering a name is
@@ -18,6 +21,7 @@ BlocksQueryManager.create_block.
 from __future__ import annotations
 
 import copy
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -134,8 +138,20 @@ class _RemoteRegistry:
         return self._call("POST", "/api/blocks/similarity", payload)["data"]
 
 
+def _setup_django() -> None:
+    """A plain script may only have set DJANGO_SETTINGS_MODULE (or nothing): the ORM needs the apps loaded."""
+    from django.apps import apps
+
+    if not apps.ready:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+        django.setup()
+
+
 class _LocalRegistry:
     def __init__(self, organization: Any = None):
+        _setup_django()
         self._organization = organization
 
     @property
@@ -213,15 +229,16 @@ def _registry(base_url: str | None, api_key: str | None, organization: Any):
     return _RemoteRegistry(base_url, api_key) if base_url else _LocalRegistry(organization)
 
 
-def _dispatch():
+def _dispatch(function: str, *, base_url: str | None, **kwargs: Any) -> Any:
+    """inference.dispatch's `function`, its failures raised as RegistryError like every SDK failure."""
+    from inference import dispatch
+    from inference.backends.base import BackendError
+
     try:
-        from inference import dispatch
-    except ImportError as exc:
-        raise NotImplementedError(
-            "running a registry block (one without an attached inference object) needs "
-            "inference.dispatch, delivered by issue 3"
-        ) from exc
-    return dispatch
+        return getattr(dispatch, function)(base_url=base_url, **kwargs)
+    except BackendError as exc:
+        # Remotely the status is the one the server answered (none when it was not reached).
+        raise RegistryError(exc.message, exc.upstream_status if base_url else exc.status) from None
 
 
 def filter_payload(conditions: Any, logical_operator: str = "AND") -> dict[str, Any]:
@@ -250,6 +267,11 @@ class KnownLLMs:
         self.api_key = api_key
         self.registry = _registry(base_url, api_key, organization)
         self._blocks: dict[str, Block] = {}
+
+    @property
+    def inference_url(self) -> str | None:
+        """Where registry blocks run: None is in this process."""
+        return self.adhoc_inference_url or self.base_url
 
     def add_llm(self, name: str, block_id: str) -> Block:
         """Fetch a block from the registry by id and register it under `name`."""
@@ -324,29 +346,33 @@ class KnownLLMs:
         block = self.get(name)
         if block.inference is not None:
             return block.inference.run_inference(input_data)
-        return _dispatch().run_ai_inference(
+        return _dispatch(
+            "run_ai_inference",
             block_id=block.id,
             input_data=input_data,
-            session_id=session_id,
+            session_id=session_id or "",
             frame_ptr=frame_ptr,
-            base_url=self.adhoc_inference_url,
+            base_url=self.inference_url,
             api_key=self.api_key,
         )
 
     def estimate(self, name: str, session_id: str | None = None, query: dict[str, Any] | None = None) -> Any:
         """Feasibility and resource estimates before running. For an attached inference
-        object: {"check_execute": [ok, data], "estimates": [ok, data]}."""
+        object: {"check_execute": [ok, data], "estimates": [ok, data]}; for a registry block
+        remotely, the server's /discovery/estimate answer (`query` is a prompt, input_data or
+        {"input_size": <prompt tokens>}); in-process, the backend's check_execute and estimates."""
         block = self.get(name)
         if block.inference is not None:
             return {
                 "check_execute": list(block.inference.check_execute(query or {})),
                 "estimates": list(block.inference.get_current_estimates()),
             }
-        return _dispatch().estimate(
+        return _dispatch(
+            "estimate",
             block_id=block.id,
-            session_id=session_id,
+            session_id=session_id or "",
             query=query or {},
-            base_url=self.adhoc_inference_url,
+            base_url=self.inference_url,
             api_key=self.api_key,
         )
 

@@ -3,7 +3,8 @@
 - Prompt tokens: the block's own tokenizer when its backend offers `count_tokens(messages)`
   (the built-in llama.cpp model does); otherwise an approximation, said so in the answer:
   ceil(characters / 4) per message plus 4 tokens of chat-template overhead per message and
-  2 for the reply's priming (close to BPE tokenizers on English text).
+  2 for the reply's priming (close to BPE tokenizers on English text). The seed's query
+  `{"input_size": N}` asks about a prompt of N tokens, so N is taken as given.
 - Latency: percentiles over the last LATENCY_WINDOW_MIN minutes of BlockMetricBucket.
 - Queue depth: the length of the block's Celery queue in Redis (backend_config["queue"]),
   0 when the block is served in-process or there is no Redis; plus its engines' load.
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_WINDOW_MIN = 15
 APPROXIMATION = "approx: ceil(chars/4) + 4 per message + 2"
+GIVEN_INPUT_SIZE = "input_size, as given"
 
 
 def messages_from_query(search_query: Any) -> list[dict[str, Any]]:
@@ -49,6 +51,16 @@ def messages_from_query(search_query: Any) -> list[dict[str, Any]]:
     if isinstance(search_query, dict):
         return messages_from_input(search_query)
     raise ValueError("search_query must be a string, a list of messages or an object")
+
+
+def input_size_of(search_query: Any) -> int | None:
+    """The seed's {"input_size": N}, when the query gives one: N prompt tokens to estimate for."""
+    if not isinstance(search_query, dict) or "input_size" not in search_query:
+        return None
+    size = search_query["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError("search_query.input_size must be a non-negative integer (a number of prompt tokens)")
+    return size
 
 
 def _text_of(content: Any) -> str:
@@ -135,8 +147,12 @@ def remaining_quota(principal) -> dict[str, Any]:
 
 def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any] | None = None) -> dict[str, Any]:
     query_params = dict(query_params or {})
-    messages = messages_from_query(search_query)
-    prompt_tokens, method = count_prompt_tokens(block, messages)
+    input_size = input_size_of(search_query)
+    if input_size is None:
+        messages = messages_from_query(search_query)
+        prompt_tokens, method = count_prompt_tokens(block, messages)
+    else:
+        messages, prompt_tokens, method = [], input_size, GIVEN_INPUT_SIZE
     rules = load_org_rules(principal.organization.pk)
     policy = effective_policy(org_rule=rules.org_rule, block_rule=rules.block_rules.get(block.pk, {}),
                               request_values={})

@@ -340,7 +340,8 @@ class UsageView(APIView):
 
 
 EstimateRequest = inline_serializer("EstimateRequest", fields={
-    "search_query": serializers.JSONField(help_text="a prompt string, a list of messages, or input_data"),
+    "search_query": serializers.JSONField(help_text="a prompt string, a list of messages, input_data, "
+                                                  "or {\"input_size\": <prompt tokens>}"),
     "block_id": serializers.CharField(max_length=200),
 })
 CheckExecuteRequest = inline_serializer("CheckExecuteRequest", fields={

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
 import pytest
+from django.db import connection
 
 from inference.backends.base import LLMInferenceAPI
 from registry.models import Block as BlockModel
 from registry.sdk import Block, BlocksQueryManager, KnownLLMOptimizers, KnownLLMs, RegistryError
 from tests.factories import BlockFactory
+from tests.tenancy.servers import LiveASGI
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SEED_BLOCK = {
     "id": "custom-llm-block",
@@ -210,3 +221,115 @@ def test_remote_queries_follow_pages(live_server, owner, monkeypatch):
     manager = BlocksQueryManager(base_url=live_server.url, api_key=owner.key)
     found = manager.filter_data([{"variable": "tags", "operator": "==", "value": "paged"}])
     assert [b.id for b in found] == [f"paged-{n}" for n in range(5)]
+
+
+# Running registry blocks: remotely on the server (the gateway serves /v1, so these need the
+# ASGI app, not live_server), in-process through inference.dispatch.
+
+
+@pytest.fixture
+def gateway(db):
+    server = LiveASGI().start()
+    yield server
+    server.stop()
+
+
+def run_python(script: str, *args: str, env: dict[str, str]) -> dict:
+    """Run `script` in a fresh interpreter (this one already has Django set up); its last line is JSON."""
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def env_without_django() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+
+
+REMOTE_RECIPE = """
+import json, sys
+from registry.sdk import KnownLLMs
+
+llms = KnownLLMs(base_url=sys.argv[1], api_key=sys.argv[2])
+llms.add_llm(name="small", block_id="reverse-llm")
+answer = llms.run_ai_inference(name="small", input_data={"text": "hello there"})
+estimate = llms.estimate(name="small", session_id="s1", query={"input_size": 2048})
+print(json.dumps({"answer": answer, "promptTokens": estimate["promptTokens"], "django": "django" in sys.modules}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_remote_run_ai_inference_and_estimate_work_in_a_plain_python_process(gateway, owner):
+    BlockFactory(block_id="reverse-llm", organization=owner.organization)
+    result = run_python(REMOTE_RECIPE, gateway.url, owner.key, env=env_without_django())
+    assert result == {"answer": "ereht olleh", "promptTokens": 2048, "django": False}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_remote_run_ai_inference_goes_over_http_where_the_server_checks_the_key(gateway, owner, outsider):
+    BlockFactory(block_id="reverse-llm", organization=owner.organization)
+    BlockFactory(block_id="globex-secret", organization=outsider.organization)
+    llms = KnownLLMs(base_url=gateway.url, api_key=owner.key)
+    llms.add_llm(name="small", block_id="reverse-llm")
+    assert llms.run_ai_inference(name="small", input_data={"text": "hello"}) == "olleh"
+    # In-process dispatch would run any block; the server refuses one this key cannot see.
+    llms.add_custom_llm("stolen", block_data={"id": "globex-secret"})
+    with pytest.raises(RegistryError) as refused:
+        llms.run_ai_inference(name="stolen", input_data={"text": "x"})
+    assert refused.value.status == 404
+    assert "The model 'globex-secret' does not exist" in refused.value.message
+
+
+def test_adhoc_inference_url_overrides_the_base_url_for_inference(live_server, owner):
+    BlockFactory(block_id="reverse-llm", organization=owner.organization)
+    llms = KnownLLMs(base_url=live_server.url, api_key=owner.key, adhoc_inference_url="http://127.0.0.1:9")
+    llms.add_llm(name="small", block_id="reverse-llm")
+    with pytest.raises(RegistryError, match="cannot reach http://127.0.0.1:9/v1/chat/completions") as unreachable:
+        llms.run_ai_inference(name="small", input_data={"text": "hello"})
+    assert unreachable.value.status is None
+
+
+def test_remote_estimate_takes_the_seeds_input_size_as_prompt_tokens(live_server, owner):
+    BlockFactory(block_id="reverse-llm", organization=owner.organization)
+    llms = KnownLLMs(base_url=live_server.url, api_key=owner.key)
+    llms.add_llm(name="small", block_id="reverse-llm")
+    estimate = llms.estimate(name="small", session_id="s1", query={"input_size": 2048})
+    assert (estimate["blockId"], estimate["promptTokens"]) == ("reverse-llm", 2048)
+    assert estimate["constraints"] == {"pass": True, "violations": []}
+    with pytest.raises(RegistryError) as negative:
+        llms.estimate(name="small", query={"input_size": -1})
+    assert negative.value.status == 400
+    assert "input_size must be a non-negative integer" in negative.value.message
+
+
+def test_in_process_failures_raise_registry_error_too(db, owner):
+    llms = KnownLLMs(organization="acme")
+    llms.add_custom_llm("ghost", block_data={"id": "no-such-block"})
+    with pytest.raises(RegistryError) as missing:
+        llms.run_ai_inference(name="ghost", input_data={"text": "x"})
+    assert (missing.value.status, missing.value.message) == (404, "no enabled block 'no-such-block'")
+
+
+IN_PROCESS_RECIPE = """
+import json
+from registry.sdk import BlocksQueryManager, KnownLLMs
+
+llms = KnownLLMs(organization="acme")
+llms.add_llm(name="rev", block_id="reverse-llm")
+found = BlocksQueryManager(organization="acme").filter_data([{"variable": "tags", "operator": "==", "value": "test"}])
+print(json.dumps({"answer": llms.run_ai_inference(name="rev", input_data={"text": "abc"}),
+                  "found": [b.id for b in found]}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("settings_module", ["webapp.settings", None])
+def test_an_in_process_manager_sets_django_up_in_a_fresh_interpreter(org, settings_module):
+    BlockFactory(block_id="reverse-llm", organization=org)
+    env = env_without_django()
+    # The subprocess must see this test's database, not the one DATABASE_URL names.
+    database_url = urllib.parse.urlsplit(env["DATABASE_URL"])
+    env["DATABASE_URL"] = database_url._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+    if settings_module:
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
+    assert run_python(IN_PROCESS_RECIPE, env=env) == {"answer": "cba", "found": ["reverse-llm"]}

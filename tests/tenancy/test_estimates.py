@@ -10,6 +10,7 @@ from django.utils import timezone
 from inference.models import BlockMetricBucket, Engine
 from registry.models import Block
 from registry.orgs_sdk import AIOSEstimatorClient, OrgLLMsManager, SwitchboardError
+from registry.tenancy.admission import DEFAULT_COMPLETION_RESERVE
 from registry.tenancy.models import PolicyRule, Quota
 from tests.factories import BlockFactory
 
@@ -62,6 +63,18 @@ def test_an_estimate_answers_from_metrics_quota_and_policy(owner, org, block):
     assert data["quotaPass"] is True
 
 
+def test_the_seeds_input_size_is_estimated_as_that_many_prompt_tokens(owner, org, block):
+    PolicyRule.objects.create(organization=org, max_input_tokens=1000)
+    response = owner.client().post("/discovery/check_execute", {"search_query": {"input_size": 2048},
+                                                                "block_id": "acme-llm"}, format="json")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert (data["promptTokens"], data["tokenCounting"]) == (2048, "input_size, as given")
+    assert data["reservedTokens"] == 2048 + DEFAULT_COMPLETION_RESERVE
+    assert data["executable"] is False
+    assert data["reasons"] == ["max_input_tokens 1000 exceeded: 2048"]
+
+
 def test_check_execute_says_no_and_why(owner, org, block):
     PolicyRule.objects.create(organization=org, block=block, max_input_tokens=8, max_output_tokens=50)
     Quota.objects.create(organization=org, token_budget=10)
@@ -99,6 +112,8 @@ def test_a_foreign_private_block_is_estimated_like_a_missing_one(owner, secret):
     ({"search_query": "", "block_id": "acme-llm"}, "search_query is empty"),
     ({"search_query": 42, "block_id": "acme-llm"}, "search_query must be a string, a list of messages or an object"),
     ({"search_query": {"nothing": 1}, "block_id": "acme-llm"}, "input_data needs 'messages'"),
+    *[({"search_query": {"input_size": size}, "block_id": "acme-llm"},
+       "search_query.input_size must be a non-negative integer") for size in (-1, "2048", 1.5, True, None)],
     ({"search_query": "hi", "block_id": "acme-llm", "query_params": {"max_tokens": -3}},
      "query_params.max_tokens must be a positive integer"),
     ({"search_query": "hi", "block_id": "acme-llm", "query_params": "x"}, "query_params: Expected a dictionary"),
