@@ -86,6 +86,8 @@ class EnqueueHub:
 
     async def enqueue(self, request_id: str, record: bytes, queue: str) -> None:
         done = asyncio.get_running_loop().create_future()
+        # A caller that went away never reads a failed write's exception: retrieve it here.
+        done.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.pending.append((request_id, record, queue, done))
         if self.writer is None or self.writer.done():
             self.writer = asyncio.ensure_future(self.write())
