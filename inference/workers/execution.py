@@ -145,7 +145,9 @@ async def _pump(request_id: str, backend: StreamingBackend, request: ChatRequest
             return "cancelled"
         consumer.result()
     except BackendError as exc:
-        await writer.finish(error={"message": exc.message, "status": exc.status, "code": exc.code})
+        # The upstream's own status travels too: the gateway's retry_on policy is written in its terms.
+        await writer.finish(error={"message": exc.message, "status": exc.status, "code": exc.code,
+                                   "upstream_status": exc.upstream_status})
         return "error"
     except asyncio.CancelledError:
         consumer.cancel()

@@ -337,7 +337,8 @@ async def stream_read(request_id: str, *, after: str = "0-0", timeout_s: float) 
             if "error" in entry:
                 error = entry["error"]
                 raise BackendError(error.get("message", "queued request failed"),
-                                   status=error.get("status", 502), code=error.get("code", "upstream_error"))
+                                   status=error.get("status", 502), code=error.get("code", "upstream_error"),
+                                   upstream_status=error.get("upstream_status"))
             for index, text in (entry.get("c") or {}).items():
                 yield ChatDelta(content=text, index=int(index), event_id=eid)
             if entry.get("done"):

@@ -106,3 +106,20 @@ async def test_the_builtin_model_answers_from_a_cpu_worker(owner, cpu_worker):
     # It went through the queue: every chunk carries a resumable stream event id.
     assert all(event_id and ":" in event_id for event_id, _ in events[:-1])
     assert len(text_of(events).split()) >= 3
+
+
+async def test_a_retry_policy_on_the_upstreams_own_status_retries_a_queued_block(owner, cpu_worker):
+    from registry.tenancy.models import PolicyRule
+
+    engine = start_fake_engine(fail_mode="http500")
+    try:
+        block = await asyncio.to_thread(queued_block, engine.url, owner.organization)
+        await PolicyRule.objects.acreate(organization=owner.organization, block=block, retries=1, backoff_s=0,
+                                         retry_on=[500])
+        response = await post_chat(owner.key, {"model": block.block_id, "max_tokens": 4,
+                                               "messages": [{"role": "user", "content": "hi"}]})
+        assert response["status"] == 502
+        assert "engine exploded" in orjson.loads(response["body"])["error"]["message"]
+        assert engine.stats()["requests"] == 2  # the first attempt and its retry, each a queued task
+    finally:
+        stop_process(engine.proc)

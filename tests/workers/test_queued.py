@@ -127,6 +127,7 @@ async def test_an_engine_error_reaches_the_reader_with_its_message(org, cpu_work
             await collect(backend_for_block(block), chat(org))
         assert "engine exploded" in caught.value.message
         assert caught.value.status == 502
+        assert caught.value.upstream_status == 500  # what a retry_on policy is written against
     finally:
         stop_process(engine.proc)
 
