@@ -116,21 +116,50 @@ def latency_summary(block) -> dict[str, Any]:
     }
 
 
+def _queues_of(block) -> list[str]:
+    """The Celery queues a queued block's requests wait in, chosen as QueuedBackend chooses."""
+    from inference.models import Engine
+    from inference.workers.queues import CPU_QUEUE, gpu_queue
+
+    config = block.backend_config or {}
+    if config.get("dispatch") != "queued":
+        return []  # served in-process: nothing waits in a broker
+    if config.get("queue"):
+        return [str(config["queue"])]
+    if block.backend_type == "sglang":
+        nodes = Engine.objects.filter(block=block, state=Engine.READY).values_list("node", flat=True).distinct()
+        return sorted(gpu_queue(node) for node in nodes)
+    return [CPU_QUEUE]
+
+
+def _waiting_tasks(queues: list[str]) -> int:
+    """Messages waiting in the broker's queues; a passive declare works on Redis and RabbitMQ alike."""
+    if not queues or settings.CELERY_BROKER_URL.startswith("memory://"):
+        return 0
+    from kombu.exceptions import ChannelError
+
+    from webapp.celery import app
+
+    depth = 0
+    try:
+        with app.connection_for_read() as connection:
+            for queue in queues:
+                try:
+                    depth += connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+                except ChannelError:
+                    pass  # no such queue yet: nothing waits in it
+    except Exception:
+        log.warning("could not read the length of queues %s", queues, exc_info=True)
+    return depth
+
+
 def queue_summary(block) -> dict[str, Any]:
     from inference.models import Engine
 
-    depth = 0
-    queue = (block.backend_config or {}).get("queue")
-    if queue and settings.REDIS_URL:
-        try:
-            import redis
-
-            depth = int(redis.Redis.from_url(settings.REDIS_URL).llen(str(queue)))
-        except Exception:
-            log.warning("could not read the length of queue %s", queue, exc_info=True)
     engines = Engine.objects.filter(block=block, state=Engine.READY).aggregate(load=Sum("load"),
                                                                                 capacity=Sum("capacity"))
-    return {"queueDepth": depth, "engineLoad": engines["load"] or 0.0, "engineCapacity": engines["capacity"] or 0}
+    return {"queueDepth": _waiting_tasks(_queues_of(block)), "engineLoad": engines["load"] or 0.0,
+            "engineCapacity": engines["capacity"] or 0}
 
 
 def remaining_quota(principal) -> dict[str, Any]:

@@ -171,3 +171,41 @@ def test_the_python_clients_work_against_a_live_server(live_server, owner, outsi
     with pytest.raises(SwitchboardError) as unauthenticated:
         AIOSEstimatorClient(live_server.url, "sb-wrong").estimate("hello", block_id="acme-llm")
     assert unauthenticated.value.status == 401
+
+
+@pytest.fixture
+def broker_queues():
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    names = ["inference.gpu.est-n1", "inference.gpu.est-n2", "inference.est-own"]
+    client.delete(*names)
+    yield client, names
+    client.delete(*names)
+
+
+def test_queue_depth_counts_the_tasks_waiting_where_a_queued_block_would_send_them(owner, org, broker_queues):
+    client, (gpu1, gpu2, own) = broker_queues
+    gpu_block = BlockFactory(organization=org, block_id="acme-gpu", backend_type="sglang",
+                             backend_config={"dispatch": "queued"})
+    for node in ("est-n1", "est-n2"):
+        Engine.objects.create(block=gpu_block, node=node, endpoint=f"http://{node}:30000", state=Engine.READY,
+                              capacity=8)
+    BlockFactory(organization=org, block_id="acme-named", backend_type="openai",
+                 backend_config={"base_url": "http://127.0.0.1:9/v1", "dispatch": "queued", "queue": own})
+    client.lpush(gpu1, b"x", b"y")
+    client.lpush(gpu2, b"z")
+    client.lpush(own, b"w")
+
+    def depth(block_id: str) -> int:
+        response = owner.client().post("/discovery/estimate", {"search_query": "hi", "block_id": block_id},
+                                       format="json")
+        assert response.status_code == 200
+        return response.json()["data"]["queueDepth"]
+
+    assert depth("acme-gpu") == 3  # both nodes' GPU queues, found from the block's ready engines
+    assert depth("acme-named") == 1  # the queue the block names
+    direct = BlockFactory(organization=org, block_id="acme-direct", backend_type="openai",
+                          backend_config={"base_url": "http://127.0.0.1:9/v1", "queue": own})
+    assert depth(direct.block_id) == 0  # not queued: nothing of it waits in a broker
