@@ -21,21 +21,22 @@ def smollm2_gguf_path() -> Path:
 
 
 def builtin_block_load(*, organization: Organization) -> Block:
+    """Create the block, or refresh what describes the model. What an operator decides (how it
+    is dispatched, whether it is enabled, who sees it) survives every `make run`."""
+    described = {
+        "kind": Block.LLM,
+        "name": "SmolLM2-135M-Instruct",
+        "description": "SmolLM2 135M Instruct (Q4_1 GGUF) on the CPU via llama.cpp; bundled, no download.",
+        "tags": ["chat", "builtin", "cpu", "small"],
+        "input_protocols": ["text/plain", "application/json"],
+        "output_protocols": ["text/plain"],
+        "metadata": {"parameters": "135M", "quantization": "Q4_1", "contextLength": 2048},
+        "backend_type": "llamacpp",
+        "organization": organization,
+    }
     block, _ = Block.objects.update_or_create(
         block_id=settings.SWITCHBOARD_BUILTIN_BLOCK_ID,
-        defaults={
-            "kind": Block.LLM,
-            "name": "SmolLM2-135M-Instruct",
-            "description": "SmolLM2 135M Instruct (Q4_1 GGUF) on the CPU via llama.cpp; bundled, no download.",
-            "tags": ["chat", "builtin", "cpu", "small"],
-            "input_protocols": ["text/plain", "application/json"],
-            "output_protocols": ["text/plain"],
-            "metadata": {"parameters": "135M", "quantization": "Q4_1", "contextLength": 2048},
-            "backend_type": "llamacpp",
-            "backend_config": {},
-            "organization": organization,
-            "visibility": Block.PUBLIC,
-            "enabled": True,
-        },
+        defaults=described,
+        create_defaults={**described, "backend_config": {}, "visibility": Block.PUBLIC, "enabled": True},
     )
     return block
