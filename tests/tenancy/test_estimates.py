@@ -125,18 +125,18 @@ def test_bad_estimate_requests_get_a_clear_400(owner, block, body, message):
     assert response.json()["message"].startswith(message)
 
 
-def test_the_builtin_block_is_counted_with_its_own_tokenizer_when_the_backend_is_there(owner, org):
+@pytest.mark.parametrize("config", [{}, {"dispatch": "queued", "queue": "inference.cpu"}],
+                         ids=["in-process", "queued"])
+def test_the_builtin_block_is_counted_with_its_own_tokenizer(owner, org, config):
+    from inference.backends.llamacpp import LlamaCppBackend
+
     builtin = BlockFactory(organization=org, block_id="smollm2-135m-instruct", backend_type="llamacpp",
-                           backend_config={}, visibility=Block.PUBLIC)
-    data = owner.client().post("/discovery/estimate", {"search_query": "What is the capital of France?",
-                                                       "block_id": builtin.block_id}, format="json").json()["data"]
-    assert data["promptTokens"] > 0
-    try:
-        import inference.backends.llamacpp  # noqa: F401  (written in parallel by the backends engineer)
-    except ImportError:
-        assert data["tokenCounting"].startswith("approx")
-    else:
-        assert data["tokenCounting"] == "llamacpp tokenizer"
+                           backend_config=config, visibility=Block.PUBLIC)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    data = owner.client().post("/discovery/estimate", {"search_query": question, "block_id": builtin.block_id},
+                               format="json").json()["data"]
+    assert data["tokenCounting"] == "llamacpp tokenizer"
+    assert data["promptTokens"] == LlamaCppBackend().count_tokens(question)
 
 
 @pytest.mark.django_db(transaction=True)
