@@ -86,7 +86,7 @@ class ResumeConsumer(RequestConsumer):
         model = record.get("block_id")
         finished = False
         try:
-            async for delta in streams.stream_read(request_id, after=entry, timeout_s=120.0):
+            async for delta in streams.stream_read(request_id, after=entry, timeout_s=_upstream_timeout()):
                 chunk: dict[str, Any] = {
                     "id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": created,
                     "model": model, "choices": [{"index": delta.index, "delta": {"content": delta.content}
@@ -97,8 +97,9 @@ class ResumeConsumer(RequestConsumer):
                 await self.send_body(frame, more_body=True)
             finished = True
         except BackendError as exc:
-            await self.send_body(b"data: " + error_body(exc.message, type_="api_error", code=exc.code) + b"\n\n",
-                                 more_body=True)
+            # As on /v1/chat/completions: the error travels as an event and the stream ends without [DONE].
+            await self.send_body(b"data: " + error_body(exc.message, type_="api_error", code=exc.code) + b"\n\n")
+            return
         finally:
             if not finished:
                 await streams.request_cancel(request_id, after_s=_grace())
@@ -114,3 +115,9 @@ def _grace() -> float:
     from django.conf import settings
 
     return settings.QUEUED_RESUME_GRACE_S
+
+
+def _upstream_timeout() -> float:
+    from django.conf import settings
+
+    return settings.UPSTREAM_TIMEOUT_S

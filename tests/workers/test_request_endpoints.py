@@ -125,3 +125,19 @@ async def test_request_endpoints_reject_another_orgs_key_missing_keys_and_bad_in
         response = await call("GET", f"/v1/requests/{request_id}/stream", owner.key, last_event_id=bad)
         assert response["status"] == 400, bad
         assert orjson.loads(response["body"])["error"]["param"] == "Last-Event-ID"
+
+
+async def test_a_resumed_stream_that_failed_ends_with_the_error_and_no_done(owner, cpu_worker):
+    from inference.backends.factory import backend_for_block
+
+    engine = start_fake_engine(fail_mode="http500")
+    try:
+        block = await asyncio.to_thread(queued_block, engine.url, owner.organization)
+        request_id = await submit(backend_for_block(block), owner.organization, 8)
+        response = await call("GET", f"/v1/requests/{request_id}/stream", owner.key)
+        assert response["status"] == 200
+        events = sse_events(response["body"])
+        assert (None, "[DONE]") not in events
+        assert "engine exploded" in events[-1][1]["error"]["message"]
+    finally:
+        stop_process(engine.proc)
