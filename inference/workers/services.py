@@ -32,6 +32,8 @@ def engine_set_state(*, engine_id: int, state: str, clear_pid: bool = False) -> 
     update = {"state": state, "last_heartbeat": timezone.now()}
     if clear_pid:
         update["pid"] = None
+    if state == Engine.DEAD:
+        update["load"] = 0.0  # nothing runs on a dead engine; its last heartbeat's load is stale
     Engine.objects.filter(pk=engine_id).update(**update)
 
 

@@ -3,7 +3,8 @@
 Each supervisor is a thread of the worker's main process. It starts the engine with the
 block's engine settings, waits for /health, registers the Engine row, heartbeats it (with
 the engine's own load from /get_load), restarts the engine when it dies or stops answering,
-and on shutdown drains (no new routing) then stops it.
+and on shutdown drains (no new routing) then stops it. Draining begins as soon as the worker's
+shutdown does (drain()), while Celery still waits for the running tasks; stop() comes after.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from inference.models import Engine
 from inference.workers import services
@@ -125,6 +126,10 @@ class EngineSupervisor(threading.Thread):
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self.stopped = threading.Event()
+        # Set once by drain(); the lock orders its write against the (re)start's ready write, so
+        # a drain that began is never undone by an engine becoming healthy after it.
+        self.draining = threading.Event()
+        self._state_lock = threading.Lock()
 
     # -- process --------------------------------------------------------------------------
     def _launch(self) -> subprocess.Popen:
@@ -184,7 +189,10 @@ class EngineSupervisor(threading.Thread):
                     self._terminate(grace_s=5)
                     time.sleep(1.0)
                     continue
-                services.engine_set_state(engine_id=self.engine_id, state=Engine.READY)
+                with self._state_lock:
+                    state = Engine.DRAINING if self.draining.is_set() else Engine.READY
+                    services.engine_set_state(engine_id=self.engine_id, state=state)
+                # Set while draining too: queued tasks still running here use it (local_endpoint).
                 self.ready.set()
                 self._watch()
                 self.ready.clear()
@@ -209,10 +217,31 @@ class EngineSupervisor(threading.Thread):
             if healthy:
                 services.engine_heartbeat(engine_id=self.engine_id, load=load)
 
+    def drain(self) -> None:
+        """Mark the engine draining (the gateway stops routing here); it keeps running and serving."""
+        with self._state_lock:
+            # Once only: a late call (the shutdown signal's thread) must not follow stop()'s `dead`.
+            if self.draining.is_set():
+                return
+            self.draining.set()
+            if self.engine_id is not None:
+                services.engine_set_state(engine_id=self.engine_id, state=Engine.DRAINING)
+
+    def drain_in_thread(self) -> threading.Thread:
+        """drain() off the calling thread: from a signal handler, whose thread may be mid-query."""
+        def run() -> None:
+            try:
+                self.drain()
+            finally:
+                connections.close_all()  # this thread's own connection
+
+        thread = threading.Thread(target=run, name=f"drain-{self.spec.block_id}", daemon=True)
+        thread.start()
+        return thread
+
     def stop(self, *, drain_s: float = 30.0) -> None:
-        """Drain (the gateway stops routing here), wait for running requests, stop the engine."""
-        if self.engine_id is not None:
-            services.engine_set_state(engine_id=self.engine_id, state=Engine.DRAINING)
+        """Drain (if not yet), wait for running requests, stop the engine."""
+        self.drain()
         self.stopping.set()
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and self.process is not None and self.process.poll() is None:

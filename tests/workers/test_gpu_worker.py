@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import sys
+import threading
+import time
 
 import pytest
 from django.core.management import call_command
@@ -15,7 +17,8 @@ from inference.backends.base import ChatRequest
 from inference.backends.factory import backend_for_block
 from inference.backends.openai_compat import close_sessions
 from inference.models import Engine
-from inference.workers.selectors import forget_cache
+from inference.workers import services
+from inference.workers.selectors import _ready_engines, engine_list_for, forget_cache, pick
 from tests.factories import BlockFactory
 from tests.workers.conftest import ROOT, Worker, get_json, wait_for
 
@@ -31,9 +34,9 @@ def sglang_block(org, **config):
                                                    "capacity": 32}, **config})
 
 
-def gpu_worker(env, tmp_path, *, node: str, model: str) -> Worker:
+def gpu_worker(env, tmp_path, *, node: str, model: str, engine_cmd: str = FAKE_ENGINE_CMD) -> Worker:
     argv = [sys.executable, str(ROOT / "manage.py"), "inference_worker", "--gpu", "0", "--model", model,
-            "--node", node, "--engine-port", "0", "--engine-cmd", FAKE_ENGINE_CMD, "--concurrency", "16"]
+            "--node", node, "--engine-port", "0", "--engine-cmd", engine_cmd, "--concurrency", "16"]
     return Worker(argv, {**env, "ENGINE_HEARTBEAT_S": "0.3"}, tmp_path / f"{node}.log")
 
 
@@ -101,3 +104,64 @@ async def _collect(backend, request):
         return [d async for d in backend.stream_chat(request)]
     finally:
         await close_sessions()
+
+
+def test_sigterm_drains_the_engine_at_once_and_stops_it_after_the_running_queued_request(
+        org, worker_env, tmp_path):
+    sglang_block(org, dispatch="queued")
+    slow_cmd = f"{sys.executable} -m tests.workers.fake_sglang --token-delay-ms 100 --tokens 12"
+    worker = gpu_worker(worker_env, tmp_path, node="node-d", model="llama-fake", engine_cmd=slow_cmd)
+    try:
+        worker.wait_ready()
+        engine = wait_for(lambda: engine_row(node="node-d", state=Engine.READY), 30, what="engine ready")
+        # A queued request of ~4 s (40 tokens at 100 ms), running on this worker's engine.
+        request = ChatRequest(messages=[{"role": "user", "content": "hi"}], model="llama-fake", max_tokens=40,
+                              organization_id=org.pk)
+        result: dict = {}
+
+        def run_request() -> None:
+            try:
+                result["deltas"] = asyncio.run(_collect(backend_for_block(engine.block), request))
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                result["error"] = exc
+
+        client = threading.Thread(target=run_request, daemon=True)
+        client.start()
+        wait_for(lambda: get_json(f"{engine.endpoint}/stats")["active"] == 1, 15, what="request on the engine")
+        time.sleep(0.5)
+
+        worker.kill(signal.SIGTERM)
+        # Draining as the shutdown begins, while Celery still waits for the running task.
+        wait_for(lambda: engine_row(pk=engine.pk).state == Engine.DRAINING, 1.0, interval=0.05,
+                 what="engine draining")
+        forget_cache()
+        assert pick(_ready_engines("llama-fake")) is None
+        assert [e["routable"] for e in engine_list_for(organization=org)] == [False]
+        # The engine keeps running and serving the request it has; the heartbeat keeps it draining.
+        assert client.is_alive() and get_json(f"{engine.endpoint}/stats")["active"] == 1
+        time.sleep(1.0)
+        assert engine_row(pk=engine.pk).state == Engine.DRAINING
+        assert worker.proc.poll() is None
+
+        client.join(30)
+        assert "error" not in result, result.get("error")
+        assert "".join(d.content for d in result["deltas"]) == "".join(f"tok{i} " for i in range(40))
+        worker.proc.wait(40)
+    finally:
+        worker.stop()
+    # Then the existing stop path: the engine stopped, the row dead with no load, the process gone.
+    final = engine_row(pk=engine.pk)
+    assert final.state == Engine.DEAD and final.pid is None and final.load == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(engine.pid, 0)
+
+
+def test_a_dead_engine_keeps_no_load(org):
+    block = sglang_block(org)
+    engine = Engine.objects.create(block=block, node="node-x", endpoint="http://127.0.0.1:1", state=Engine.READY,
+                                   load=7.0, pid=1234)
+    services.engine_set_state(engine_id=engine.pk, state=Engine.DRAINING)
+    assert engine_row(pk=engine.pk).load == 7.0
+    services.engine_set_state(engine_id=engine.pk, state=Engine.DEAD, clear_pid=True)
+    final = engine_row(pk=engine.pk)
+    assert final.state == Engine.DEAD and final.load == 0 and final.pid is None

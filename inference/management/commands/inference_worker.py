@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args, **opts) -> None:
+        from celery.signals import worker_shutting_down
+
         from inference.workers.queues import CPU_QUEUE, gpu_queue
         from inference.workers.supervisor import EngineSpec, EngineSupervisor, free_port
         from webapp.celery import app
@@ -65,9 +67,20 @@ class Command(BaseCommand):
                             hostname=f"{'gpu' + str(opts['gpu']) if opts['gpu'] is not None else 'cpu'}@{opts['node']}",
                             loglevel=opts["loglevel"], prefetch_multiplier=1, without_gossip=True,
                             without_mingle=True)
+
+        def drain_engines(**kwargs) -> None:
+            # Sent as the warm shutdown begins, before Celery waits for the running tasks: the
+            # gateway stops routing new requests here now, not once those tasks are done. The
+            # engines keep serving until stop() below. Sent from the signal handler, whose thread
+            # may be mid-query on its own DB connection: the writes go in threads of their own.
+            for supervisor in supervisors:
+                supervisor.drain_in_thread()
+
+        worker_shutting_down.connect(drain_engines, weak=False)
         try:
             worker.start()
         finally:
+            worker_shutting_down.disconnect(drain_engines)
             for supervisor in supervisors:
                 supervisor.stop()
         if worker.exitcode:
