@@ -53,3 +53,11 @@ def backend_for(*, block_id: str, backend_type: str, config: dict[str, Any], ver
 def backend_for_block(block) -> StreamingBackend:
     return backend_for(block_id=block.block_id, backend_type=block.backend_type,
                        config=block.backend_config or {}, version=block.updated_at.isoformat())
+
+
+def own_backend_for_block(block) -> StreamingBackend:
+    """The backend that runs the block itself, even when its requests are queued: what a worker
+    executes, and what counts its prompt tokens. Cached apart from the gateway's queued front."""
+    config = {k: v for k, v in (block.backend_config or {}).items() if k not in DISPATCH_KEYS}
+    return backend_for(block_id=f"{block.block_id}#own", backend_type=block.backend_type, config=config,
+                       version=block.updated_at.isoformat())

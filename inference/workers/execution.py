@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from inference.backends.base import BackendError, ChatRequest, StreamingBackend
-from inference.backends.factory import DISPATCH_KEYS, backend_for
+from inference.backends.factory import own_backend_for_block
 from inference.backends.openai_compat import OpenAIBackend
 from inference.backends.sglang import SGLangBackend
 from inference.ttlcache import AsyncTTLCache
@@ -44,9 +44,7 @@ async def inner_backend(block_id: str) -> StreamingBackend:
                                  timeout_s=(block.backend_config or {}).get("timeout_s"))
         # No engine of ours serves it (a worker on a queue of its own): any ready engine will do.
         return SGLangBackend(block_id=block_id, timeout_s=(block.backend_config or {}).get("timeout_s"))
-    config = {k: v for k, v in (block.backend_config or {}).items() if k not in DISPATCH_KEYS}
-    return backend_for(block_id=f"{block_id}#worker", backend_type=block.backend_type, config=config,
-                       version=block.updated_at.isoformat())
+    return own_backend_for_block(block)
 
 
 def continued(request: ChatRequest, published: str) -> ChatRequest:

@@ -78,12 +78,10 @@ def approximate_tokens(messages: list[dict[str, Any]]) -> int:
 def count_prompt_tokens(block, messages: list[dict[str, Any]]) -> tuple[int, str]:
     """(tokens, how they were counted)."""
     try:
-        from inference.backends.factory import DISPATCH_KEYS, backend_for
+        from inference.backends.factory import own_backend_for_block
 
         # A queued block is counted with the backend its worker runs, not the queue in front of it.
-        config = {k: v for k, v in (block.backend_config or {}).items() if k not in DISPATCH_KEYS}
-        backend = backend_for(block_id=f"{block.block_id}#estimate", backend_type=block.backend_type, config=config,
-                              version=block.updated_at.isoformat())
+        backend = own_backend_for_block(block)
         counter = getattr(backend, "count_tokens", None)
         if counter is not None:
             return int(counter(messages)), f"{block.backend_type} tokenizer"
