@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
 from inference.workers import streams
 from inference.workers.publish import request_enqueue
-from inference.workers.queues import CPU_QUEUE, gpu_queue
+from inference.workers.queues import queued_request_queue
 from inference.workers.selectors import apick_engine
 
 
@@ -37,15 +37,14 @@ class QueuedBackend(StreamingBackend):
                    timeout_s=config.get("timeout_s"))
 
     async def queue_for(self) -> str:
-        if self.queue:
-            return self.queue
-        if self.backend_type == "sglang":
+        node = None
+        if not self.queue and self.backend_type == "sglang":
             engine = await apick_engine(self.block_id)
             if engine is None:
                 raise BackendError(f"no ready engine is serving {self.block_id!r}", status=503,
                                    code="engine_unavailable")
-            return gpu_queue(engine.node)
-        return CPU_QUEUE
+            node = engine.node
+        return queued_request_queue(configured=self.queue, backend_type=self.backend_type, engine_node=node)
 
     async def submit(self, request: ChatRequest) -> str:
         """Store the request, enqueue its task; returns the request id."""

@@ -120,17 +120,18 @@ def latency_summary(block) -> dict[str, Any]:
 def _queues_of(block) -> list[str]:
     """The Celery queues a queued block's requests wait in, chosen as QueuedBackend chooses."""
     from inference.models import Engine
-    from inference.workers.queues import CPU_QUEUE, gpu_queue
+    from inference.workers.queues import queued_request_queue
 
     config = block.backend_config or {}
     if config.get("dispatch") != "queued":
         return []  # served in-process: nothing waits in a broker
-    if config.get("queue"):
-        return [str(config["queue"])]
-    if block.backend_type == "sglang":
-        nodes = Engine.objects.filter(block=block, state=Engine.READY).values_list("node", flat=True).distinct()
-        return sorted(gpu_queue(node) for node in nodes)
-    return [CPU_QUEUE]
+    configured = config.get("queue")
+    if configured or block.backend_type != "sglang":
+        return [queued_request_queue(configured=configured, backend_type=block.backend_type, engine_node=None)]
+    # Any ready engine's node may get the next request: count every one of their queues.
+    nodes = Engine.objects.filter(block=block, state=Engine.READY).values_list("node", flat=True).distinct()
+    return sorted(queued_request_queue(configured=None, backend_type=block.backend_type, engine_node=node)
+                  for node in nodes)
 
 
 def _waiting_tasks(queues: list[str]) -> int:
