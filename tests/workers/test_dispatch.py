@@ -1,5 +1,6 @@
 """Enqueueing from the gateway's loop: the task message kombu would have sent, one pipelined write
-per burst, GPU-queue requests sharing tasks, and a shared task re-delivered as a whole."""
+per burst, GPU-queue requests sharing tasks. (A shared task re-delivered after a worker is killed:
+test_queued.py.)"""
 
 from __future__ import annotations
 
@@ -92,40 +93,6 @@ async def test_a_failed_write_reaches_every_request_of_the_burst(settings):
     outcomes = await asyncio.gather(*(publish.request_enqueue(request_id=str(n), record={}, queue="inference.gpu.x")
                                       for n in range(3)), return_exceptions=True)
     assert all(isinstance(o, RedisError) for o in outcomes), outcomes
-
-
-@pytest.mark.slow
-async def test_requests_sharing_a_task_survive_a_worker_killed_mid_task(org, worker_env, tmp_path):
-    env = {"CELERY_VISIBILITY_TIMEOUT": "3", "WORKER_LEASE_S": "2"}
-    queue = f"inference.gpu.kill-{uuid.uuid4().hex[:6]}"
-    engine = start_fake_engine(token_delay_ms=20, tokens=120)
-    first = celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
-    second = None
-    try:
-        block = await asyncio.to_thread(queued_block, engine.url, org, queue=queue)
-        backend = backend_for_block(block)
-        ids = await asyncio.gather(*(backend.submit(chat(org, max_tokens=120)) for _ in range(3)))
-        readers = [streams.stream_read(i, timeout_s=60) for i in ids]
-        seen: list[list] = [[] for _ in ids]
-        for reader, deltas in zip(readers, seen, strict=True):
-            async for delta in reader:
-                deltas.append(delta)
-                if len("".join(d.content for d in deltas).split()) >= 15:
-                    break
-        first.kill()
-        first.proc.wait(5)
-        second = celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
-        for reader, deltas in zip(readers, seen, strict=True):
-            async for delta in reader:
-                deltas.append(delta)
-        assert ["".join(d.content for d in deltas) for deltas in seen] == [expected(0, 120)] * 3
-        # Three cut by the kill, three continued by the re-delivered shared task.
-        assert engine.stats()["requests"] == 6
-    finally:
-        first.stop()
-        if second:
-            second.stop()
-        stop_process(engine.proc)
 
 
 @pytest.mark.slow

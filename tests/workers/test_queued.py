@@ -141,32 +141,36 @@ async def test_a_request_nobody_serves_times_out_with_504(org, settings):
     assert caught.value.status == 504
 
 
-async def test_a_worker_killed_mid_task_is_redelivered_and_the_stream_completes_without_repeats(
-        org, worker_env, tmp_path):
+@pytest.mark.parametrize(("queue", "together"), [("inference.cpu", 1), ("inference.gpu.kill-test", 3)],
+                         ids=["one-request-per-task", "three-requests-sharing-a-task"])
+async def test_a_worker_killed_mid_task_is_redelivered_and_every_stream_completes_without_repeats(
+        org, worker_env, tmp_path, queue, together):
     env = {"CELERY_VISIBILITY_TIMEOUT": "3", "WORKER_LEASE_S": "2"}
+    redis.Redis.from_url(settings.REDIS_URL).delete(queue)
     engine = start_fake_engine(token_delay_ms=20, tokens=150)
-    first = celery_worker(worker_env, tmp_path, queue="inference.cpu", extra_env=env)
+    first = celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
     second = None
     try:
-        block = await asyncio.to_thread(queued_block, engine.url, org)
+        block = await asyncio.to_thread(queued_block, engine.url, org, queue=queue)
         backend = backend_for_block(block)
-        request_id = await backend.submit(chat(org, max_tokens=150))
-        reader = streams.stream_read(request_id, timeout_s=60)
-        deltas = []
-        async for delta in reader:
-            deltas.append(delta)
-            if len("".join(d.content for d in deltas).split()) >= 20:
-                break
+        ids = await asyncio.gather(*(backend.submit(chat(org, max_tokens=150)) for _ in range(together)))
+        readers = [streams.stream_read(i, timeout_s=60) for i in ids]
+        seen: list[list] = [[] for _ in ids]
+        for reader, deltas in zip(readers, seen, strict=True):
+            async for delta in reader:
+                deltas.append(delta)
+                if len("".join(d.content for d in deltas).split()) >= 20:
+                    break
         first.kill()
         first.proc.wait(5)
-        second = celery_worker(worker_env, tmp_path, queue="inference.cpu", extra_env=env)
-        async for delta in reader:
-            deltas.append(delta)
-        text = "".join(d.content for d in deltas)
-        assert text == expected(0, 150)
-        assert deltas[-1].finish_reason == "length"
-        # The engine saw two requests: the first was cut by the kill, the second continued it.
-        assert engine.stats()["requests"] == 2
+        second = celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
+        for reader, deltas in zip(readers, seen, strict=True):
+            async for delta in reader:
+                deltas.append(delta)
+        assert ["".join(d.content for d in deltas) for deltas in seen] == [expected(0, 150)] * together
+        assert all(deltas[-1].finish_reason == "length" for deltas in seen)
+        # The engine saw each request twice: cut by the kill, then continued by the re-delivered task.
+        assert engine.stats()["requests"] == 2 * together
     finally:
         first.stop()
         if second:
