@@ -10,6 +10,7 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from registry.backend_rules import BackendConfigError, check_backend_config
 from registry.models import Block
 
 BLOCK_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$"
@@ -114,4 +115,10 @@ class BlockWriteSerializer(serializers.Serializer):
         if "backend" in attrs:
             out["backend_type"] = attrs["backend"]["type"]
             out["backend_config"] = attrs["backend"].get("config") or {}
+            try:
+                # context["operator"]: registry.roles.is_operator(caller); absent means a tenant.
+                check_backend_config(backend_type=out["backend_type"], config=out["backend_config"],
+                                     operator=bool(self.context.get("operator")))
+            except BackendConfigError as exc:
+                raise serializers.ValidationError({"backend": str(exc)}) from exc
         return out

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from registry import selectors, services
+from registry import roles, selectors, services
 from registry.envelope import fail, ok
 from registry.models import Block
 from registry.query import QueryError
@@ -126,7 +126,8 @@ def _write_serializer(request: Request, *, partial: bool, block_id: str | None =
         if "id" in data and data["id"] != block_id:
             raise QueryError("id: a block's id cannot be changed (the body's id differs from the URL's)")
         data = {**data, "id": block_id}
-    serializer = BlockWriteSerializer(data=data, partial=partial)
+    serializer = BlockWriteSerializer(data=data, partial=partial,
+                                      context={"operator": roles.is_operator(request.user)})
     serializer.is_valid(raise_exception=True)
     return serializer
 

@@ -195,6 +195,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # Inference.
 SWITCHBOARD_BUILTIN_BLOCK_ID = "smollm2-135m-instruct"
+# The operator's own organization: it holds the built-in model, its public blocks answer to
+# unqualified names for every organization, and its owners are the operator (registry/roles.py).
+SWITCHBOARD_PLATFORM_ORG = envstr("SWITCHBOARD_PLATFORM_ORG", "local")
 LLAMACPP_THREADS = envint("LLAMACPP_THREADS", 2)
 LLAMACPP_CONTEXT = envint("LLAMACPP_CONTEXT", 2048)
 # An answer that names no max_tokens stops here: a 135M model left to fill its context rambles

@@ -16,12 +16,6 @@ def block_visible_get(*, organization: Organization, block_id: str) -> Block | N
     return block_get_visible(organization=organization, block_id=block_id)
 
 
-def role_of(*, user, organization: Organization) -> str | None:
-    if user is None or getattr(user, "pk", None) is None:
-        return None
-    return Membership.objects.filter(user=user, organization=organization).values_list("role", flat=True).first()
-
-
 def api_keys_of(organization: Organization) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(organization=organization).order_by("-created_at", "-id")
 

@@ -14,8 +14,10 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.views import APIView
 
+from registry import roles
 from registry.envelope import fail, ok
 from registry.models import ApiKey, Membership
+from registry.roles import caller_role
 from registry.services import api_key_create
 from registry.tenancy import services
 from registry.tenancy.estimator import check_execute, estimate
@@ -29,7 +31,6 @@ from registry.tenancy.selectors import (
     org_models_of,
     policy_rules_of,
     quotas_of,
-    role_of,
 )
 from registry.tenancy.serializers import (
     ApiKeyCreateSerializer,
@@ -42,20 +43,8 @@ from registry.tenancy.serializers import (
 ENVELOPE = OpenApiResponse(description='{"success": true, "data": ...} or {"success": false, "message": ...}')
 
 
-def caller_role(principal) -> str | None:
-    if principal.dev_mode:
-        return Membership.OWNER  # localhost-only embedded default: the machine's owner
-    user = principal.user
-    if user is None and principal.api_key is not None:
-        if principal.api_key.created_by_id is None:
-            return principal.api_key.role or Membership.MEMBER
-        user = principal.api_key.created_by
-    return role_of(user=user, organization=principal.organization)
-
-
 def require_owner(request, action: str) -> None:
-    if caller_role(request.user) != Membership.OWNER:
-        raise PermissionDenied(f"Only organization owners may {action}.")
+    roles.require_owner(request.user, action)
 
 
 def own_org(request, slug: str):
