@@ -152,9 +152,10 @@ class BlockListView(APIView):
         operation_id="blocks_create",
         summary="Register a block owned by your organization",
         request=BlockWriteSerializer,
-        responses={201: ENVELOPE, 400: ERROR, 401: ERROR, 409: ERROR},
+        responses={201: ENVELOPE, 400: ERROR, 401: ERROR, 403: ERROR, 409: ERROR},
     )
     def post(self, request: Request) -> Response:
+        roles.require_owner(request.user, "register blocks")
         serializer = _write_serializer(request, partial=False)
         try:
             block = services.block_create(organization=request.user.organization, data=serializer.validated_data)
@@ -172,6 +173,8 @@ class BlockDetailView(APIView):
         if block.organization_id != organization.id:
             # Visible (public or granted) but someone else's: saying so leaks nothing.
             return None, fail("only the owning organization can change this block", status=status.HTTP_403_FORBIDDEN)
+        # Visibility and the backend decide who may call a block and where its prompts go: owners only.
+        roles.require_owner(request.user, "change or delete blocks")
         return block, None
 
     @extend_schema(operation_id="blocks_get", summary="Get one block", responses={200: ENVELOPE, 401: ERROR, 404: ERROR})
@@ -189,7 +192,10 @@ class BlockDetailView(APIView):
             serializer = _write_serializer(request, partial=partial, block_id=block_id)
         except QueryError as exc:
             return fail(str(exc))
-        block = services.block_update(block=block, data=serializer.validated_data, partial=partial)
+        try:
+            block = services.block_update(block=block, data=serializer.validated_data, partial=partial)
+        except services.SecretNotKept as exc:
+            return fail(str(exc))
         return ok(block.to_dict())
 
     @extend_schema(
