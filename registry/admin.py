@@ -26,14 +26,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("organization", "name", "expires_at", "allowed_models")
-        return ("organization", "name", "prefix", "created_by", "role", "created_at", "last_used_at", "expires_at",
-                "revoked_at", "allowed_models")
+        return ("organization", "name", "prefix", "created_by", "role", "parent", "created_at", "last_used_at",
+                "expires_at", "revoked_at", "allowed_models")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
         # A key never changes hands, and revoking goes through the action (it also clears caches).
-        return ("organization", "prefix", "created_by", "role", "created_at", "last_used_at", "revoked_at")
+        return ("organization", "prefix", "created_by", "role", "parent", "created_at", "last_used_at", "revoked_at")
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -46,7 +46,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         messages.warning(request, f"The new API key is {raw} - copy it now: only its hash is stored, "
                                   "and it will not be shown again.")
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys (and the keys they created)")
     def revoke(self, request, queryset) -> None:
         from registry.tenancy.services import api_key_revoke
 

@@ -60,6 +60,10 @@ class ApiKey(models.Model):
     # minted with no person behind it (the embedded default's localhost owner) keeps this role;
     # empty means member rights only (also once a creator is deleted).
     role = models.CharField(max_length=10, choices=Membership.ROLES, blank=True, default="")
+    # The key that minted this one through POST /api/keys; a minted key never has more rights than
+    # its parent, and revoking the parent revokes it. Deleting the parent deletes it: it must not
+    # outlive the key it was carved from.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

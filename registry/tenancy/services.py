@@ -17,11 +17,27 @@ class Conflict(Exception):
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key and every key it minted, their children included, in one transaction.
+
+    Every revoke path (the API, the admin's action) comes here, so a minted key never outlives
+    its parent and authentication needs no walk up the chain.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        revoked: list[ApiKey] = []
+        generation = [api_key]
+        seen = {api_key.pk}
+        while generation:
+            revoked.extend(generation)
+            children = list(ApiKey.objects.filter(parent__in=generation).exclude(pk__in=seen))
+            seen.update(child.pk for child in children)
+            generation = children
+        ApiKey.objects.filter(pk__in=seen, revoked_at__isnull=True).update(revoked_at=now)
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
-    # This process stops accepting the key at once; others within auth.KEY_CACHE_SECONDS.
-    auth.forget_key(api_key.hashed_key)
+        api_key.revoked_at = now
+    # This process stops accepting the keys at once; others within auth.KEY_CACHE_SECONDS.
+    for key in revoked:
+        auth.forget_key(key.hashed_key)
     try:
         from inference.gateway.pipeline import clear_principal_cache
     except ImportError:  # the gateway keeps its own principal cache once it is merged

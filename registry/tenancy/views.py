@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 
 from registry import roles
 from registry.envelope import fail, ok
-from registry.models import ApiKey, Membership
+from registry.models import ApiKey
 from registry.roles import caller_role
-from registry.services import api_key_create
+from registry.services import KeyRightsError, api_key_create, api_key_limits_under
 from registry.tenancy import services
 from registry.tenancy.estimator import check_execute, estimate
 from registry.tenancy.estimator import remaining_quota as remaining_quota_of
@@ -66,6 +66,8 @@ def key_dict(key: ApiKey) -> dict:
         "revokedAt": key.revoked_at.isoformat() if key.revoked_at else None,
         "lastUsedAt": key.last_used_at.isoformat() if key.last_used_at else None,
         "allowedModels": list(key.allowed_models or []),
+        # The key that created this one (revoking it revokes this one too); null when a person did.
+        "parentId": key.parent_id,
         "active": key.is_usable(),
     }
 
@@ -80,12 +82,20 @@ class KeysView(APIView):
         require_owner(request, "create API keys")
         serializer = ApiKeyCreateSerializer(data=request.data, context={"organization": request.user.organization})
         serializer.is_valid(raise_exception=True)
-        creator = request.user.user or (request.user.api_key.created_by if request.user.api_key else None)
+        parent = request.user.api_key
+        creator = request.user.user or (parent.created_by if parent else None)
         # Only owners get here. With no person behind the call (the embedded default's localhost
-        # owner, or a key it minted) the new key carries the owner role itself.
-        minted_role = Membership.OWNER if creator is None else ""
-        key, raw = api_key_create(organization=request.user.organization, created_by=creator, role=minted_role,
-                                  **serializer.validated_data)
+        # owner, or a key it minted) the new key carries the caller's role itself.
+        minted_role = (caller_role(request.user) or "") if creator is None else ""
+        values = dict(serializer.validated_data)
+        try:
+            if parent is not None:
+                # A key mints keys with no more rights than its own (models, expiry, role).
+                values.update(api_key_limits_under(parent=parent, requested=values))
+            key, raw = api_key_create(organization=request.user.organization, created_by=creator,
+                                      role=minted_role, parent=parent, **values)
+        except KeyRightsError as exc:
+            return fail(str(exc))
         # The only time the raw key is ever shown.
         return ok({**key_dict(key), "key": raw}, status=status.HTTP_201_CREATED)
 
