@@ -1,10 +1,11 @@
 """Per-block request metrics, recorded in memory on the request path and written once a second.
 
-`record()` only adds numbers to an in-process dict keyed by (block pk, minute); a
-background task on the serving event loop flushes that dict as upserts into
+`record()` only adds numbers to an in-process dict keyed by (block pk, calling organization pk,
+minute); a background task on the serving event loop flushes that dict as upserts into
 BlockMetricBucket every FLUSH_INTERVAL_S, and once more when the server stops (ASGI lifespan
 shutdown, inference/lifespan.py), its loop closes, or the interpreter exits, so no request
-ever waits on the database for metrics.
+ever waits on the database for metrics. Buckets carry the calling organization so a shared
+block's metrics show another organization only its own traffic (inference.selectors).
 
 Histograms are JSON objects {"<upper bound ms>": count} over the fixed log-spaced
 LATENCY_BOUNDS_MS; they add bucket by bucket, so minutes sum into any window and
@@ -83,19 +84,21 @@ class _Pending:
     ttft_hist: dict[str, int] = field(default_factory=dict)
 
 
-_pending: dict[tuple[int, int], _Pending] = {}
+_Key = tuple[int, int, int]  # (block pk, organization pk, minute)
+_pending: dict[_Key, _Pending] = {}
 _lock = threading.Lock()
 _flushers: dict[int, asyncio.Task] = {}
 
 
-def record(*, block_pk: int, ok: bool, latency_ms: float, ttft_ms: float | None = None,
+def record(*, block_pk: int, organization_pk: int, ok: bool, latency_ms: float, ttft_ms: float | None = None,
            tokens_in: int = 0, tokens_out: int = 0) -> None:
-    """Count one finished request. Cheap and synchronous: never touches the database."""
-    minute = int(time.time() // 60)
+    """Count one finished request of `organization_pk` (the caller's organization, not the
+    block's owner). Cheap and synchronous: never touches the database."""
+    key = (block_pk, organization_pk, int(time.time() // 60))
     with _lock:
-        entry = _pending.get((block_pk, minute))
+        entry = _pending.get(key)
         if entry is None:
-            entry = _pending[(block_pk, minute)] = _Pending()
+            entry = _pending[key] = _Pending()
         entry.requests += 1
         entry.errors += 0 if ok else 1
         entry.latency_ms_sum += latency_ms
@@ -138,14 +141,14 @@ async def _flush_forever() -> None:
         raise
 
 
-def _take() -> dict[tuple[int, int], _Pending]:
+def _take() -> dict[_Key, _Pending]:
     global _pending
     with _lock:
         taken, _pending = _pending, {}
     return taken
 
 
-def _put_back(entries: dict[tuple[int, int], _Pending]) -> None:
+def _put_back(entries: dict[_Key, _Pending]) -> None:
     with _lock:
         for key, entry in entries.items():
             current = _pending.setdefault(key, _Pending())
@@ -160,7 +163,7 @@ def _put_back(entries: dict[tuple[int, int], _Pending]) -> None:
             merge_histograms(current.ttft_hist, entry.ttft_hist)
 
 
-def _upsert(block_pk: int, minute: int, entry: _Pending) -> None:
+def _upsert(block_pk: int, organization_pk: int, minute: int, entry: _Pending) -> None:
     from inference.models import BlockMetricBucket
 
     when = datetime.fromtimestamp(minute * 60, tz=UTC)
@@ -171,9 +174,10 @@ def _upsert(block_pk: int, minute: int, entry: _Pending) -> None:
         try:
             with transaction.atomic():
                 bucket = (BlockMetricBucket.objects.select_for_update()
-                          .filter(block_id=block_pk, minute=when).first())
+                          .filter(block_id=block_pk, organization_id=organization_pk, minute=when).first())
                 if bucket is None:
-                    BlockMetricBucket.objects.create(block_id=block_pk, minute=when, **counters,
+                    BlockMetricBucket.objects.create(block_id=block_pk, organization_id=organization_pk,
+                                                     minute=when, **counters,
                                                      latency_hist=entry.latency_hist, ttft_hist=entry.ttft_hist)
                     return
                 # Counters add in SQL so concurrent writers (other processes) never lose counts;
@@ -195,12 +199,12 @@ def flush_now() -> int:
         return 0
     written = 0
     try:
-        for (block_pk, minute), entry in list(entries.items()):
+        for key, entry in list(entries.items()):
             try:
-                _upsert(block_pk, minute, entry)
+                _upsert(*key, entry)
             except IntegrityError:
-                log.warning("metrics for block %s dropped: the block no longer exists", block_pk)
-            entries.pop((block_pk, minute))
+                log.warning("metrics for block %s dropped: the block or organization no longer exists", key[0])
+            entries.pop(key)
             written += 1
     finally:
         if entries:

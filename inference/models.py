@@ -6,9 +6,13 @@ from django.db import models
 
 
 class BlockMetricBucket(models.Model):
-    """One block's counters for one minute. Written off the request path, summed over windows."""
+    """One block's counters for one minute of one calling organization's requests. Written off the
+    request path, summed over windows."""
 
     block = models.ForeignKey("registry.Block", on_delete=models.CASCADE, related_name="metric_buckets")
+    # Whose requests these are: a shared block's metrics show another organization only its own.
+    organization = models.ForeignKey("registry.Organization", on_delete=models.CASCADE,
+                                     related_name="metric_buckets")
     minute = models.DateTimeField()
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
@@ -22,7 +26,8 @@ class BlockMetricBucket(models.Model):
     ttft_hist = models.JSONField(default=dict)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["block", "minute"], name="unique_block_minute")]
+        constraints = [models.UniqueConstraint(fields=["block", "organization", "minute"],
+                                               name="unique_block_org_minute")]
         indexes = [models.Index(fields=["block", "-minute"], name="metric_block_minute")]
 
     def __str__(self) -> str:

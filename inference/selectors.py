@@ -35,12 +35,19 @@ def callable_llm_blocks(organization: Organization) -> QuerySet[Block]:
     )
 
 
-def block_metrics(*, block: Block, window: str, now: datetime | None = None) -> dict[str, Any]:
-    """Counters and percentiles of one block over a window, summed from per-minute buckets."""
+def block_metrics(*, block: Block, window: str, viewer: Organization, now: datetime | None = None) -> dict[str, Any]:
+    """Counters and percentiles of one block over a window, summed from per-minute buckets.
+
+    The block's owner sees every caller's requests; any other organization (the block is public or
+    granted to it) sees only its own, so a shared block never reveals who else uses it, or how much.
+    """
     now = now or timezone.now()
     # The current minute's bucket counts too, so a 1m window is never empty while traffic flows.
     since = (now - WINDOWS[window]).replace(second=0, microsecond=0)
     buckets = BlockMetricBucket.objects.filter(block=block, minute__gte=since)
+    owner = block.organization_id == viewer.pk
+    if not owner:
+        buckets = buckets.filter(organization=viewer)
     totals = buckets.aggregate(
         requests=Sum("requests"), errors=Sum("errors"), tokens_in=Sum("tokens_in"),
         tokens_out=Sum("tokens_out"), latency_ms_sum=Sum("latency_ms_sum"),
@@ -55,6 +62,8 @@ def block_metrics(*, block: Block, window: str, now: datetime | None = None) -> 
     return {
         "block": block.block_id,
         "window": window,
+        # "all": every organization's requests (the caller owns the block); "own": the caller's only.
+        "scope": "all" if owner else "own",
         "since": since.isoformat(),
         "requests": requests,
         "errors": errors,

@@ -15,6 +15,7 @@ from registry.envelope import fail, ok
 @extend_schema(
     operation_id="blocks_metrics",
     summary="A block's requests, errors, latency and tokens over a time window",
+    description="The block's owner sees every organization's requests; anyone else only its own.",
     parameters=[OpenApiParameter("window", str, enum=list(selectors.WINDOWS))],
     responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
 )
@@ -27,4 +28,4 @@ def block_metrics(request: Request, block_id: str) -> Response:
     block = selectors.blocks_visible_to(request.user.organization).filter(block_id=block_id).first()
     if block is None:
         return fail(f"Block {block_id!r} not found", status=404)
-    return ok(selectors.block_metrics(block=block, window=window))
+    return ok(selectors.block_metrics(block=block, window=window, viewer=request.user.organization))

@@ -180,7 +180,8 @@ class ChatCall:
                 except BackendError as exc:
                     error = exc
                 # Every failed attempt counts against the block that failed, fallbacks or not.
-                metrics.record(block_pk=block.pk, ok=False, ttft_ms=None, tokens_in=0, tokens_out=0,
+                metrics.record(block_pk=block.pk, organization_pk=self.principal.organization.pk, ok=False,
+                               ttft_ms=None, tokens_in=0, tokens_out=0,
                                latency_ms=(time.perf_counter() - attempt_started) * 1000)
                 if not self._retryable(error):
                     break
@@ -275,7 +276,8 @@ class ChatCall:
         completion = int(usage.get("completion_tokens") or 0)
         self.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         if ok or not self.failures_recorded:
-            metrics.record(block_pk=self.block.pk, ok=ok, latency_ms=(time.perf_counter() - self.started) * 1000,
+            metrics.record(block_pk=self.block.pk, organization_pk=self.principal.organization.pk, ok=ok,
+                           latency_ms=(time.perf_counter() - self.started) * 1000,
                            ttft_ms=ttft_ms, tokens_in=prompt, tokens_out=completion)
         try:
             if self.ran:

@@ -90,13 +90,16 @@ def count_prompt_tokens(block, messages: list[dict[str, Any]]) -> tuple[int, str
     return approximate_tokens(messages), APPROXIMATION
 
 
-def latency_summary(block) -> dict[str, Any]:
-    """Recent latency, from the per-minute metric buckets."""
+def latency_summary(block, *, organization) -> dict[str, Any]:
+    """Recent latency, from the per-minute metric buckets: of every caller for the block's owner,
+    of `organization`'s own requests for anyone else (a shared block's traffic is its owner's to see)."""
     from inference.metrics import merge_histograms, percentile
     from inference.models import BlockMetricBucket
 
     since = timezone.now() - timedelta(minutes=LATENCY_WINDOW_MIN)
     buckets = BlockMetricBucket.objects.filter(block=block, minute__gte=since)
+    if block.organization_id != organization.pk:
+        buckets = buckets.filter(organization=organization)
     totals = buckets.aggregate(requests=Sum("requests"), errors=Sum("errors"), latency=Sum("latency_ms_sum"))
     # The same histograms and percentile as GET /api/blocks/<id>/metrics, over this window.
     latency_hist: dict[str, int] = {}
@@ -210,7 +213,7 @@ def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any
         "tokenCounting": method,
         "maxOutputTokens": max_tokens or policy.max_output_tokens,
         "reservedTokens": needed,
-        "latency": latency_summary(block),
+        "latency": latency_summary(block, organization=principal.organization),
         **queue_summary(block),
         "remainingQuota": quota,
         "constraints": {

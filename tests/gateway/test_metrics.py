@@ -20,7 +20,7 @@ def block(org) -> Block:
 
 def test_record_never_touches_the_database_until_a_flush(block, django_assert_num_queries):
     with django_assert_num_queries(0):
-        metrics.record(block_pk=block.pk, ok=True, latency_ms=12, ttft_ms=3, tokens_in=10, tokens_out=20)
+        metrics.record(block_pk=block.pk, organization_pk=block.organization_id, ok=True, latency_ms=12, ttft_ms=3, tokens_in=10, tokens_out=20)
     assert metrics.pending_count() == 1
     assert metrics.flush_now() == 1
     assert metrics.pending_count() == 0
@@ -30,10 +30,10 @@ def test_record_never_touches_the_database_until_a_flush(block, django_assert_nu
 
 
 def test_flushes_add_to_the_same_minutes_bucket(block):
-    metrics.record(block_pk=block.pk, ok=True, latency_ms=12, tokens_in=1, tokens_out=2)
+    metrics.record(block_pk=block.pk, organization_pk=block.organization_id, ok=True, latency_ms=12, tokens_in=1, tokens_out=2)
     metrics.flush_now()
-    metrics.record(block_pk=block.pk, ok=False, latency_ms=400, tokens_in=1, tokens_out=0)
-    metrics.record(block_pk=block.pk, ok=True, latency_ms=13, ttft_ms=5, tokens_in=1, tokens_out=2)
+    metrics.record(block_pk=block.pk, organization_pk=block.organization_id, ok=False, latency_ms=400, tokens_in=1, tokens_out=0)
+    metrics.record(block_pk=block.pk, organization_pk=block.organization_id, ok=True, latency_ms=13, ttft_ms=5, tokens_in=1, tokens_out=2)
     metrics.flush_now()
     bucket = BlockMetricBucket.objects.get(block=block)
     assert (bucket.requests, bucket.errors, bucket.tokens_in, bucket.tokens_out) == (3, 1, 3, 4)
@@ -51,7 +51,7 @@ def test_percentiles_interpolate_inside_the_histogram_buckets():
 
 def test_the_api_sums_a_window(owner, block):
     for latency in (10, 10, 10, 200):
-        metrics.record(block_pk=block.pk, ok=latency < 100, latency_ms=latency, ttft_ms=latency / 2,
+        metrics.record(block_pk=block.pk, organization_pk=block.organization_id, ok=latency < 100, latency_ms=latency, ttft_ms=latency / 2,
                        tokens_in=5, tokens_out=7)
     metrics.flush_now()
     reply = owner.client().get("/api/blocks/acme-metered/metrics?window=5m")
@@ -70,7 +70,7 @@ def test_the_api_leaves_out_minutes_before_the_window(owner, block):
     from django.utils import timezone
 
     old = (timezone.now() - timedelta(minutes=30)).replace(second=0, microsecond=0)
-    BlockMetricBucket.objects.create(block=block, minute=old, requests=9, errors=9)
+    BlockMetricBucket.objects.create(block=block, organization=block.organization, minute=old, requests=9, errors=9)
     assert owner.client().get("/api/blocks/acme-metered/metrics?window=5m").json()["data"]["requests"] == 0
     assert owner.client().get("/api/blocks/acme-metered/metrics?window=1h").json()["data"]["requests"] == 9
 

@@ -22,12 +22,12 @@ def block(org):
     block = BlockFactory(organization=org, block_id="acme-llm", backend_type="openai",
                          backend_config={"base_url": "http://127.0.0.1:9/v1"})
     now = timezone.now().replace(second=0, microsecond=0)
-    BlockMetricBucket.objects.create(block=block, minute=now - timedelta(minutes=1), requests=6, errors=1,
+    BlockMetricBucket.objects.create(block=block, organization=org, minute=now - timedelta(minutes=1), requests=6, errors=1,
                                      latency_ms_sum=180, latency_hist={"10": 3, "50": 3})
-    BlockMetricBucket.objects.create(block=block, minute=now, requests=4, latency_ms_sum=120,
+    BlockMetricBucket.objects.create(block=block, organization=org, minute=now, requests=4, latency_ms_sum=120,
                                      latency_hist={"10": 2, "50": 1, "200": 1}, ttft_hist={"5": 4})
     # Too old to count.
-    BlockMetricBucket.objects.create(block=block, minute=now - timedelta(hours=2), requests=100,
+    BlockMetricBucket.objects.create(block=block, organization=org, minute=now - timedelta(hours=2), requests=100,
                                      latency_ms_sum=10**6, latency_hist={"9000": 100})
     Engine.objects.create(block=block, node="n1", endpoint="http://n1:30000", state=Engine.READY, load=3,
                           capacity=64)
