@@ -33,7 +33,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if obj is None:
             return ()
         # A key never changes hands, and revoking goes through the action (it also clears caches).
-        return ("organization", "prefix", "created_by", "role", "parent", "created_at", "last_used_at", "revoked_at")
+        fields = ("organization", "prefix", "created_by", "role", "parent", "created_at", "last_used_at", "revoked_at")
+        if obj.children.exists():
+            # Keys it minted were checked against its limits when made; widening or narrowing it here
+            # would leave them out of step. Revoke it (they go with it) and make another instead.
+            fields += ("expires_at", "allowed_models")
+        return fields
 
     def save_model(self, request, obj, form, change):
         if change:

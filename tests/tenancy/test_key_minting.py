@@ -168,3 +168,16 @@ def test_another_organization_cannot_revoke_a_minted_key(owner, outsider):
     child = mint(owner.key)
     assert outsider.client().post(f"/api/keys/{child['id']}/revoke").status_code == 404
     assert works(child["key"])
+
+
+def test_the_admin_cannot_change_the_limits_of_a_key_that_minted_keys(owner):
+    mint(owner.key, name="child")
+    staff = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root")
+    admin = Client()
+    admin.force_login(staff)
+    parent = ApiKey.objects.get(name="alice-key")
+    page = admin.get(f"/admin/registry/apikey/{parent.pk}/change/").content.decode()
+    assert 'name="expires_at' not in page and 'name="allowed_models"' not in page
+    child = ApiKey.objects.get(name="child")
+    page = admin.get(f"/admin/registry/apikey/{child.pk}/change/").content.decode()
+    assert 'name="allowed_models"' in page
