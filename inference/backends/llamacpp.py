@@ -69,6 +69,8 @@ _models: dict[str, LoadedModel] = {}
 _models_lock = threading.Lock()
 # Backends that have used a model and not been released: what keeps a model loaded.
 _users: weakref.WeakSet[LlamaCppBackend] = weakref.WeakSet()
+# Guards _users; taken inside _models_lock when both are needed, so a load never stalls a lookup.
+_users_lock = threading.Lock()
 
 
 @atexit.register
@@ -112,7 +114,7 @@ def collect_models() -> list[str]:
     The Llama is freed when the last reference goes: at once, or when a generation that still
     holds it ends. Nothing is closed explicitly here, so no thread can use a freed model.
     """
-    with _models_lock:
+    with _models_lock, _users_lock:
         in_use = {backend.file_key for backend in list(_users) if backend.file_key is not None}
         dropped = [key for key in _models if key not in in_use]
         for key in dropped:
@@ -299,7 +301,7 @@ class LlamaCppBackend(StreamingBackend):
         if not self.released:
             # Registered before loading, so a concurrent collect_models() never drops it midway.
             key = model_key(path)
-            with _models_lock:
+            with _users_lock:
                 self.file_key = key
                 _users.add(self)
         return load_model(path, n_threads=self.n_threads, n_ctx=self.n_ctx)
@@ -307,7 +309,7 @@ class LlamaCppBackend(StreamingBackend):
     def release(self) -> None:
         """This backend is retired (its block changed or was deleted): free its model if no one else
         uses it. A request still running on it finishes; its model is dropped when it ends."""
-        with _models_lock:
+        with _users_lock:
             self.released = True
             self.file_key = None
             _users.discard(self)
