@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from registry.server_code import server_code_refusal
+
 
 class BackendConfigError(ValueError):
     """A backend configuration the caller may not store; the message names the config key."""
@@ -21,3 +23,9 @@ def check_backend_config(*, backend_type: str, config: dict[str, Any], operator:
     """
     if not isinstance(config, dict):
         raise BackendConfigError("backend.config: must be an object")
+    _refuse(server_code_refusal(backend_type=backend_type, config=config, operator=operator))
+
+
+def _refuse(refusal: str | None) -> None:
+    if refusal is not None:
+        raise BackendConfigError(refusal)

@@ -200,6 +200,12 @@ SWITCHBOARD_BUILTIN_BLOCK_ID = "smollm2-135m-instruct"
 SWITCHBOARD_PLATFORM_ORG = envstr("SWITCHBOARD_PLATFORM_ORG", "local")
 LLAMACPP_THREADS = envint("LLAMACPP_THREADS", 2)
 LLAMACPP_CONTEXT = envint("LLAMACPP_CONTEXT", 2048)
+# The largest `n_ctx` a llamacpp block may ask for (only the operator may set one): the KV cache of
+# a model file's one shared instance grows with it (SmolLM2 at 8192: about +300 MB).
+LLAMACPP_MAX_CONTEXT = envint("LLAMACPP_MAX_CONTEXT", max(8192, LLAMACPP_CONTEXT))
+# Module prefixes a `python` block's class may come from, checked on the dotted path before any
+# import (registry/server_code.py). A tenant can never create a python block; this bounds the operator too.
+PYTHON_BACKEND_MODULES = envlist("PYTHON_BACKEND_MODULES", "inference.backends.examples")
 # An answer that names no max_tokens stops here: a 135M model left to fill its context rambles
 # for ~2,000 tokens and half a minute.
 LLAMACPP_MAX_TOKENS = envint("LLAMACPP_MAX_TOKENS", 512)

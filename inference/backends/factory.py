@@ -45,9 +45,25 @@ def backend_for(*, block_id: str, backend_type: str, config: dict[str, Any], ver
         # Backends that need to know their block (engine pools, queues) take it via for_block.
         backend = cls.for_block(block_id, backend_type, config) if hasattr(cls, "for_block") else cls.from_config(config)
         for stale in [k for k in _instances if k[0] == block_id]:
-            _instances.pop(stale)
+            _release(_instances.pop(stale))
         _instances[key] = backend
     return backend
+
+
+def _release(backend: StreamingBackend) -> None:
+    # Backends that keep something loaded (a llama.cpp model) free it when their block goes.
+    release = getattr(backend, "release", None)
+    if release is not None:
+        release()
+
+
+def backends_forget(*, block_id: str) -> None:
+    """Retire this process's backends of a block that changed or was deleted (Block signals);
+    other processes retire theirs on their next lookup, when the block's version has moved."""
+    for key in [k for k in _instances if k[0] in (block_id, f"{block_id}#own")]:
+        backend = _instances.pop(key, None)
+        if backend is not None:
+            _release(backend)
 
 
 def backend_for_block(block) -> StreamingBackend:

@@ -1,6 +1,11 @@
 """The built-in CPU model: a GGUF file run in-process by llama-cpp-python.
 
-One `Llama` per model file per process, loaded lazily on first use. A llama.cpp context
+One `Llama` per model file per process, loaded lazily on first use and shared by every block
+on that file: a block's `n_ctx` is a limit on its own requests, the instance's context is the
+largest any of its blocks asks for (capped by LLAMACPP_MAX_CONTEXT), and `n_threads` is set per
+generation. A model is kept while a live backend uses it: a backend the factory retires (its block
+changed or was deleted) releases its file, and a file no backend uses any more is dropped and freed
+(llama.cpp frees the model and KV cache when the last reference goes). A llama.cpp context
 (KV cache, sampler, batch) is not thread-safe, so generations on one model are serialized
 by a lock: concurrent requests queue and run one after another. With 2 cores, running
 them side by side would not be faster anyway; every stream gets the whole machine in turn.
@@ -16,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import codecs
+import gc
 import json
 import secrets
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +37,7 @@ from django.conf import settings
 
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend, UnsupportedFeature
 from inference.backends.content import flatten_content
+from registry.server_code import llamacpp_config_refusal
 
 # Sampling defaults where the request says nothing (llama.cpp's own defaults).
 DEFAULT_TEMPERATURE = 0.8
@@ -44,6 +52,8 @@ _LOCK_POLL_S = 0.05
 class LoadedModel:
     llama: Any
     path: Path
+    # The context it was loaded with: at least the n_ctx of every block that uses it.
+    n_ctx: int = 0
     # Held for the whole of one generation: see the module docstring.
     lock: threading.Lock = field(default_factory=threading.Lock)
     formatter: Any = None
@@ -54,8 +64,13 @@ class LoadedModel:
     tokens_total: int = 0
 
 
-_models: dict[tuple[str, int, int], LoadedModel] = {}
+# Model file (resolved path) -> its one instance in this process.
+_models: dict[str, LoadedModel] = {}
 _models_lock = threading.Lock()
+# Backends that have used a model and not been released: what keeps a model loaded.
+_users: weakref.WeakSet[LlamaCppBackend] = weakref.WeakSet()
+# Guards _users; taken inside _models_lock when both are needed, so a load never stalls a lookup.
+_users_lock = threading.Lock()
 
 
 @atexit.register
@@ -66,18 +81,56 @@ def _close_models() -> None:
     _models.clear()
 
 
+def model_key(path: Path) -> str:
+    return str(path.resolve())
+
+
 def load_model(path: Path, *, n_threads: int, n_ctx: int) -> LoadedModel:
-    """The process-wide model for this file and settings, loaded on first call."""
-    key = (str(path), n_threads, n_ctx)
+    """The process-wide model for this file, loaded on first call with a context of at least n_ctx.
+
+    A request for a larger context than the loaded one replaces the instance (the old one is freed
+    once the generations holding it end): one instance per file, never one per setting.
+    """
+    key = model_key(path)
     loaded = _models.get(key)
-    if loaded is not None:
+    if loaded is not None and loaded.n_ctx >= n_ctx:
         return loaded
     with _models_lock:
         loaded = _models.get(key)
-        if loaded is None:
-            loaded = _load(path, n_threads=n_threads, n_ctx=n_ctx)
+        if loaded is None or loaded.n_ctx < n_ctx:
+            size = max(n_ctx, loaded.n_ctx if loaded is not None else 0)
+            # Dropped before the new one loads, so the two never sit in memory together needlessly.
+            _models.pop(key, None)
+            loaded = None
+            gc.collect()
+            loaded = _load(path, n_threads=n_threads, n_ctx=size)
             _models[key] = loaded
     return loaded
+
+
+def collect_models() -> list[str]:
+    """Drop every model no live, unreleased backend uses; returns the files dropped.
+
+    The Llama is freed when the last reference goes: at once, or when a generation that still
+    holds it ends. Nothing is closed explicitly here, so no thread can use a freed model.
+    """
+    with _models_lock, _users_lock:
+        in_use = {backend.file_key for backend in list(_users) if backend.file_key is not None}
+        dropped = [key for key in _models if key not in in_use]
+        for key in dropped:
+            del _models[key]
+    if dropped:
+        gc.collect()
+    return dropped
+
+
+def llama_cpp_set_threads(model: LoadedModel, n_threads: int) -> None:
+    import llama_cpp
+
+    if model.llama.context_params.n_threads != n_threads:
+        llama_cpp.llama_set_n_threads(model.llama._ctx.ctx, n_threads, n_threads)
+        model.llama.context_params.n_threads = n_threads
+        model.llama.context_params.n_threads_batch = n_threads
 
 
 def _load(path: Path, *, n_threads: int, n_ctx: int) -> LoadedModel:
@@ -105,7 +158,7 @@ def _load(path: Path, *, n_threads: int, n_ctx: int) -> LoadedModel:
         bos_token=model.token_get_text(llama.token_bos()) if llama.token_bos() != -1 else "",
         add_generation_prompt=True,
     )
-    return LoadedModel(llama=llama, path=path, formatter=formatter)
+    return LoadedModel(llama=llama, path=path, n_ctx=n_ctx, formatter=formatter)
 
 
 def normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -212,6 +265,9 @@ class LlamaCppBackend(StreamingBackend):
         self.n_threads = n_threads or settings.LLAMACPP_THREADS
         self.n_ctx = n_ctx or settings.LLAMACPP_CONTEXT
         self.last_thread: threading.Thread | None = None
+        # The model file this backend holds loaded (set on first use, cleared by release()).
+        self.file_key: str | None = None
+        self.released = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LlamaCppBackend:
@@ -220,6 +276,10 @@ class LlamaCppBackend(StreamingBackend):
         if unknown:
             raise BackendError(f"llamacpp backend config has unknown keys: {sorted(unknown)}", status=500,
                                code="backend_misconfigured")
+        # Stored blocks may predate the operator's cap: it holds at load time too.
+        refusal = llamacpp_config_refusal(config)
+        if refusal is not None:
+            raise BackendError(f"llamacpp backend refused: {refusal}", status=500, code="backend_misconfigured")
         return cls(model_path=config.get("model_path"), n_threads=config.get("n_threads"),
                    n_ctx=config.get("n_ctx"))
 
@@ -229,13 +289,31 @@ class LlamaCppBackend(StreamingBackend):
         from registry.builtin import smollm2_gguf_path
 
         try:
-            return smollm2_gguf_path()
+            # Looked up once per backend: it walks the package directory.
+            self.model_path = smollm2_gguf_path()
         except (ImportError, FileNotFoundError) as exc:
             raise BackendError(f"the built-in model is not installed: {exc}", status=503,
                                code="backend_unavailable") from exc
+        return self.model_path
 
     def model(self) -> LoadedModel:
-        return load_model(self.path(), n_threads=self.n_threads, n_ctx=self.n_ctx)
+        path = self.path()
+        if not self.released:
+            # Registered before loading, so a concurrent collect_models() never drops it midway.
+            key = model_key(path)
+            with _users_lock:
+                self.file_key = key
+                _users.add(self)
+        return load_model(path, n_threads=self.n_threads, n_ctx=self.n_ctx)
+
+    def release(self) -> None:
+        """This backend is retired (its block changed or was deleted): free its model if no one else
+        uses it. A request still running on it finishes; its model is dropped when it ends."""
+        with _users_lock:
+            self.released = True
+            self.file_key = None
+            _users.discard(self)
+        collect_models()
 
     def count_tokens(self, messages: list[dict[str, Any]]) -> int:
         """Prompt tokens this model would see for these messages (the usage's prompt_tokens)."""
@@ -281,9 +359,15 @@ class LlamaCppBackend(StreamingBackend):
             if should_stop():
                 return
         try:
+            # The instance is shared: this block's thread count, set for this generation only.
+            llama_cpp_set_threads(model, self.n_threads)
             self._generate_locked(model, plan, emit=emit, should_stop=should_stop)
         finally:
             model.lock.release()
+            del model
+            if self.released:
+                # A retired backend's last request is done: what it kept loaded may go now.
+                collect_models()
 
     def _generate_locked(self, model: LoadedModel, plan: Generation, *, emit: Callable[[ChatDelta], None],
                          should_stop: Callable[[], bool]) -> None:
@@ -409,8 +493,7 @@ class LlamaCppBackend(StreamingBackend):
         return True, details
 
     def get_current_estimates(self) -> tuple[bool, Any]:
-        key = (str(self.path()), self.n_threads, self.n_ctx)
-        model = _models.get(key)
+        model = _models.get(model_key(self.path()))
         estimates: dict[str, Any] = {"loaded": model is not None, "n_threads": self.n_threads,
                                      "n_ctx": self.n_ctx, "tokens_per_s": None}
         if model is not None:

@@ -1,4 +1,8 @@
-"""A block backed by a user's own class: config {"class": "dotted.path.To.Class"}.
+"""A block backed by an operator's own class: config {"class": "dotted.path.To.Class"}.
+
+The class must come from a module under settings.PYTHON_BACKEND_MODULES; the path is checked
+before anything is imported, here too and not only at registration, because a stored block may
+predate the rule (registry/server_code.py).
 
 The class implements the seed's LLMInferenceAPI. If it is a StreamingBackend its
 stream_chat is used as is; otherwise run_inference runs in a worker thread (it is
@@ -22,6 +26,7 @@ from inference.backends.base import (
     UnsupportedFeature,
 )
 from inference.backends.content import approximate_usage, input_data_for
+from registry.server_code import python_class_refusal, python_module_allowed
 
 
 def _config_error(message: str) -> BackendError:
@@ -37,12 +42,19 @@ class PythonClassBackend(StreamingBackend):
         path = config.get("class")
         if not isinstance(path, str) or not path:
             raise _config_error('python backend config needs "class": a dotted path to an LLMInferenceAPI class')
+        refusal = python_class_refusal(path)
+        if refusal is not None:
+            raise _config_error(f"python backend refused: {refusal}")
         try:
             target = import_string(path)
         except ImportError as exc:
             raise _config_error(f"python backend class {path!r} cannot be imported: {exc}") from exc
         if not (isinstance(target, type) and issubclass(target, LLMInferenceAPI)):
             raise _config_error(f"{path!r} is not a subclass of LLMInferenceAPI")
+        # A name an allowed module merely imported (`from elsewhere import Thing`) is not its class.
+        if not python_module_allowed(target.__module__):
+            raise _config_error(f"python backend refused: {path!r} is defined in {target.__module__!r}, "
+                                "which is not in PYTHON_BACKEND_MODULES")
         kwargs = config.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise _config_error('python backend "kwargs" must be an object')

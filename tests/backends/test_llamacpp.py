@@ -220,11 +220,8 @@ def test_the_model_is_loaded_once_per_process_even_when_first_asked_concurrently
     path = backend.path()
     with ThreadPoolExecutor(4) as pool:
         loaded = list(pool.map(lambda _: llamacpp.load_model(path, n_threads=1, n_ctx=256), range(4)))
-    try:
-        assert all(m is loaded[0] for m in loaded)
-        assert loaded[0] is not backend.model()
-    finally:
-        llamacpp._models.pop((str(path), 1, 256)).llama.close()
+    # One instance per model file: a smaller context or another thread count is served by the same one.
+    assert all(m is backend.model() for m in loaded)
 
 
 async def test_an_answer_with_no_max_tokens_stops_at_llamacpp_max_tokens(backend, settings):

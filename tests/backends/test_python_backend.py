@@ -14,6 +14,12 @@ from inference.backends.python_class import PythonClassBackend
 REVERSE = {"class": "inference.backends.examples.ReverseTextLLM"}
 
 
+@pytest.fixture(autouse=True)
+def _this_module_is_an_allowed_python_backend_module(settings):
+    # The classes below stand in for an operator's own module, which the operator would allow.
+    settings.PYTHON_BACKEND_MODULES = ["inference.backends.examples", __name__]
+
+
 class NotABackend:
     def run_inference(self, input_data):
         return "looks right but is not an LLMInferenceAPI"
@@ -88,9 +94,12 @@ async def test_a_streaming_user_class_is_streamed_as_is():
 
 @pytest.mark.parametrize("config, fragment", [
     ({}, 'needs "class"'),
-    ({"class": "inference.backends.nope.Missing"}, "cannot be imported"),
+    ({"class": "inference.backends.examples.nope.Missing"}, "cannot be imported"),
+    ({"class": "inference.backends.nope.Missing"}, "not in a module the operator allows"),
     ({"class": "tests.backends.test_python_backend.NotABackend"}, "not a subclass of LLMInferenceAPI"),
-    ({"class": "os.path.join"}, "not a subclass of LLMInferenceAPI"),
+    ({"class": "tests.backends.test_python_backend.ChatRequest"}, "not a subclass of LLMInferenceAPI"),
+    ({"class": "tests.backends.test_python_backend.StreamingBackend"}, "not in PYTHON_BACKEND_MODULES"),
+    ({"class": "os.path.join"}, "not in a module the operator allows"),
     ({"class": "inference.backends.examples.ReverseTextLLM", "kwargs": {"nope": 1}}, "could not be constructed"),
 ])
 def test_bad_python_configs_are_refused_with_a_clear_error(config, fragment):

@@ -1,0 +1,18 @@
+"""A block that changes or goes away releases what its backends loaded in this process (a llama.cpp
+model no other block uses is freed at once, not at the next restart)."""
+
+from __future__ import annotations
+
+from django.db.models.signals import post_delete, post_save
+
+from inference.backends.factory import backends_forget
+from registry.models import Block
+
+
+def _forget(sender, instance: Block, **kwargs) -> None:
+    backends_forget(block_id=instance.block_id)
+
+
+def connect() -> None:
+    post_save.connect(_forget, sender=Block, dispatch_uid="inference-backends-block-save")
+    post_delete.connect(_forget, sender=Block, dispatch_uid="inference-backends-block-delete")
