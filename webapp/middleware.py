@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 API_PREFIXES = ("/api/", "/discovery/")
@@ -36,6 +37,13 @@ def refusal(request: HttpRequest) -> JsonResponse | None:
         return api_error("Content-Length: must be an integer", 400)
     if limit is not None and length > limit:
         return api_error(f"the request body is larger than {limit} bytes", 413)
+    if not length and request.META.get("HTTP_TRANSFER_ENCODING"):
+        # A chunked body has no Content-Length, and DRF reads a body without one as empty. Django
+        # has it buffered already: its size is checked against the cap, then declared for DRF.
+        try:
+            request.META["CONTENT_LENGTH"] = str(len(request.body))
+        except RequestDataTooBig:
+            return api_error(f"the request body is larger than {limit} bytes", 413)
     return None
 
 
