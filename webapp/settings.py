@@ -174,6 +174,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every status each operation can answer, and the /v1 gateway (served by consumers, not views).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "webapp.openapi.postprocess"],
 }
 
 # Celery: Redis is broker and result store unless CELERY_BROKER_URL says otherwise (RabbitMQ works).
