@@ -34,7 +34,8 @@ SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli", "run", "--checks", "al
                 "--suppress-health-check", "all", "--workers", "1", "--generation-database", "none"]
 
 
-def test_schemathesis_with_all_checks_passes_over_the_whole_schema(live_gateway, owner, outsider, upstream_block):
+def test_schemathesis_with_all_checks_passes_over_the_whole_schema(live_gateway, owner, outsider, upstream_block,
+                                                                  tmp_path):
     upstream_block(owner.organization, block_id="acme-llm")
     BlockFactory(organization=outsider.organization, block_id="globex-public", visibility=Block.PUBLIC)
     # A key of its own that nothing generated can guess: the fuzzer revoking the key it runs with
@@ -47,7 +48,7 @@ def test_schemathesis_with_all_checks_passes_over_the_whole_schema(live_gateway,
     started = time.monotonic()
     result = subprocess.run(
         [*SCHEMATHESIS, *baseline, "--header", f"Authorization: Bearer {key}", f"{live_gateway.url}/api/schema/?format=json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
         env=os.environ,
     )
     took = time.monotonic() - started
