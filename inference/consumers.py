@@ -27,6 +27,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from inference.gateway import pipeline
 from inference.gateway.errors import OpenAIError, invalid
+from registry import jsonsafe
 from registry.auth import principal_for_user
 from registry.principal import Principal
 
@@ -54,7 +55,7 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         self.conversations: dict[Any, asyncio.Task] = {}
         await self.accept()
         authorization = self._header(b"authorization")
-        query_key = parse_qs(self.scope.get("query_string", b"").decode()).get("api_key")
+        query_key = parse_qs(self.scope.get("query_string", b"").decode(errors="replace")).get("api_key")
         if query_key and not authorization:
             authorization = f"Bearer {query_key[0]}"
         client = self.scope.get("client")
@@ -89,10 +90,12 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         return orjson.dumps(content).decode()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
+        raw = text_data if text_data is not None else bytes_data or b""
         try:
-            content = orjson.loads(text_data if text_data is not None else bytes_data or b"")
-        except orjson.JSONDecodeError:
-            await self.send_error(None, invalid("Frames must be JSON objects."))
+            # The same limits as a /v1 body: too deep a frame would fail later, as a 500, on its way upstream.
+            content = jsonsafe.loads(raw, refuse_nul=False)
+        except jsonsafe.UnsafeJSON as exc:
+            await self.send_error(None, invalid(f"Frames must be JSON objects: {exc.message}", code="invalid_json"))
             return
         if not isinstance(content, dict):
             await self.send_error(None, invalid("Frames must be JSON objects."))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DataError
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+log = logging.getLogger(__name__)
 
 
 def ok(data: Any, status: int = http.HTTP_200_OK) -> Response:
@@ -29,10 +34,25 @@ def _flatten(detail: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}{detail}"]
 
 
+def _not_drf(exc: Exception) -> Response | None:
+    """Exceptions DRF leaves to Django, which would answer them in HTML (or as a 500)."""
+    if isinstance(exc, RequestDataTooBig):
+        return fail("the request body is too large", status=http.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):
+        return fail(f"bad request: {exc}")
+    if isinstance(exc, DataError):
+        # The input checks (registry.parsers, webapp.middleware) refuse what PostgreSQL cannot take;
+        # this is the net under them, so a value they missed is still the caller's 400, not our 500.
+        log.warning("database refused a value from the request: %s", exc)
+        return fail("a value in the request cannot be stored or searched (e.g. a NUL character or a number "
+                    "out of range)")
+    return None
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        return _not_drf(exc)
     detail = response.data
     message = "; ".join(_flatten(detail)) if not isinstance(detail, str) else detail
     envelope = {"success": False, "message": message}

@@ -30,8 +30,10 @@ MAX_LIMIT = 1000
 ENVELOPE = OpenApiResponse(OpenApiTypes.OBJECT, description='{"success": true, "data": ...}')
 ERROR = OpenApiResponse(OpenApiTypes.OBJECT, description='{"success": false, "message": "..."}')
 PAGE_PARAMS = [
-    OpenApiParameter("limit", int, description=f"Page size (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})."),
-    OpenApiParameter("offset", int, description="Rows to skip (default 0). The reply's hasMore says whether another page follows."),
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                     description=f"Page size (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})."),
+    OpenApiParameter("offset", {"type": "integer", "minimum": 0, "maximum": 10**9},
+                     description="Rows to skip (default 0). The reply's hasMore says whether another page follows."),
 ]
 SEED_FILTER_EXAMPLE = {
     "body": {

@@ -14,11 +14,12 @@ from django.urls import re_path  # noqa: E402
 
 from inference import lifespan  # noqa: E402
 from inference.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from webapp.middleware import guard_query_encoding  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The gateway's /v1 consumers answer first; everything else is ordinary Django.
-        "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
+        "http": URLRouter([*http_urlpatterns, re_path(r"", guard_query_encoding(django_asgi_app))]),
         # AuthMiddlewareStack gives the dashboard's chat socket the browser's logged-in user.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         # Shutdown writes the metrics still in memory (serve with `--lifespan on`).

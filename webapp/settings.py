@@ -78,6 +78,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # NUL in an API path or query value, or a declared body over the cap: a 4xx envelope, no view.
+    "webapp.middleware.ApiInputMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,7 +159,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["registry.auth.HasOrganization"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["registry.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "registry.envelope.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -172,6 +174,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every status each operation can answer, and the /v1 gateway (served by consumers, not views).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "webapp.openapi.postprocess"],
 }
 
 # Celery: Redis is broker and result store unless CELERY_BROKER_URL says otherwise (RabbitMQ works).
@@ -247,3 +251,11 @@ WORKER_LEASE_S = envfloat("WORKER_LEASE_S", 5.0)
 WORKER_DISPATCH_BATCH = envint("WORKER_DISPATCH_BATCH", 16)
 ENGINE_HEARTBEAT_S = envfloat("ENGINE_HEARTBEAT_S", 1.0)
 ENGINE_START_TIMEOUT_S = envfloat("ENGINE_START_TIMEOUT_S", 900.0)
+
+# Bad input (registry/jsonsafe.py, registry/parsers.py, webapp/middleware.py, the gateway's consumers).
+# Largest REST API body (/api, /discovery); bigger ones are a 413 envelope.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("API_MAX_BODY_BYTES", 2_621_440)
+# Largest /v1 request body; bigger ones are an OpenAI-shaped 413, refused while it is still arriving.
+GATEWAY_MAX_BODY_BYTES = envint("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024)
+# Deepest JSON nesting accepted in any request body (the query language itself nests 10 levels at most).
+SWITCHBOARD_MAX_JSON_DEPTH = envint("SWITCHBOARD_MAX_JSON_DEPTH", 64)

@@ -15,3 +15,8 @@ urlpatterns = [
     path("", include("inference.urls")),
     path("", include("webapp.dashboard.urls")),
 ]
+
+handler400 = "webapp.views.bad_request"
+handler403 = "webapp.views.permission_denied"
+handler404 = "webapp.views.page_not_found"
+handler500 = "webapp.views.server_error"

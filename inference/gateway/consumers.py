@@ -13,12 +13,13 @@ import logging
 import orjson
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
 
 from inference.gateway import pipeline
 from inference.gateway.blocks import list_blocks
 from inference.gateway.errors import OpenAIError
 from inference.gateway.sse import DONE, ChunkWriter, error_event
-from inference.gateway.validation import parse_json
+from inference.gateway.validation import check_model_name, parse_json
 from registry.models import Block
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,19 @@ class OpenAIConsumer(AsyncHttpConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def http_request(self, message):
+        # Channels would gather the whole body before handle() could look at its size; counting
+        # as it arrives refuses an oversized one after the cap, not after the client's last byte.
+        self.body_size = getattr(self, "body_size", 0) + len(message.get("body", b""))
+        if self.body_size > settings.GATEWAY_MAX_BODY_BYTES or self._declared_too_large():
+            await self.send_error(body_too_large())
+            raise StopConsumer()
+        await super().http_request(message)
+
+    def _declared_too_large(self) -> bool:
+        length = self.header(b"content-length")
+        return length is not None and length.isdigit() and int(length) > settings.GATEWAY_MAX_BODY_BYTES
 
     async def http_disconnect(self, message):
         raise StopConsumer()
@@ -92,16 +106,15 @@ class OpenAIConsumer(AsyncHttpConsumer):
         raise NotImplementedError
 
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
+def body_too_large() -> OpenAIError:
+    return OpenAIError(413, f"The request body is larger than {settings.GATEWAY_MAX_BODY_BYTES} bytes.",
+                       code="request_too_large")
 
 
 class ChatCompletionsConsumer(OpenAIConsumer):
     allowed_methods = ("POST",)
 
     async def respond(self, body: bytes) -> None:
-        if len(body) > MAX_BODY_BYTES:
-            raise OpenAIError(413, f"The request body is larger than {MAX_BODY_BYTES // 1024 // 1024} MiB.",
-                              code="request_too_large")
         principal = await self.principal()
         call = await pipeline.prepare(principal, parse_json(body))
         await self.until_hangup(self.pump(call) if call.stream_requested else self.reply(call))
@@ -199,6 +212,7 @@ class ModelsConsumer(OpenAIConsumer):
         principal = await self.principal()
         model = self.scope["url_route"]["kwargs"].get("model")
         if model is not None:
+            check_model_name(model)
             block = await pipeline.resolve_model(principal, model)
             if not block.backend_type:
                 raise pipeline.model_not_found(model)  # not in the list either: it cannot answer

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from inference.backends.base import ChatRequest
 from inference.gateway.errors import invalid
+from registry import jsonsafe
 
 MAX_N = 8
 MAX_STOP = 4
@@ -38,12 +37,21 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise invalid("The request body is empty; send a JSON object.")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"We could not parse the JSON body of your request: {exc}") from None
+        # NUL may stay in message content (it goes upstream, never into our database); the model
+        # name is checked where it is read.
+        body = jsonsafe.loads(raw, refuse_nul=False)
+    except jsonsafe.UnsafeJSON as exc:
+        raise invalid(f"We could not parse the JSON body of your request: {exc.message}",
+                      code="invalid_json") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
     return body
+
+
+def check_model_name(model: str) -> None:
+    """A model name is looked up in PostgreSQL, whose text cannot hold NUL (a DataError, a 500)."""
+    if jsonsafe.has_nul(model):
+        raise invalid("'model' must not contain NUL characters (\\u0000).", "model", "invalid_value")
 
 
 def _number(body: dict, name: str, low: float, high: float) -> float | None:
@@ -157,6 +165,7 @@ def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> Chat
         raise invalid("'model' is a required property.", "model", "missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise invalid("'model' must be a non-empty string.", "model", "invalid_type")
+    check_model_name(model)
     messages, estimated = _messages(body)
 
     stream = body.get("stream", False)

@@ -1,0 +1,189 @@
+"""drf-spectacular postprocessing: every status an operation can answer, with its body's schema,
+and the /v1 gateway, whose consumers are not Django views and so are invisible to the generator.
+
+The schema is a contract that schemathesis checks with all its checks
+(tests/gateway/test_schema_conformance.py): a status or body that is not documented here fails it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.gateway.validation import MAX_N, MAX_STOP
+
+ENVELOPE_ERROR = {
+    "type": "object",
+    "required": ["success", "message"],
+    "properties": {
+        "success": {"type": "boolean", "enum": [False]},
+        "message": {"type": "string"},
+        "errors": {"description": "Per-field validation errors, when the refusal has them."},
+    },
+}
+ENVELOPE_OK = {
+    "type": "object",
+    "required": ["success", "data"],
+    "properties": {"success": {"type": "boolean", "enum": [True]}, "data": {}},
+}
+OPENAI_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["message", "type", "param", "code"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": "string", "nullable": True}, "code": {"type": "string", "nullable": True}},
+    }},
+}
+REASONS = {
+    400: "Bad input: invalid JSON (UTF-8, at most SWITCHBOARD_MAX_JSON_DEPTH levels deep), a NUL character "
+         "in any string, path or query value, or a field that fails validation.",
+    401: "No API key, or a wrong, expired or revoked one.",
+    403: "The caller's role or organization may not do this.",
+    404: "Not found, or another organization's (the two are not told apart).",
+    405: "Method not allowed on this path.",
+    409: "Conflicts with something that exists.",
+    413: "The body is larger than the cap (API_MAX_BODY_BYTES on /api and /discovery, GATEWAY_MAX_BODY_BYTES on /v1).",
+    415: "The body is not application/json.",
+    429: "Over a quota or rate limit; Retry-After says when to come back.",
+    502: "The upstream model server failed.",
+    503: "A dependency of the gateway is unavailable.",
+    504: "The upstream model server timed out.",
+}
+API_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 429)
+BODY_METHODS = ("post", "put", "patch")
+
+
+def _error_response(status: int, schema_ref: str) -> dict[str, Any]:
+    return {"description": REASONS[status], "content": {"application/json": {"schema": {"$ref": schema_ref}}}}
+
+
+def _document_api_errors(result: dict) -> None:
+    for path, item in result.get("paths", {}).items():
+        if not path.startswith(("/api/", "/discovery/")):
+            continue
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            for code, response in list(responses.items()):
+                # Success replies are the envelope; keep a view's own, more precise schema if it has one.
+                if code.startswith("2") and "content" not in response:
+                    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}
+                elif not code.startswith("2"):
+                    responses[code] = _error_response(int(code), "#/components/schemas/EnvelopeError")
+            for status in API_ERRORS:
+                if status in (413, 415) and method not in BODY_METHODS:
+                    continue
+                responses.setdefault(str(status), _error_response(status, "#/components/schemas/EnvelopeError"))
+
+
+def _openai_errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _error_response(s, "#/components/schemas/OpenAIError") for s in statuses}
+
+
+MESSAGE = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+        "content": {"type": "string", "description": "Text; a list of content parts is accepted too."},
+        "name": {"type": "string"},
+    },
+}
+CHAT_REQUEST = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "description": "OpenAI's chat completion request. Fields the gateway does not read travel to backends "
+                   "that forward them.",
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "pattern": "\\S",
+                  "description": "A block id or name your organization may use (see GET /v1/models)."},
+        "messages": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ChatMessage"}},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
+        "stop": {"oneOf": [{"type": "string"},
+                           {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP}]},
+        "seed": {"type": "integer"},
+        "stream": {"type": "boolean", "description": "true: the answer comes as text/event-stream chunks."},
+    },
+    "additionalProperties": False,
+    "example": {"model": "acme-llm", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8},
+}
+MODEL = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by"],
+    "properties": {"id": {"type": "string"}, "object": {"type": "string", "enum": ["model"]},
+                   "created": {"type": "integer"}, "owned_by": {"type": "string"}},
+}
+CHAT_COMPLETION = {
+    "type": "object",
+    "required": ["id", "object", "model", "choices"],
+    "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "model": {"type": "string"},
+                   "choices": {"type": "array"}, "usage": {"type": "object", "nullable": True}},
+}
+BEARER = [{"bearerAuth": []}]
+
+
+def _v1_paths() -> dict[str, Any]:
+    json_of = lambda ref: {"application/json": {"schema": {"$ref": ref}}}  # noqa: E731
+    request_id = [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/v1/chat/completions": {"post": {
+            "operationId": "v1_chat_completions",
+            "summary": "Chat completion (OpenAI-compatible), streamed when stream is true",
+            "tags": ["v1"], "security": BEARER,
+            "requestBody": {"required": True, "content": json_of("#/components/schemas/ChatCompletionRequest")},
+            "responses": {
+                "200": {"description": "The answer, or its chunks as server-sent events.",
+                        "content": {**json_of("#/components/schemas/ChatCompletion"),
+                                    "text/event-stream": {"schema": {"type": "string"}}}},
+                **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504),
+            },
+        }},
+        "/v1/models": {"get": {
+            "operationId": "v1_models_list", "summary": "The models (blocks) your key may use",
+            "tags": ["v1"], "security": BEARER,
+            "responses": {"200": {"description": "A list.", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["object", "data"],
+                "properties": {"object": {"type": "string", "enum": ["list"]},
+                               "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}}}}},
+                **_openai_errors(401, 405, 503)},
+        }},
+        "/v1/models/{model}": {"get": {
+            "operationId": "v1_models_get", "summary": "One model",
+            "tags": ["v1"], "security": BEARER,
+            "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The model.", "content": json_of("#/components/schemas/Model")},
+                          **_openai_errors(400, 401, 404, 405, 503)},
+        }},
+        "/v1/requests/{request_id}/stream": {"get": {
+            "operationId": "v1_requests_stream", "summary": "Resume a queued request's token stream "
+                                                           "(after Last-Event-ID)",
+            "tags": ["v1"], "security": BEARER, "parameters": request_id,
+            "responses": {"200": {"description": "Server-sent events.",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                          **_openai_errors(400, 401, 404, 405, 503)},
+        }},
+        "/v1/requests/{request_id}/cancel": {"post": {
+            "operationId": "v1_requests_cancel", "summary": "Cancel a queued request",
+            "tags": ["v1"], "security": BEARER, "parameters": request_id,
+            "responses": {"200": {"description": "Cancelled.", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["id", "cancelled"],
+                "properties": {"id": {"type": "string"}, "object": {"type": "string"},
+                               "cancelled": {"type": "boolean"}}}}}},
+                **_openai_errors(401, 404, 405, 503)},
+        }},
+    }
+
+
+def postprocess(result: dict, generator, request, public) -> dict:
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(Envelope=ENVELOPE_OK, EnvelopeError=ENVELOPE_ERROR, OpenAIError=OPENAI_ERROR, Model=MODEL,
+                   ChatMessage=MESSAGE, ChatCompletionRequest=CHAT_REQUEST, ChatCompletion=CHAT_COMPLETION)
+    _document_api_errors(result)
+    result.setdefault("paths", {}).update(_v1_paths())
+    return result
