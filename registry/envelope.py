@@ -8,6 +8,8 @@ from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from registry.outages import envelope_response as outage_response
+
 
 def ok(data: Any, status: int = http.HTTP_200_OK) -> Response:
     return Response({"success": True, "data": data}, status=status)
@@ -30,6 +32,8 @@ def _flatten(detail: Any, prefix: str = "") -> list[str]:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if (unavailable := outage_response(exc)) is not None:  # PostgreSQL or Redis down: 503, not a 500
+        return unavailable
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
