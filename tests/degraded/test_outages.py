@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+import redis
 
-from registry.tenancy.rules import RULES_POLL_S
+from registry.tenancy.rules import RULES_POLL_S, VERSION_KEY
 from tests.degraded.servers import PrivatePostgres, PrivateRedis, spare_port
 from tests.gateway.conftest import ROOT, Reply, request
 from tests.gateway.fake_upstream import FakeUpstream
@@ -90,8 +91,8 @@ class Stack:
         return int(row[0])
 
 
-def _env(postgres: PrivatePostgres, redis: PrivateRedis) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": postgres.url, "REDIS_URL": redis.url, "CELERY_BROKER_URL": "memory://",
+def _env(postgres: PrivatePostgres, own_redis: PrivateRedis) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": postgres.url, "REDIS_URL": own_redis.url, "CELERY_BROKER_URL": "memory://",
             "DEBUG": "0", "SECURE_SSL_REDIRECT": "0", "SWITCHBOARD_DEV_OPEN_ACCESS": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECRET_KEY": "test-only-secret-key-not-for-production",
             "DB_OUTAGE_GRACE_S": str(GRACE_S)}
@@ -107,11 +108,11 @@ def _manage(env: dict[str, str], *args: str) -> str:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     upstream = FakeUpstream().start_in_thread()
-    redis = PrivateRedis().start()
+    own_redis = PrivateRedis().start()
     postgres = PrivatePostgres().init()
     gateway = None
     try:
-        env = _env(postgres, redis)
+        env = _env(postgres, own_redis)
         _manage(env, "migrate", "-v0")
         keys = json.loads(_manage(env, "shell", "-c",
                                   f"UPSTREAM = {upstream.base_url('ok')!r}\n{SEED}").strip().splitlines()[-1])
@@ -131,7 +132,7 @@ def stack() -> Iterator[Stack]:
                 pass
             assert time.monotonic() < deadline, "the gateway did not start within 30 s"
             time.sleep(0.2)
-        yield Stack(url=url, redis=redis, postgres=postgres, keys=keys, gateway=gateway)
+        yield Stack(url=url, redis=own_redis, postgres=postgres, keys=keys, gateway=gateway)
     finally:
         if gateway is not None:
             gateway.terminate()
@@ -139,7 +140,7 @@ def stack() -> Iterator[Stack]:
                 gateway.wait(10)
             except subprocess.TimeoutExpired:
                 gateway.kill()
-        redis.stop()
+        own_redis.stop()
         postgres.destroy()
         upstream.stop()
 
@@ -189,6 +190,10 @@ def test_with_postgres_stopped_warm_keys_and_blocks_are_served_for_the_grace_and
     stopped = time.monotonic()
     served = 0
     try:
+        # A rules change announced just before: the gateway cannot reload them, and keeps its snapshot.
+        with redis.Redis.from_url(stack.redis.url) as client:
+            client.incr(VERSION_KEY)
+        time.sleep(RULES_POLL_S)
         # Within the grace: the warm key and block answer as before, fast, beyond their 2 s lifetime.
         while time.monotonic() - stopped < CACHE_TTL_S + 0.5:
             for key in ("owner", "member"):
