@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from django.conf import settings
 
-from registry.outages import DATABASE_ERRORS
+from registry.outages import DATABASE_ERRORS, DatabaseTimeout
 
 V = TypeVar("V")
 
@@ -35,16 +35,21 @@ class AsyncTTLCache(Generic[V]):
     While a reload failed that way less than `ttl` ago, an expired entry is served at once and
     the reload runs in the background, so an outage costs requests no connect timeout each.
     A value never seen before still raises: only warm entries outlive the database.
+
+    A caller waits `max_wait` seconds at most for a load (default settings.DB_LOOKUP_TIMEOUT_S):
+    a database that accepts connections but never answers counts as down (DatabaseTimeout), and
+    the load goes on in the background for whoever asks next.
     """
 
     def __init__(self, *, ttl: float, refresh_after: float | None = None, refresh_delay: float = 0.05,
-                 max_entries: int = 10_000, grace: float | None = None,
+                 max_entries: int = 10_000, grace: float | None = None, max_wait: float | None = None,
                  stale_on: tuple[type[BaseException], ...] = DATABASE_ERRORS):
         self.ttl = ttl
         self.refresh_after = refresh_after
         self.refresh_delay = refresh_delay
         self.max_entries = max_entries
         self._grace = grace
+        self._max_wait = max_wait
         self.stale_on = stale_on
         # When a load last failed with a stale_on error (monotonic); reset by a load that works.
         self._outage_seen = float("-inf")
@@ -86,12 +91,27 @@ class AsyncTTLCache(Generic[V]):
                 self._start_load(key, load)  # The database is known to be down: try it, but don't wait.
                 return hit[1]
         try:
-            # A caller that goes away (client disconnect) must not cancel the load the others wait on.
-            return await asyncio.shield(self._start_load(key, load))
+            return await self._wait(self._start_load(key, load))
         except self.stale_on:
             if hit is not None and time.monotonic() - hit[0] < self.ttl + self.grace:
                 return hit[1]
             raise
+
+    async def _wait(self, load: asyncio.Task[V]) -> V:
+        # A caller that goes away (client disconnect) must not cancel the load the others wait on.
+        shielded = asyncio.shield(load)
+        max_wait = self._max_wait if self._max_wait is not None else float(settings.DB_LOOKUP_TIMEOUT_S)
+        if max_wait <= 0:
+            return await shielded
+        deadline = asyncio.timeout(max_wait)
+        try:
+            async with deadline:
+                return await shielded
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the load's own timeout, not ours
+            self._outage_seen = time.monotonic()
+            raise DatabaseTimeout(f"no answer from the database within {max_wait:g} s") from None
 
     def _schedule_refresh(self, key: Hashable, load: Callable[[], Awaitable[V]], loaded_at: float) -> None:
         loop = asyncio.get_running_loop()

@@ -26,6 +26,13 @@ from rest_framework.response import Response
 
 log = logging.getLogger(__name__)
 
+
+
+class DatabaseTimeout(OperationalError):
+    """A lookup the database did not answer in time (settings.DB_LOOKUP_TIMEOUT_S): a frozen server or a
+    network partition, where a query on an open connection would otherwise wait for minutes."""
+
+
 # OperationalError: the connection could not be made or was lost; InterfaceError: Django holds a
 # connection that is already closed. Both clear up by themselves once the database is back.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)

@@ -136,6 +136,9 @@ REDIS_SOCKET_TIMEOUT_S = envfloat("REDIS_SOCKET_TIMEOUT_S", 2.0)
 # While PostgreSQL is unreachable, keys and blocks already in the gateway's caches keep being served
 # this many seconds past their normal lifetime (a key revoked meanwhile works as long); 0 turns it off.
 DB_OUTAGE_GRACE_S = envfloat("DB_OUTAGE_GRACE_S", 300.0)
+# The gateway waits this long at most for a key, block or rules lookup (normally ~1 ms); past it the
+# database counts as down, as when it refuses connections.
+DB_LOOKUP_TIMEOUT_S = envfloat("DB_LOOKUP_TIMEOUT_S", 3.0)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

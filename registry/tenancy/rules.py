@@ -10,6 +10,7 @@ immediately where it was made and within RULES_POLL_S everywhere else, without a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from registry.models import Block, BlockGrant
-from registry.outages import DATABASE_ERRORS
+from registry.outages import DATABASE_ERRORS, DatabaseTimeout
 from registry.tenancy.models import PolicyRule, Quota
 from registry.tenancy.quota import Limits, RedisQuotaStore, quota_store, redis_timeouts
 
@@ -112,7 +113,11 @@ class RulesCache:
         if hit is not None and hit[0] == version:
             return hit[1]
         try:
-            rules = await database_sync_to_async(load_org_rules)(organization_id)
+            try:
+                async with asyncio.timeout(settings.DB_LOOKUP_TIMEOUT_S or None):
+                    rules = await database_sync_to_async(load_org_rules)(organization_id)
+            except TimeoutError:
+                raise DatabaseTimeout(f"no answer from the database within {settings.DB_LOOKUP_TIMEOUT_S:g} s") from None
         except DATABASE_ERRORS:
             # PostgreSQL is down: the snapshot we had goes on serving for the outage grace, counted
             # from the first failed reload (the snapshot was current until a change was announced).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -56,6 +57,13 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, up=True)
         return self
+
+    def freeze(self) -> None:
+        """Still accepting connections, never answering: a hung server or a network partition."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -106,11 +114,37 @@ class PrivatePostgres:
                   "-w", "-t", "30", "start")
         wait_for_port(self.port, up=True)
 
+    def _pids(self) -> list[int]:
+        """The cluster's postmaster (its pid file) and every process it forked."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def freeze(self) -> None:
+        """Still accepting connections, never answering: a hung server or a network partition."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
     def stop(self) -> None:
         # Immediate: connections are cut at once, as when the database host goes away.
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
         wait_for_port(self.port, up=False)
 
     def destroy(self) -> None:
+        try:
+            self.thaw()  # a stopped process would never act on pg_ctl's signal
+        except (OSError, ValueError):
+            pass
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)

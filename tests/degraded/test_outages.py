@@ -28,6 +28,8 @@ from tests.gateway.fake_upstream import FakeUpstream
 pytestmark = pytest.mark.slow
 
 GRACE_S = 3.0
+LOOKUP_TIMEOUT_S = 1.0  # DB_LOOKUP_TIMEOUT_S for the gateway under test (default 3)
+REDIS_SOCKET_TIMEOUT_S = 2.0  # the default
 CACHE_TTL_S = 2.0  # registry.auth.KEY_CACHE_SECONDS and inference.gateway.blocks.BLOCK_CACHE_SECONDS
 FAST_S = 1.0  # "no hang": how long a degraded answer may take at most
 
@@ -95,7 +97,7 @@ def _env(postgres: PrivatePostgres, own_redis: PrivateRedis) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": postgres.url, "REDIS_URL": own_redis.url, "CELERY_BROKER_URL": "memory://",
             "DEBUG": "0", "SECURE_SSL_REDIRECT": "0", "SWITCHBOARD_DEV_OPEN_ACCESS": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECRET_KEY": "test-only-secret-key-not-for-production",
-            "DB_OUTAGE_GRACE_S": str(GRACE_S)}
+            "DB_OUTAGE_GRACE_S": str(GRACE_S), "DB_LOOKUP_TIMEOUT_S": str(LOOKUP_TIMEOUT_S)}
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -145,7 +147,8 @@ def stack() -> Iterator[Stack]:
         upstream.stop()
 
 
-def _assert_unavailable(reply: Reply, elapsed: float, code: str, *, envelope: bool = False) -> None:
+def _assert_unavailable(reply: Reply, elapsed: float, code: str, *, envelope: bool = False,
+                        within: float = FAST_S) -> None:
     assert reply.status == 503, (reply.status, reply.body[:500])
     assert reply.headers["content-type"].startswith("application/json")
     assert int(reply.headers["retry-after"]) > 0
@@ -154,7 +157,7 @@ def _assert_unavailable(reply: Reply, elapsed: float, code: str, *, envelope: bo
         assert body["success"] is False and body["code"] == code and body["message"]
     else:
         assert body["error"]["code"] == code and body["error"]["type"] == "server_error"
-    assert elapsed < FAST_S, f"a degraded answer took {elapsed:.2f} s"
+    assert elapsed < within, f"a degraded answer took {elapsed:.2f} s"
 
 
 def test_with_redis_killed_a_chat_is_a_quick_503_redis_unavailable_and_works_again_once_redis_is_back(stack):
@@ -226,3 +229,34 @@ def test_with_postgres_stopped_warm_keys_and_blocks_are_served_for_the_grace_and
     while stack.metered_requests("warm-model") < served_before + served + 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stack.metered_requests("warm-model") >= served_before + served + 1
+
+
+def test_with_redis_frozen_a_chat_is_a_503_within_the_socket_timeout_and_works_again_once_redis_answers(stack):
+    assert stack.chat("owner")[0].status == 200
+    stack.redis.freeze()
+    try:
+        _assert_unavailable(*stack.chat("owner"), "redis_unavailable", within=REDIS_SOCKET_TIMEOUT_S + 1)
+    finally:
+        stack.redis.thaw()
+    assert stack.until_chat_works().status == 200
+
+
+def test_with_postgres_frozen_warm_keys_and_blocks_are_still_served_and_cold_ones_are_a_503_without_a_hang(stack):
+    assert stack.chat("owner")[0].status == 200
+    stack.postgres.freeze()
+    frozen = time.monotonic()
+    try:
+        # Past the entries' lifetime: one request waits DB_LOOKUP_TIMEOUT_S for the reload at most,
+        # then the database counts as down and the warm entries are served at once.
+        while time.monotonic() - frozen < CACHE_TTL_S + 1:
+            reply, elapsed = stack.chat("owner")
+            assert reply.status == 200, reply.body[:500]
+            assert elapsed < LOOKUP_TIMEOUT_S + FAST_S
+            time.sleep(0.25)
+        _assert_unavailable(*stack.chat("cold"), "database_unavailable", within=LOOKUP_TIMEOUT_S + FAST_S)
+        _assert_unavailable(*stack.chat("owner", "cold-model"), "database_unavailable",
+                            within=LOOKUP_TIMEOUT_S + FAST_S)
+    finally:
+        stack.postgres.thaw()
+    assert stack.until_chat_works("cold", "cold-model").status == 200
+    assert stack.api("GET", "/api/blocks")[0].status == 200

@@ -14,6 +14,7 @@ from django.db import InterfaceError, OperationalError
 
 from inference import metrics
 from inference.ttlcache import AsyncTTLCache
+from registry.outages import DatabaseTimeout
 
 TTL = 0.05
 GRACE = 0.3
@@ -129,6 +130,21 @@ async def test_the_cache_loads_fresh_values_again_once_the_database_is_back():
     value = await cache.get("k", db)
     assert value > 1
     assert await cache.get("k", db) == value
+
+
+async def test_a_database_that_never_answers_counts_as_down_after_max_wait():
+    cache: AsyncTTLCache[int] = AsyncTTLCache(ttl=TTL, grace=GRACE, max_wait=0.1)
+    db = Database()
+    await _warm(cache, db)
+    db.down, db.delay = None, 3600  # accepts the query, never answers (a frozen server, a partition)
+    started = time.monotonic()
+    assert await cache.get("k", db) == 1  # warm: served once the wait is over
+    assert 0.1 <= time.monotonic() - started < 0.3
+    with pytest.raises(DatabaseTimeout) as raised:  # cold: the outage error, after the same wait
+        await cache.get("cold", db)
+    assert isinstance(raised.value, OperationalError)
+    for task in list(cache._loading.values()):
+        task.cancel()
 
 
 def test_the_metrics_kept_through_an_outage_are_bounded_and_the_oldest_minutes_go_first(monkeypatch):
