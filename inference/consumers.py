@@ -26,7 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from inference.gateway import pipeline
-from inference.gateway.errors import OpenAIError, invalid
+from inference.gateway.errors import OpenAIError, invalid, unavailable
 from registry import jsonsafe
 from registry.auth import principal_for_user
 from registry.principal import Principal
@@ -179,11 +179,14 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         except OpenAIError as exc:
             self._forget(conversation)
             await self.send_error(conversation, exc)
-        except Exception:
-            log.exception("websocket conversation failed")
+        except Exception as exc:
+            error = unavailable(exc)
+            if error is None:
+                log.exception("websocket conversation failed")
+                error = OpenAIError(500, "The gateway failed to handle the request.", type="server_error",
+                                    code="internal_error")
             self._forget(conversation)
-            await self.send_error(conversation, OpenAIError(500, "The gateway failed to handle the request.",
-                                                            type="server_error", code="internal_error"))
+            await self.send_error(conversation, error)
 
     async def send_error(self, conversation: Any, error: OpenAIError) -> None:
         await self.send_json({"type": "error", "id": conversation, "status": error.status, **error.body()})

@@ -27,9 +27,14 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 
+from registry.outages import DATABASE_ERRORS
+
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
+# (block, minute) buckets kept while the database cannot take them; past this the oldest minutes are
+# dropped (counted in `dropped_buckets`), so a long outage costs bounded memory, never the process.
+MAX_PENDING_BUCKETS = 10_000
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
     0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000,
     3000, 5000, 7500, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000,
@@ -88,6 +93,7 @@ _Key = tuple[int, int, int]  # (block pk, organization pk, minute)
 _pending: dict[_Key, _Pending] = {}
 _lock = threading.Lock()
 _flushers: dict[int, asyncio.Task] = {}
+dropped_buckets = 0
 
 
 def record(*, block_pk: int, organization_pk: int, ok: bool, latency_ms: float, ttft_ms: float | None = None,
@@ -125,12 +131,21 @@ def _ensure_flusher() -> None:
 
 
 async def _flush_forever() -> None:
+    failing = False
     try:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             try:
                 await aflush()
-            except Exception:  # A database hiccup must not kill the flusher; the counts wait for the next try.
+                if failing:
+                    log.warning("metrics flush works again")
+                failing = False
+            except DATABASE_ERRORS as exc:
+                # The database is down: the counts wait for the next try; one log line per outage.
+                if not failing:
+                    log.warning("metrics flush failed, keeping the counts for the next try: %s", exc)
+                failing = True
+            except Exception:  # Anything else must not kill the flusher either.
                 log.exception("metrics flush failed")
     except asyncio.CancelledError:
         # The loop is closing (asyncio.run cancels every task): a last chance to write.
@@ -149,6 +164,7 @@ def _take() -> dict[_Key, _Pending]:
 
 
 def _put_back(entries: dict[_Key, _Pending]) -> None:
+    global dropped_buckets
     with _lock:
         for key, entry in entries.items():
             current = _pending.setdefault(key, _Pending())
@@ -161,6 +177,11 @@ def _put_back(entries: dict[_Key, _Pending]) -> None:
             current.tokens_out += entry.tokens_out
             merge_histograms(current.latency_hist, entry.latency_hist)
             merge_histograms(current.ttft_hist, entry.ttft_hist)
+        if len(_pending) > MAX_PENDING_BUCKETS:
+            oldest_first = sorted(_pending, key=lambda key: key[2])
+            for key in oldest_first[:len(_pending) - MAX_PENDING_BUCKETS]:
+                del _pending[key]
+                dropped_buckets += 1
 
 
 def _upsert(block_pk: int, organization_pk: int, minute: int, entry: _Pending) -> None:

@@ -11,6 +11,8 @@ from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from registry.outages import envelope_response as outage_response
+
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +52,8 @@ def _not_drf(exc: Exception) -> Response | None:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if (unavailable := outage_response(exc)) is not None:  # PostgreSQL or Redis down: 503, not a 500
+        return unavailable
     response = drf_exception_handler(exc, context)
     if response is None:
         return _not_drf(exc)

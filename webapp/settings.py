@@ -87,6 +87,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so its process_exception sees a view's database or Redis outage first: a 503, not a 500.
+    "registry.outages.OutageMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -111,6 +113,10 @@ TEMPLATES = [
 DATA_DIR = Path(envstr("SWITCHBOARD_DATA_DIR", str(BASE_DIR / "var")))
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}
+    # A database that is down must fail a request in seconds, not after the OS's TCP timeout (minutes).
+    # Health checks make each request drop a dead connection and reconnect once it is back: no restart.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", envint("DATABASE_CONNECT_TIMEOUT_S", 2))
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -125,11 +131,24 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Redis clients that only run short commands (quotas, rate limits, the rules version, the cache) give up
+# on an unreachable Redis after these many seconds, so a Redis outage is a quick 503, never a hang.
+REDIS_CONNECT_TIMEOUT_S = envfloat("REDIS_CONNECT_TIMEOUT_S", 1.0)
+REDIS_SOCKET_TIMEOUT_S = envfloat("REDIS_SOCKET_TIMEOUT_S", 2.0)
+# While PostgreSQL is unreachable, keys and blocks already in the gateway's caches keep being served
+# this many seconds past their normal lifetime (a key revoked meanwhile works as long); 0 turns it off.
+DB_OUTAGE_GRACE_S = envfloat("DB_OUTAGE_GRACE_S", 300.0)
+# The gateway waits this long at most for a key, block or rules lookup (normally ~1 ms); past it the
+# database counts as down, as when it refuses connections.
+DB_LOOKUP_TIMEOUT_S = envfloat("DB_LOOKUP_TIMEOUT_S", 3.0)
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+                                      "socket_timeout": REDIS_SOCKET_TIMEOUT_S}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

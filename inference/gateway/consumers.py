@@ -17,7 +17,7 @@ from django.conf import settings
 
 from inference.gateway import pipeline
 from inference.gateway.blocks import list_blocks
-from inference.gateway.errors import OpenAIError
+from inference.gateway.errors import OpenAIError, unavailable
 from inference.gateway.sse import DONE, ChunkWriter, error_event
 from inference.gateway.validation import check_model_name, parse_json
 from registry.models import Block
@@ -97,10 +97,13 @@ class OpenAIConsumer(AsyncHttpConsumer):
             await self.respond(body)
         except OpenAIError as exc:
             await self.send_error(exc)
-        except Exception:
-            log.exception("gateway request to %s failed", self.scope["path"])
-            await self.send_error(OpenAIError(500, "The gateway failed to handle the request.",
-                                              type="server_error", code="internal_error"))
+        except Exception as exc:
+            error = unavailable(exc)
+            if error is None:
+                log.exception("gateway request to %s failed", self.scope["path"])
+                error = OpenAIError(500, "The gateway failed to handle the request.", type="server_error",
+                                    code="internal_error")
+            await self.send_error(error)
 
     async def respond(self, body: bytes) -> None:
         raise NotImplementedError

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from registry.outages import outage_of
+
 # OpenAI's `type` for each status; clients (the openai package) branch on status, people read `type`.
 _TYPES = {
     400: "invalid_request_error",
@@ -39,3 +41,11 @@ class OpenAIError(Exception):
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
     return OpenAIError(400, message, param=param, code=code)
+
+
+def unavailable(exc: BaseException) -> OpenAIError | None:
+    """A 503 naming the dependency when `exc` means PostgreSQL or Redis is down; None otherwise."""
+    outage = outage_of(exc)
+    if outage is None:
+        return None
+    return OpenAIError(503, outage.message, code=outage.code, headers=outage.headers)

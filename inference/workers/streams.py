@@ -29,7 +29,9 @@ def redis_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=1024)
+        # Only the connect is bounded tighter: reads block on XREAD for up to a second by design.
+        client = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=1024,
+                                         socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT_S)
         _clients[loop] = client
     return client
 

@@ -82,6 +82,11 @@ class Limits:
         return self.requests_per_minute is None and self.tokens_per_minute is None and self.token_budget is None
 
 
+def redis_timeouts() -> dict[str, float]:
+    """For clients of short commands only: an unreachable Redis is an error within seconds, not a hang."""
+    return {"socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT_S, "socket_timeout": settings.REDIS_SOCKET_TIMEOUT_S}
+
+
 class QuotaExceeded(Exception):
     def __init__(self, message: str, *, code: str, retry_after: int, rule: str):
         super().__init__(message)
@@ -225,7 +230,8 @@ class RedisQuotaStore(QuotaStore):
         entry = self._clients.get(loop)
         if entry is None:
             # A blocking pool makes a burst wait for a connection instead of failing.
-            pool = aredis.BlockingConnectionPool.from_url(self.url, max_connections=REDIS_MAX_CONNECTIONS, timeout=10)
+            pool = aredis.BlockingConnectionPool.from_url(self.url, max_connections=REDIS_MAX_CONNECTIONS, timeout=10,
+                                                          **redis_timeouts())
             client = aredis.Redis(connection_pool=pool)
             entry = (client, client.register_script(RESERVE_LUA), client.register_script(ADJUST_LUA))
             self._clients[loop] = entry
@@ -247,7 +253,7 @@ class RedisQuotaStore(QuotaStore):
         if self._sync_client is None:
             import redis
 
-            self._sync_client = redis.Redis.from_url(self.url)
+            self._sync_client = redis.Redis.from_url(self.url, **redis_timeouts())
         return [int(v or 0) for v in self._sync_client.mget(keys)]
 
 

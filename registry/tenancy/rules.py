@@ -10,6 +10,7 @@ immediately where it was made and within RULES_POLL_S everywhere else, without a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from django.conf import settings
 from django.db.models import Q
 
 from registry.models import Block, BlockGrant
+from registry.outages import DATABASE_ERRORS, DatabaseTimeout
 from registry.tenancy.models import PolicyRule, Quota
-from registry.tenancy.quota import Limits, RedisQuotaStore, quota_store
+from registry.tenancy.quota import Limits, RedisQuotaStore, quota_store, redis_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class RulesCache:
         self._shared_version = 0
         self._shared_read_at = 0.0
         self._entries: dict[int, tuple[tuple[int, int], OrgRules]] = {}
+        # Per organization: when a reload first failed because the database was down.
+        self._stale_since: dict[int, float] = {}
         self._sync_redis = None
 
     # Called from signal handlers, in whatever thread saved the model.
@@ -89,7 +93,7 @@ class RulesCache:
                 if self._sync_redis is None:
                     import redis
 
-                    self._sync_redis = redis.Redis.from_url(settings.REDIS_URL)
+                    self._sync_redis = redis.Redis.from_url(settings.REDIS_URL, **redis_timeouts())
                 self._sync_redis.incr(VERSION_KEY)
             except Exception:  # the local bump still holds; other processes catch up on the next change
                 log.exception("could not publish the tenancy rules version to Redis")
@@ -108,13 +112,30 @@ class RulesCache:
         hit = self._entries.get(organization_id)
         if hit is not None and hit[0] == version:
             return hit[1]
-        rules = await database_sync_to_async(load_org_rules)(organization_id)
+        try:
+            try:
+                async with asyncio.timeout(settings.DB_LOOKUP_TIMEOUT_S or None):
+                    rules = await database_sync_to_async(load_org_rules)(organization_id)
+            except TimeoutError:
+                raise DatabaseTimeout(f"no answer from the database within {settings.DB_LOOKUP_TIMEOUT_S:g} s") from None
+        except DATABASE_ERRORS:
+            # PostgreSQL is down: the snapshot we had goes on serving for the outage grace, counted
+            # from the first failed reload (the snapshot was current until a change was announced).
+            if hit is None:
+                raise
+            now = time.monotonic()
+            since = self._stale_since.setdefault(organization_id, now)
+            if now - since >= settings.DB_OUTAGE_GRACE_S:
+                raise
+            return hit[1]
+        self._stale_since.pop(organization_id, None)
         # Stamped with the version read before loading: a change made meanwhile forces a reload.
         self._entries[organization_id] = (version, rules)
         return rules
 
     def clear(self) -> None:
         self._entries.clear()
+        self._stale_since.clear()
         self._shared_read_at = 0.0
 
 
