@@ -138,7 +138,11 @@ class ChatCall:
 
     @property
     def model_name(self) -> str:
-        """The served block as the caller names it (a foreign block by its qualified id)."""
+        """The served block as the caller names it: a foreign block by its qualified id, and any
+        block by its qualified id when the caller asked for it so (a plain platform id may be
+        shadowed by one of the caller's own names)."""
+        if self.chat.request.model == self.block.qualified_id:
+            return self.block.qualified_id
         return block_reference(self.block, organization=self.principal.organization)
 
     @property
