@@ -40,13 +40,9 @@ def _block(block_id: str):
     Ids are unique per organization only, so a plain id that several organizations use names
     none of them: this layer has no caller organization to prefer (the SDK sends qualified ids).
     """
-    from registry.models import Block
-    from registry.selectors import QUALIFIER
+    from registry.selectors import blocks_named_anywhere
 
-    slug, sep, plain = block_id.partition(QUALIFIER)
-    found = Block.objects.filter(enabled=True)
-    found = found.filter(organization__slug=slug, block_id=plain) if sep else found.filter(block_id=block_id)
-    blocks = list(found[:2])
+    blocks = list(blocks_named_anywhere(block_id).filter(enabled=True)[:2])
     if not blocks:
         raise BlockNotFound(block_id)
     if len(blocks) > 1:

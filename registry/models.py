@@ -99,7 +99,7 @@ class Block(models.Model):
     kind = models.CharField(max_length=10, choices=KINDS, default=LLM)
     # Unique per organization only: another organization's ids and names never collide with
     # yours, and its blocks are named "<org-slug>/<block-id>" (qualified_id).
-    block_id = models.CharField(max_length=200, db_index=True)
+    block_id = models.CharField(max_length=200)
     name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
@@ -118,6 +118,8 @@ class Block(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "block_id"], name="unique_block_id_per_org")]
         indexes = [
+            # Serves lookups by id and the listing order (block_id, pk) of every page.
+            models.Index(fields=["block_id", "id"], name="block_id_order"),
             models.Index(fields=["kind", "enabled"], name="block_kind_enabled"),
             models.Index(fields=["name"], name="block_name"),
         ]

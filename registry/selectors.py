@@ -19,7 +19,8 @@ def blocks_visible_to(organization: Organization) -> QuerySet[Block]:
     return (
         Block.objects.select_related("organization")
         .filter(Q(organization=organization) | Q(visibility=Block.PUBLIC) | Exists(granted))
-        .order_by("block_id")
+        # Ids repeat across organizations: pk breaks ties so offset pages never overlap.
+        .order_by("block_id", "pk")
     )
 
 
@@ -91,6 +92,16 @@ def block_get_visible(*, organization: Organization, block_id: str) -> Block | N
     None both when the block does not exist and when the caller may not see it.
     """
     return block_resolve(organization=organization, reference=block_id, names=False)
+
+
+def blocks_named_anywhere(reference: str) -> QuerySet[Block]:
+    """For the operator's own tools (in-process dispatch, worker --model), which act for no
+    organization: a qualified id names one block; a plain id may name one per organization, and
+    the caller must refuse to guess when it names several."""
+    slug, sep, block_id = reference.partition(QUALIFIER)
+    if sep:
+        return Block.objects.filter(organization__slug=slug, block_id=block_id)
+    return Block.objects.filter(block_id=reference)
 
 
 def block_get_owned(*, organization: Organization, block_id: str) -> Block | None:
