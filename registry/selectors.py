@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from registry.models import Block, BlockGrant, Organization
 from registry.query import compile_query
@@ -25,6 +25,10 @@ def blocks_visible_to(organization: Organization) -> QuerySet[Block]:
 
 
 QUALIFIER = "/"
+
+
+def _org_id(slug: str) -> Subquery:
+    return Subquery(Organization.objects.filter(slug=slug).values("id")[:1])
 
 
 def block_resolve(*, organization: Organization, reference: str, queryset: QuerySet[Block] | None = None,
@@ -46,14 +50,16 @@ def block_resolve(*, organization: Organization, reference: str, queryset: Query
     if not reference:
         return None
     candidates = blocks_visible_to(organization) if queryset is None else queryset
-    platform = Q(organization__slug=settings.SWITCHBOARD_PLATFORM_ORG, visibility=Block.PUBLIC)
+    # Organizations by a scalar subquery, not a join on slug: the (organization, block_id) and
+    # name indexes then serve every branch (a join made PostgreSQL scan every public block).
+    platform = Q(organization_id=_org_id(settings.SWITCHBOARD_PLATFORM_ORG), visibility=Block.PUBLIC)
     own = Q(organization=organization)
     ranks = [(own & Q(block_id=reference), 0)]
     if names:
         ranks.append((own & Q(name=reference), 1))
     slug, sep, block_id = reference.partition(QUALIFIER)
     if sep and slug and block_id:
-        ranks.append((Q(organization__slug=slug, block_id=block_id), 2))
+        ranks.append((Q(organization_id=_org_id(slug), block_id=block_id), 2))
     ranks.append((platform & Q(block_id=reference), 3))
     if names:
         ranks.append((platform & Q(name=reference), 4))
