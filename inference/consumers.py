@@ -169,7 +169,7 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
                         await self.send_json(frame)
             # Forgotten before the last frame, so the client may reuse the id as soon as it sees it.
             self._forget(conversation)
-            await self.send_json({"type": "done", "id": conversation, "model": call.block.block_id,
+            await self.send_json({"type": "done", "id": conversation, "model": call.model_name,
                                   "usage": call.usage, "finish_reason": call.finish_reason})
         except asyncio.CancelledError:
             self._forget(conversation)

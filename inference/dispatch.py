@@ -30,26 +30,30 @@ DEFAULT_REMOTE_TIMEOUT_S = 120.0
 
 
 class BlockNotFound(BackendError):
-    def __init__(self, block_id: str):
-        super().__init__(f"no enabled block {block_id!r}", status=404, code="model_not_found")
+    def __init__(self, block_id: str, detail: str = ""):
+        super().__init__(f"no enabled block {block_id!r}{detail}", status=404, code="model_not_found")
 
 
 def _block(block_id: str):
-    from registry.models import Block
+    """The block a qualified id "<org-slug>/<block-id>" names, or the one block with a plain id.
 
-    block = Block.objects.filter(block_id=block_id, enabled=True).first()
-    if block is None:
+    Ids are unique per organization only, so a plain id that several organizations use names
+    none of them: this layer has no caller organization to prefer (the SDK sends qualified ids).
+    """
+    from registry.selectors import blocks_named_anywhere
+
+    blocks = list(blocks_named_anywhere(block_id).filter(enabled=True)[:2])
+    if not blocks:
         raise BlockNotFound(block_id)
-    return block
+    if len(blocks) > 1:
+        raise BlockNotFound(block_id, "; several organizations have one: name it '<org-slug>/<block-id>'")
+    return blocks[0]
 
 
 async def _ablock(block_id: str):
-    from registry.models import Block
+    from asgiref.sync import sync_to_async
 
-    block = await Block.objects.filter(block_id=block_id, enabled=True).afirst()
-    if block is None:
-        raise BlockNotFound(block_id)
-    return block
+    return await sync_to_async(_block, thread_sensitive=False)(block_id)
 
 
 def _backend(block) -> StreamingBackend:
@@ -72,20 +76,22 @@ def run_ai_inference(*, block_id: str, input_data: dict, session_id: str = "", f
     if base_url:
         return _remote_chat(base_url=base_url, api_key=api_key, block_id=block_id, input_data=input_data,
                             session_id=session_id, frame_ptr=frame_ptr)
-    backend = _backend(_block(block_id))
+    block = _block(block_id)
+    backend = _backend(block)
     if _is_grpc(backend):
-        return backend.run_inference(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block_id)
+        return backend.run_inference(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block.block_id)
     return backend.run_inference(input_data)
 
 
 async def arun_ai_inference(*, block_id: str, input_data: dict, session_id: str = "",
                             frame_ptr: bytes = b"") -> str:
     """In-process run_ai_inference for code already on an event loop (never blocks it)."""
-    backend = _backend(await _ablock(block_id))
+    block = await _ablock(block_id)
+    backend = _backend(block)
     if _is_grpc(backend):
-        text, _ = await backend.infer(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block_id)
+        text, _ = await backend.infer(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block.block_id)
         return text
-    request = _chat_request(input_data, model=block_id)
+    request = _chat_request(input_data, model=block.block_id)
     result = await backend.complete(request)
     return result["choices"][0]["message"].get("content") or ""
 

@@ -10,7 +10,7 @@ from registry.models import Block
 
 
 def _forget(sender, instance: Block, **kwargs) -> None:
-    backends_forget(block_id=instance.block_id)
+    backends_forget(block_pk=instance.pk)
 
 
 def connect() -> None:

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from inference import selectors
 from registry.envelope import fail, ok
+from registry.selectors import block_get_visible
 
 
 @extend_schema(
@@ -24,8 +25,9 @@ def block_metrics(request: Request, block_id: str) -> Response:
     window = request.query_params.get("window", "1h")
     if window not in selectors.WINDOWS:
         return fail(f"window must be one of {', '.join(selectors.WINDOWS)}; got {window!r}")
-    # Visibility is the gateway's rule: another organization's private block is simply not there.
-    block = selectors.blocks_visible_to(request.user.organization).filter(block_id=block_id).first()
+    # The registry's naming rule: own or platform id, or another organization's qualified id; a
+    # foreign private block is simply not there.
+    block = block_get_visible(organization=request.user.organization, block_id=block_id)
     if block is None:
         return fail(f"Block {block_id!r} not found", status=404)
     return ok(selectors.block_metrics(block=block, window=window, viewer=request.user.organization))

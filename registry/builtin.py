@@ -32,9 +32,11 @@ def builtin_block_load(*, organization: Organization) -> Block:
         "output_protocols": ["text/plain"],
         "metadata": {"parameters": "135M", "quantization": "Q4_1", "contextLength": 2048},
         "backend_type": "llamacpp",
-        "organization": organization,
     }
+    # Ids are unique per organization: the built-in block is the platform organization's, which
+    # is what makes it reachable by its plain id from every organization.
     block, _ = Block.objects.update_or_create(
+        organization=organization,
         block_id=settings.SWITCHBOARD_BUILTIN_BLOCK_ID,
         defaults=described,
         create_defaults={**described, "backend_config": {}, "visibility": Block.PUBLIC, "enabled": True},

@@ -85,6 +85,11 @@ class ApiKey(models.Model):
     def allows_model(self, block_id: str) -> bool:
         return not self.allowed_models or block_id in self.allowed_models
 
+    def allows_any(self, names: tuple[str, ...]) -> bool:
+        """Whether the key lists one of the names a block goes by for its organization (see
+        registry.selectors.block_key_names): a foreign block only by its qualified id."""
+        return not self.allowed_models or any(name in self.allowed_models for name in names)
+
 
 class Block(models.Model):
     LLM = "llm"
@@ -96,7 +101,9 @@ class Block(models.Model):
     VISIBILITIES = [(PRIVATE, "Private"), (PUBLIC, "Public")]
 
     kind = models.CharField(max_length=10, choices=KINDS, default=LLM)
-    block_id = models.CharField(max_length=200, unique=True)
+    # Unique per organization only: another organization's ids and names never collide with
+    # yours, and its blocks are named "<org-slug>/<block-id>" (qualified_id).
+    block_id = models.CharField(max_length=200)
     name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
@@ -113,13 +120,21 @@ class Block(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "block_id"], name="unique_block_id_per_org")]
         indexes = [
+            # Serves lookups by id and the listing order (block_id, pk) of every page.
+            models.Index(fields=["block_id", "id"], name="block_id_order"),
             models.Index(fields=["kind", "enabled"], name="block_kind_enabled"),
             models.Index(fields=["name"], name="block_name"),
         ]
 
     def __str__(self) -> str:
         return self.block_id
+
+    @property
+    def qualified_id(self) -> str:
+        """The one name that reaches this block from any organization: "<org-slug>/<block-id>"."""
+        return f"{self.organization.slug}/{self.block_id}"
 
     SECRET_CONFIG_KEYS = ("api_key", "key", "token", "password", "secret")
 
@@ -139,6 +154,7 @@ class Block(models.Model):
             "inputProtocols": list(self.input_protocols),
             "outputProtocols": list(self.output_protocols),
             "backend": {"type": self.backend_type, "config": self.public_backend_config()},
+            "qualifiedId": self.qualified_id if self.organization_id else None,
             "organization": self.organization.slug if self.organization_id else None,
             "visibility": self.visibility,
             "enabled": self.enabled,

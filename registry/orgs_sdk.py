@@ -7,6 +7,8 @@ and AIOSEstimatorClient). Standard library only, so they run anywhere.
     manager.list_models()                     # {name: block}
     manager.unregister_model("summarizer")
 
+    manager.register_model("shared", block_id="globex/summarizer")   # another organization's block: qualified id
+
     estimator = AIOSEstimatorClient("http://switchboard:8000", api_key="sb-...")
     estimator.estimate("Summarize this ...", block_id="smollm2-135m-instruct")
     ok, data = estimator.check_execute("Summarize this ...", {"max_tokens": 64}, "smollm2-135m-instruct")

@@ -87,6 +87,13 @@ class Block(_Attrs):
         super().__init__(normalize_block_data(data))
         object.__setattr__(self, "inference", inference)
 
+    @property
+    def reference(self) -> str:
+        """The name the server resolves to exactly this block: its qualified id
+        "<org-slug>/<block-id>" when the registry gave one (a plain id names the caller's own block
+        first, so it would miss another organization's), else its id."""
+        return self._data.get("qualifiedId") or self._data["id"]
+
     def searchable(self) -> dict[str, Any]:
         meta = self._data["blockMetadata"]
         return {
@@ -123,13 +130,14 @@ class _RemoteRegistry:
                 return items
 
     def get(self, block_id: str) -> dict:
-        return self._call("GET", f"/api/blocks/{urllib.parse.quote(block_id, safe='')}")["data"]
+        # A qualified id "<org-slug>/<block-id>" keeps its one "/" in the path.
+        return self._call("GET", f"/api/blocks/{urllib.parse.quote(block_id, safe='/')}")["data"]
 
     def create(self, block_data: dict) -> dict:
         return self._call("POST", "/api/blocks", block_data)["data"]
 
     def delete(self, block_id: str) -> None:
-        self._call("DELETE", f"/api/blocks/{urllib.parse.quote(block_id, safe='')}")
+        self._call("DELETE", f"/api/blocks/{urllib.parse.quote(block_id, safe='/')}")
 
     def query(self, payload: Any) -> list[dict]:
         return self._pages("/api/blocks/query", payload)
@@ -274,7 +282,8 @@ class KnownLLMs:
         return self.adhoc_inference_url or self.base_url
 
     def add_llm(self, name: str, block_id: str) -> Block:
-        """Fetch a block from the registry by id and register it under `name`."""
+        """Fetch a block from the registry and register it under `name`. `block_id` is your own
+        block's id (or the platform's), or another organization's qualified id "acme/summarizer"."""
         block = Block(self.registry.get(block_id))
         if block.kind != self.kind:
             raise ValueError(f"block '{block_id}' is a {block.kind} block, not {self.kind}")
@@ -348,7 +357,7 @@ class KnownLLMs:
             return block.inference.run_inference(input_data)
         return _dispatch(
             "run_ai_inference",
-            block_id=block.id,
+            block_id=block.reference,
             input_data=input_data,
             session_id=session_id or "",
             frame_ptr=frame_ptr,
@@ -369,7 +378,7 @@ class KnownLLMs:
             }
         return _dispatch(
             "estimate",
-            block_id=block.id,
+            block_id=block.reference,
             session_id=session_id or "",
             query=query or {},
             base_url=self.inference_url,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.conf import settings
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from registry.models import Block, BlockGrant, Organization
 from registry.query import compile_query
@@ -18,13 +19,95 @@ def blocks_visible_to(organization: Organization) -> QuerySet[Block]:
     return (
         Block.objects.select_related("organization")
         .filter(Q(organization=organization) | Q(visibility=Block.PUBLIC) | Exists(granted))
-        .order_by("block_id")
+        # Ids repeat across organizations: pk breaks ties so offset pages never overlap.
+        .order_by("block_id", "pk")
     )
 
 
+QUALIFIER = "/"
+
+
+def _org_id(slug: str) -> Subquery:
+    return Subquery(Organization.objects.filter(slug=slug).values("id")[:1])
+
+
+def block_resolve(*, organization: Organization, reference: str, queryset: QuerySet[Block] | None = None,
+                  names: bool = True) -> Block | None:
+    """The block that `reference` names for `organization`, or None. The one naming rule (issue 8):
+
+    1. the caller's own block by id, then by name (lowest id on a tie);
+    2. "<org-slug>/<block-id>": that organization's block, if the caller may see it (own,
+       public or granted): the only way to reach another tenant's block;
+    3. the platform organization's *public* blocks by id, then by name, below the caller's own;
+    4. nothing else: no foreign name or plain id, public or granted, ever matches.
+
+    A qualified reference can only be an id (ids have no "/"), but a name may hold one
+    ("meta-llama/Llama-3"), so the caller's own names rank above it: a tenant whose slug
+    happens to prefix a name never takes over what the caller already calls that name.
+    `queryset` narrows the candidates (enabled LLMs for the gateway); `names=False` matches ids
+    only (fallbacks, the REST API's /blocks/<id>, rules). One indexed query.
+    """
+    if not reference:
+        return None
+    candidates = blocks_visible_to(organization) if queryset is None else queryset
+    # Organizations by a scalar subquery, not a join on slug: the (organization, block_id) and
+    # name indexes then serve every branch (a join made PostgreSQL scan every public block).
+    platform = Q(organization_id=_org_id(settings.SWITCHBOARD_PLATFORM_ORG), visibility=Block.PUBLIC)
+    own = Q(organization=organization)
+    ranks = [(own & Q(block_id=reference), 0)]
+    if names:
+        ranks.append((own & Q(name=reference), 1))
+    slug, sep, block_id = reference.partition(QUALIFIER)
+    if sep and slug and block_id:
+        ranks.append((Q(organization_id=_org_id(slug), block_id=block_id), 2))
+    ranks.append((platform & Q(block_id=reference), 3))
+    if names:
+        ranks.append((platform & Q(name=reference), 4))
+    match = Q()
+    for condition, _ in ranks:
+        match |= condition
+    return (
+        candidates.filter(match)
+        .annotate(name_rank=Case(*(When(condition, then=Value(rank)) for condition, rank in ranks),
+                                 output_field=IntegerField()))
+        .order_by("name_rank", "block_id")
+        .first()
+    )
+
+
+def block_reference(block: Block, *, organization: Organization) -> str:
+    """How `organization` names `block` in replies: its plain id for its own and the platform's
+    public blocks, the qualified id for anyone else's (a plain id would name another block)."""
+    if block.organization_id == organization.pk:
+        return block.block_id
+    if block.visibility == Block.PUBLIC and block.organization.slug == settings.SWITCHBOARD_PLATFORM_ORG:
+        return block.block_id
+    return block.qualified_id
+
+
+def block_key_names(block: Block, *, organization: Organization) -> tuple[str, ...]:
+    """What an API key's allowed_models may list to allow `block`: the qualified id always, the
+    plain id only where the plain id reaches it (the caller's own and the platform's public blocks)."""
+    reference = block_reference(block, organization=organization)
+    return (block.qualified_id,) if reference == block.qualified_id else (block.block_id, block.qualified_id)
+
+
 def block_get_visible(*, organization: Organization, block_id: str) -> Block | None:
-    """None both when the block does not exist and when the caller may not see it."""
-    return blocks_visible_to(organization).filter(block_id=block_id).first()
+    """The block a plain id (own, then the platform's) or a qualified id names for the caller.
+
+    None both when the block does not exist and when the caller may not see it.
+    """
+    return block_resolve(organization=organization, reference=block_id, names=False)
+
+
+def blocks_named_anywhere(reference: str) -> QuerySet[Block]:
+    """For the operator's own tools (in-process dispatch, worker --model), which act for no
+    organization: a qualified id names one block; a plain id may name one per organization, and
+    the caller must refuse to guess when it names several."""
+    slug, sep, block_id = reference.partition(QUALIFIER)
+    if sep:
+        return Block.objects.filter(organization__slug=slug, block_id=block_id)
+    return Block.objects.filter(block_id=reference)
 
 
 def block_get_owned(*, organization: Organization, block_id: str) -> Block | None:

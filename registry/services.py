@@ -84,7 +84,7 @@ def api_key_create(
 
 
 class BlockConflict(Exception):
-    """The block id is taken."""
+    """The organization already has a block with this id (ids are unique per organization)."""
 
 
 # Fields a PUT resets to their defaults when the body leaves them out.
@@ -120,7 +120,8 @@ def block_create(*, organization: Organization, data: dict[str, Any]) -> Block:
         with transaction.atomic():
             block.save()
     except IntegrityError as exc:
-        raise BlockConflict(f"block id '{block.block_id}' is already taken") from exc
+        # Only the caller's own namespace can clash; another organization's ids are never mentioned.
+        raise BlockConflict(f"you already have a block with id '{block.block_id}'") from exc
     return block
 
 

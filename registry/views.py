@@ -123,6 +123,7 @@ def _page(request: Request, queryset) -> Response:
 
 
 def _write_serializer(request: Request, *, partial: bool, block_id: str | None = None) -> BlockWriteSerializer:
+    """`block_id`: the stored id of the block being written (never a qualified reference)."""
     data = request.data
     if block_id is not None and isinstance(data, dict):
         if "id" in data and data["id"] != block_id:
@@ -168,6 +169,8 @@ class BlockListView(APIView):
 
 class BlockDetailView(APIView):
     def _owned(self, request: Request, block_id: str) -> tuple[Block | None, Response | None]:
+        # The same naming rule as reads: a plain id is the caller's own block (then the platform's),
+        # so writes only ever reach a foreign block when it is named in full, and then answer 403.
         organization = request.user.organization
         block = selectors.block_get_visible(organization=organization, block_id=block_id)
         if block is None:
@@ -191,7 +194,7 @@ class BlockDetailView(APIView):
         if error is not None:
             return error
         try:
-            serializer = _write_serializer(request, partial=partial, block_id=block_id)
+            serializer = _write_serializer(request, partial=partial, block_id=block.block_id)
         except QueryError as exc:
             return fail(str(exc))
         try:
@@ -224,7 +227,7 @@ class BlockDetailView(APIView):
         if error is not None:
             return error
         services.block_delete(block=block)
-        return ok({"id": block_id, "deleted": True})
+        return ok({"id": block.block_id, "deleted": True})
 
 
 class BlockQueryView(APIView):

@@ -71,7 +71,8 @@ def test_the_engines_page_hides_another_orgs_engines(browser, catalog):
 def test_the_chat_page_offers_only_models_the_org_may_run(browser, catalog):
     body = browser.get("/chat/").content.decode()
     assert "<option>acme-private</option>" in body
-    assert "<option>globex-public</option>" in body
+    # As the chat socket resolves it: another organization's block by its qualified id.
+    assert "<option>globex/globex-public</option>" in body
     assert "globex-secret" not in body
 
 

@@ -31,9 +31,15 @@ class UnknownBackend(BackendError):
                          code="backend_unavailable")
 
 
-def backend_for(*, block_id: str, backend_type: str, config: dict[str, Any], version: str = "") -> StreamingBackend:
-    """`version` (the block's updated_at) retires a cached instance when the block changes."""
-    key = (block_id, version)
+def backend_for(*, block_id: str, backend_type: str, config: dict[str, Any], version: str = "",
+                cache_key: str | None = None, block_pk: int | None = None) -> StreamingBackend:
+    """`version` (the block's updated_at) retires a cached instance when the block changes.
+
+    Block ids are unique per organization only: instances of real blocks are cached by
+    `cache_key` (from the block's pk), and backends that find engines by block get `block_pk`.
+    """
+    name = cache_key or block_id
+    key = (name, version)
     backend = _instances.get(key)
     if backend is None:
         path = BACKEND_CLASSES.get(backend_type)
@@ -43,8 +49,9 @@ def backend_for(*, block_id: str, backend_type: str, config: dict[str, Any], ver
             path = QUEUED_BACKEND
         cls = import_string(path)
         # Backends that need to know their block (engine pools, queues) take it via for_block.
-        backend = cls.for_block(block_id, backend_type, config) if hasattr(cls, "for_block") else cls.from_config(config)
-        for stale in [k for k in _instances if k[0] == block_id]:
+        backend = (cls.for_block(block_id, backend_type, config, block_pk=block_pk) if hasattr(cls, "for_block")
+                   else cls.from_config(config))
+        for stale in [k for k in _instances if k[0] == name]:
             _release(_instances.pop(stale))
         _instances[key] = backend
     return backend
@@ -57,10 +64,10 @@ def _release(backend: StreamingBackend) -> None:
         release()
 
 
-def backends_forget(*, block_id: str) -> None:
+def backends_forget(*, block_pk: int) -> None:
     """Retire this process's backends of a block that changed or was deleted (Block signals);
     other processes retire theirs on their next lookup, when the block's version has moved."""
-    for key in [k for k in _instances if k[0] in (block_id, f"{block_id}#own")]:
+    for key in [k for k in _instances if k[0] in (f"pk:{block_pk}", f"pk:{block_pk}#own")]:
         backend = _instances.pop(key, None)
         if backend is not None:
             _release(backend)
@@ -68,7 +75,8 @@ def backends_forget(*, block_id: str) -> None:
 
 def backend_for_block(block) -> StreamingBackend:
     return backend_for(block_id=block.block_id, backend_type=block.backend_type,
-                       config=block.backend_config or {}, version=block.updated_at.isoformat())
+                       config=block.backend_config or {}, version=block.updated_at.isoformat(),
+                       cache_key=f"pk:{block.pk}", block_pk=block.pk)
 
 
 def own_backend_for_block(block) -> StreamingBackend:
@@ -76,4 +84,4 @@ def own_backend_for_block(block) -> StreamingBackend:
     executes, and what counts its prompt tokens. Cached apart from the gateway's queued front."""
     config = {k: v for k, v in (block.backend_config or {}).items() if k not in DISPATCH_KEYS}
     return backend_for(block_id=f"{block.block_id}#own", backend_type=block.backend_type, config=config,
-                       version=block.updated_at.isoformat())
+                       version=block.updated_at.isoformat(), cache_key=f"pk:{block.pk}#own", block_pk=block.pk)

@@ -22,14 +22,17 @@ class NoEngine(BackendError):
 
 
 class SGLangBackend(StreamingBackend):
-    def __init__(self, *, block_id: str, timeout_s: float | None = None):
+    def __init__(self, *, block_id: str, timeout_s: float | None = None, block_pk: int | None = None):
         self.block_id = block_id
         self.timeout_s = timeout_s
+        # Engines belong to one block row: ids repeat across organizations, pks do not.
+        self.engine_key: int | str = block_pk if block_pk is not None else block_id
         self._clients: dict[str, OpenAIBackend] = {}
 
     @classmethod
-    def for_block(cls, block_id: str, backend_type: str, config: dict[str, Any]) -> SGLangBackend:
-        return cls(block_id=block_id, timeout_s=config.get("timeout_s"))
+    def for_block(cls, block_id: str, backend_type: str, config: dict[str, Any],
+                  block_pk: int | None = None) -> SGLangBackend:
+        return cls(block_id=block_id, timeout_s=config.get("timeout_s"), block_pk=block_pk)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SGLangBackend:
@@ -45,7 +48,7 @@ class SGLangBackend(StreamingBackend):
         return client
 
     async def _engine(self) -> EngineChoice:
-        engine = await apick_engine(self.block_id)
+        engine = await apick_engine(self.engine_key)
         if engine is None:
             raise NoEngine(self.block_id)
         return engine
@@ -75,12 +78,12 @@ class SGLangBackend(StreamingBackend):
     def check_execute(self, query: dict) -> tuple[bool, Any]:
         from inference.workers.selectors import _ready_engines
 
-        engines = _ready_engines(self.block_id)
+        engines = _ready_engines(self.engine_key)
         return bool(engines), {"ready_engines": len(engines)}
 
     def get_current_estimates(self) -> tuple[bool, Any]:
         from inference.workers.selectors import _ready_engines
 
-        engines = _ready_engines(self.block_id)
+        engines = _ready_engines(self.engine_key)
         return True, {"ready_engines": len(engines), "capacity": sum(e.capacity for e in engines),
                       "load": sum(e.load for e in engines)}

@@ -1,5 +1,9 @@
 """Which block a `model` names for one organization, cached per (organization, model) briefly.
 
+The naming rule is the registry's (registry.selectors.block_resolve): the caller's own blocks,
+then another organization's only by qualified id "<org-slug>/<block-id>", then the platform's
+public blocks. A foreign block never answers to a plain name or id, public or granted.
+
 The hot path would otherwise query the database on every request. One indexed lookup per
 name, never the organization's whole catalogue (which can hold 100,000 public blocks). A block
 that is disabled, deleted or unshared stops resolving within BLOCK_CACHE_SECONDS; an unknown
@@ -10,11 +14,11 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
-from django.db.models import Case, IntegerField, Q, Value, When
 
 from inference.selectors import callable_llm_blocks
 from inference.ttlcache import AsyncTTLCache
 from registry.models import Block, Organization
+from registry.selectors import block_reference, block_resolve
 
 BLOCK_CACHE_SECONDS = 2.0
 
@@ -25,29 +29,33 @@ def clear_block_cache() -> None:
     _cache.clear()
 
 
-def _resolve(organization: Organization, model: str) -> Block | None:
+def _resolve(organization: Organization, model: str, names: bool) -> Block | None:
     close_old_connections()
-    return (
-        callable_llm_blocks(organization)
-        .filter(Q(block_id=model) | Q(name=model))
-        # An id wins over a name; names are not unique across organizations, so the caller's own wins a clash.
-        .annotate(rank=Case(When(block_id=model, then=Value(0)), When(organization=organization, then=Value(1)),
-                            default=Value(2), output_field=IntegerField()))
-        .order_by("rank", "block_id")
-        .first()
-    )
+    return block_resolve(organization=organization, reference=model, queryset=callable_llm_blocks(organization),
+                         names=names)
 
 
-def _list(organization: Organization) -> list[Block]:
+def _list(organization: Organization) -> list[tuple[str, Block]]:
+    """(the name that reaches it, block) for every block /v1/models lists, by that name."""
     close_old_connections()
     # A block with no backend is a registry entry only: /v1/models lists what can answer.
-    return list(callable_llm_blocks(organization).exclude(backend_type=""))
+    blocks = list(callable_llm_blocks(organization).exclude(backend_type=""))
+    # A plain id reaches a platform block only when none of the caller's own ids or names shadows it.
+    own = {ref for b in blocks if b.organization_id == organization.pk for ref in (b.block_id, b.name)}
+    listed = []
+    for block in blocks:
+        reference = block_reference(block, organization=organization)
+        if block.organization_id != organization.pk and reference in own:
+            reference = block.qualified_id
+        listed.append((reference, block))
+    return sorted(listed, key=lambda pair: pair[0])
 
 
 _aresolve = sync_to_async(_resolve, thread_sensitive=False)
 list_blocks = sync_to_async(_list, thread_sensitive=False)
 
 
-async def resolve_block(organization: Organization, model: str) -> Block | None:
-    """The enabled LLM block that `model` (an id or a name) names for this organization, if any."""
-    return await _cache.get((organization.pk, model), lambda: _aresolve(organization, model))
+async def resolve_block(organization: Organization, model: str, *, names: bool = True) -> Block | None:
+    """The enabled LLM block that `model` names for this organization, if any: an own id or name, a
+    qualified id, or a platform id or name (ids only with names=False, as fallbacks name blocks)."""
+    return await _cache.get((organization.pk, model, names), lambda: _aresolve(organization, model, names))

@@ -21,6 +21,7 @@ from inference.gateway.errors import OpenAIError, unavailable
 from inference.gateway.sse import DONE, ChunkWriter, error_event
 from inference.gateway.validation import check_model_name, parse_json
 from registry.models import Block
+from registry.selectors import block_reference
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class ChatCompletionsConsumer(OpenAIConsumer):
                         if state["writer"] is None:
                             state["writer"] = ChunkWriter(
                                 chunk_id=f"chatcmpl-{id(call):x}{int(call.started * 1e6):x}",
-                                block_id=call.block.block_id, include_usage=call.include_usage)
+                                block_id=call.model_name, include_usage=call.include_usage)
                         frame = state["writer"].frame(delta)
                         if frame:
                             outbox.append(frame)
@@ -205,8 +206,9 @@ class ChatCompletionsConsumer(OpenAIConsumer):
         await self.send({"type": "http.response.body", "body": tail})
 
 
-def model_object(block: Block) -> dict:
-    return {"id": block.block_id, "object": "model", "created": int(block.created_at.timestamp()),
+def model_object(block: Block, reference: str) -> dict:
+    """`reference`: how the caller names the block (a foreign block by its qualified id)."""
+    return {"id": reference, "object": "model", "created": int(block.created_at.timestamp()),
             "owned_by": block.organization.slug}
 
 
@@ -219,10 +221,11 @@ class ModelsConsumer(OpenAIConsumer):
             block = await pipeline.resolve_model(principal, model)
             if not block.backend_type:
                 raise pipeline.model_not_found(model)  # not in the list either: it cannot answer
-            await self.send_json(200, orjson.dumps(model_object(block)))
+            reference = block_reference(block, organization=principal.organization)
+            await self.send_json(200, orjson.dumps(model_object(block, reference)))
             return
         blocks = await list_blocks(principal.organization)
-        data = [model_object(b) for b in blocks if principal.allows_model(b.block_id)]
+        data = [model_object(b, reference) for reference, b in blocks if principal.allows_block(b)]
         await self.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
 

@@ -32,6 +32,7 @@ from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for
 from registry.models import Block
 from registry.policy import Admission, GateError, Policy, admit
 from registry.principal import Principal
+from registry.selectors import block_reference
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,7 +80,7 @@ async def resolve_model(principal: Principal, model: str) -> Block:
     block = await resolve_block(principal.organization, model)
     if block is None:
         raise model_not_found(model)
-    if not principal.allows_model(block.block_id):
+    if not principal.allows_block(block):
         raise OpenAIError(403, f"This API key is not allowed to use the model '{model}'.", param="model",
                           code="model_not_allowed")
     return block
@@ -136,6 +137,15 @@ class ChatCall:
         self.finish_reason: str | None = None
 
     @property
+    def model_name(self) -> str:
+        """The served block as the caller names it: a foreign block by its qualified id, and any
+        block by its qualified id when the caller asked for it so (a plain platform id may be
+        shadowed by one of the caller's own names)."""
+        if self.chat.request.model == self.block.qualified_id:
+            return self.block.qualified_id
+        return block_reference(self.block, organization=self.principal.organization)
+
+    @property
     def stream_requested(self) -> bool:
         return self.chat.stream
 
@@ -147,12 +157,11 @@ class ChatCall:
         yield self.block
         if not self.policy.fallbacks:
             return
-        for block_id in self.policy.fallbacks:
-            block = await resolve_block(self.principal.organization, block_id)
-            # A fallback obeys the same ACL as the primary; one the caller may not use is skipped.
-            # Fallbacks name block ids: a block that only matched by name does not count.
-            if (block is not None and block.block_id == block_id and block.pk != self.block.pk
-                    and self.principal.allows_model(block_id)):
+        for reference in self.policy.fallbacks:
+            # Fallbacks name blocks by id (own or platform) or qualified id, never by name, under
+            # the same naming rule and ACL as the primary; one the caller may not use is skipped.
+            block = await resolve_block(self.principal.organization, reference, names=False)
+            if block is not None and block.pk != self.block.pk and self.principal.allows_block(block):
                 yield block
 
     def _retryable(self, exc: BackendError) -> bool:
@@ -196,7 +205,7 @@ class ChatCall:
         usage: dict[str, int] = {}
         try:
             reply = await self._with_policy(lambda backend, request: backend.complete(request))
-            reply["model"] = self.block.block_id
+            reply["model"] = self.model_name
             reply.setdefault("id", f"chatcmpl-{id(self):x}{int(self.started * 1e6):x}")
             reply.setdefault("object", "chat.completion")
             reply.setdefault("created", int(time.time()))

@@ -28,22 +28,26 @@ log = logging.getLogger(__name__)
 _blocks: AsyncTTLCache[Any] = AsyncTTLCache(ttl=2.0)
 
 
-async def _block(block_id: str):
+async def _block(block_id: str, block_pk: int | None):
     from registry.models import Block
 
-    return await _blocks.get(block_id, lambda: Block.objects.aget(block_id=block_id))
+    if block_pk is None:  # a task queued before ids became per-organization
+        return await _blocks.get(block_id, lambda: Block.objects.aget(block_id=block_id))
+    return await _blocks.get(block_pk, lambda: Block.objects.aget(pk=block_pk))
 
 
-async def inner_backend(block_id: str) -> StreamingBackend:
-    """The backend that really does the work: this node's engine, or the block's own backend."""
-    block = await _block(block_id)
+async def inner_backend(block_id: str, block_pk: int | None = None) -> StreamingBackend:
+    """The backend that really does the work: this node's engine, or the block's own backend.
+    `block_pk` names the block (ids repeat across organizations); `block_id` is its served name."""
+    block = await _block(block_id, block_pk)
     if block.backend_type == "sglang":
-        endpoint = local_endpoint(block_id)
+        endpoint = local_endpoint(block.pk) or local_endpoint(block_id)
         if endpoint:
             return OpenAIBackend(base_url=f"{endpoint}/v1", model=block_id,
                                  timeout_s=(block.backend_config or {}).get("timeout_s"))
         # No engine of ours serves it (a worker on a queue of its own): any ready engine will do.
-        return SGLangBackend(block_id=block_id, timeout_s=(block.backend_config or {}).get("timeout_s"))
+        return SGLangBackend(block_id=block_id, timeout_s=(block.backend_config or {}).get("timeout_s"),
+                             block_pk=block.pk)
     return own_backend_for_block(block)
 
 
@@ -102,7 +106,7 @@ async def _execute(request_id: str, record: dict[str, Any], published: dict[int,
         request = ChatRequest(**record["request"])
         if published.get(0) and request.n == 1:
             request = continued(request, published[0])
-        backend = await inner_backend(record["block_id"])
+        backend = await inner_backend(record["block_id"], record.get("block_pk"))
     except Exception as exc:
         log.exception("queued request %s could not start", request_id)
         streams.flush_hub().register(writer)

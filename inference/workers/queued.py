@@ -25,21 +25,24 @@ from inference.workers.selectors import apick_engine
 
 class QueuedBackend(StreamingBackend):
     def __init__(self, *, block_id: str, backend_type: str, queue: str | None = None,
-                 timeout_s: float | None = None):
+                 timeout_s: float | None = None, block_pk: int | None = None):
         self.block_id = block_id
+        # The worker loads the block by pk: ids repeat across organizations.
+        self.block_pk = block_pk
         self.backend_type = backend_type
         self.queue = queue
         self.timeout_s = timeout_s
 
     @classmethod
-    def for_block(cls, block_id: str, backend_type: str, config: dict[str, Any]) -> QueuedBackend:
+    def for_block(cls, block_id: str, backend_type: str, config: dict[str, Any],
+                  block_pk: int | None = None) -> QueuedBackend:
         return cls(block_id=block_id, backend_type=backend_type, queue=config.get("queue"),
-                   timeout_s=config.get("timeout_s"))
+                   timeout_s=config.get("timeout_s"), block_pk=block_pk)
 
     async def queue_for(self) -> str:
         node = None
         if not self.queue and self.backend_type == "sglang":
-            engine = await apick_engine(self.block_id)
+            engine = await apick_engine(self.block_pk if self.block_pk is not None else self.block_id)
             if engine is None:
                 raise BackendError(f"no ready engine is serving {self.block_id!r}", status=503,
                                    code="engine_unavailable")
@@ -52,7 +55,7 @@ class QueuedBackend(StreamingBackend):
         queue = await self.queue_for()
         try:
             await request_enqueue(request_id=request_id, queue=queue, record={
-                "block_id": self.block_id, "organization_id": request.organization_id,
+                "block_id": self.block_id, "block_pk": self.block_pk, "organization_id": request.organization_id,
                 "request": dataclasses.asdict(request), "queue": queue,
             })
         except (RedisError, OperationalError) as exc:

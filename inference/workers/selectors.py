@@ -33,14 +33,16 @@ class EngineChoice:
     last_heartbeat: float  # epoch seconds
 
 
-def _ready_engines(block_id: str) -> list[EngineChoice]:
+def _ready_engines(block_id: int | str) -> list[EngineChoice]:
+    """`block_id`: the block's pk (ids repeat across organizations), or a plain id for old callers."""
     stale = timezone.now() - timedelta(seconds=settings.ENGINE_HEARTBEAT_STALE_S)
-    rows = Engine.objects.filter(block__block_id=block_id, state=Engine.READY, last_heartbeat__gte=stale)
+    block = {"block_id": block_id} if isinstance(block_id, int) else {"block__block_id": block_id}
+    rows = Engine.objects.filter(**block, state=Engine.READY, last_heartbeat__gte=stale)
     return [EngineChoice(id=e.id, node=e.node, endpoint=e.endpoint, capacity=max(e.capacity, 1),
                          load=e.load, last_heartbeat=e.last_heartbeat.timestamp()) for e in rows]
 
 
-async def aready_engines(block_id: str) -> list[EngineChoice]:
+async def aready_engines(block_id: int | str) -> list[EngineChoice]:
     from asgiref.sync import sync_to_async
 
     # One query per block however many requests arrive together while the cache is cold.
@@ -56,7 +58,7 @@ def pick(engines: list[EngineChoice], *, now: float | None = None) -> EngineChoi
     return min(fresh, key=lambda e: ((inflight[e.id] + e.load) / e.capacity, inflight[e.id]))
 
 
-async def apick_engine(block_id: str) -> EngineChoice | None:
+async def apick_engine(block_id: int | str) -> EngineChoice | None:
     return pick(await aready_engines(block_id))
 
 

@@ -10,9 +10,10 @@ from registry.models import Block
 
 
 def engine_register(*, block_id: str, node: str, gpu: str, endpoint: str, capacity: int, pid: int,
-                    restarted: bool) -> int:
-    """(Re)start of an engine process: state starting; a restart bumps the counter."""
-    block = Block.objects.get(block_id=block_id)
+                    restarted: bool, block_pk: int | None = None) -> int:
+    """(Re)start of an engine process: state starting; a restart bumps the counter. `block_pk`
+    names the block (ids repeat across organizations); without it the id must be unique."""
+    block = Block.objects.get(pk=block_pk) if block_pk is not None else Block.objects.get(block_id=block_id)
     engine, created = Engine.objects.get_or_create(
         node=node, endpoint=endpoint,
         defaults={"block": block, "gpu": gpu, "capacity": capacity, "pid": pid, "state": Engine.STARTING},

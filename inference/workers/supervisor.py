@@ -33,11 +33,12 @@ log = logging.getLogger(__name__)
 
 SGLANG_COMMAND = f"{sys.executable} -m sglang.launch_server"
 
-_local: dict[str, EngineSupervisor] = {}
+# By block pk (ids repeat across organizations), and by id for specs made without a block.
+_local: dict[int | str, EngineSupervisor] = {}
 
 
-def local_endpoint(block_id: str) -> str | None:
-    """The endpoint of this process's ready engine for `block_id` (queued tasks use their own node's)."""
+def local_endpoint(block_id: int | str) -> str | None:
+    """The endpoint of this process's ready engine for a block pk or id (queued tasks use their own node's)."""
     supervisor = _local.get(block_id)
     if supervisor is not None and supervisor.ready.is_set():
         return supervisor.endpoint
@@ -79,6 +80,11 @@ class EngineSpec:
     context_length: int | None = None
     extra_args: list[str] = field(default_factory=list)
     capacity: int = 64
+    block_pk: int | None = None
+
+    @property
+    def block_key(self) -> int | str:
+        return self.block_pk if self.block_pk is not None else self.block_id
 
     @classmethod
     def from_block(cls, block, *, node: str, gpu: str, port: int, host: str, advertise_host: str,
@@ -90,7 +96,7 @@ class EngineSpec:
                    mem_fraction_static=engine.get("mem_fraction_static"),
                    context_length=engine.get("context_length"),
                    extra_args=[str(a) for a in engine.get("extra_args", [])],
-                   capacity=int(engine.get("capacity", 64)))
+                   capacity=int(engine.get("capacity", 64)), block_pk=block.pk)
 
     @property
     def endpoint(self) -> str:
@@ -174,13 +180,13 @@ class EngineSupervisor(threading.Thread):
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> None:
-        _local[self.spec.block_id] = self
+        _local[self.spec.block_key] = self
         try:
             first = True
             while not self.stopping.is_set():
                 self.process = self._launch()
                 self.engine_id = services.engine_register(
-                    block_id=self.spec.block_id, node=self.spec.node, gpu=self.spec.gpu,
+                    block_id=self.spec.block_id, block_pk=self.spec.block_pk, node=self.spec.node, gpu=self.spec.gpu,
                     endpoint=self.endpoint, capacity=self.spec.capacity, pid=self.process.pid,
                     restarted=not first)
                 first = False
@@ -253,5 +259,5 @@ class EngineSupervisor(threading.Thread):
         self.join(10)
         if self.engine_id is not None:
             services.engine_set_state(engine_id=self.engine_id, state=Engine.DEAD, clear_pid=True)
-        _local.pop(self.spec.block_id, None)
+        _local.pop(self.spec.block_key, None)
         close_old_connections()

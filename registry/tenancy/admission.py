@@ -11,6 +11,7 @@ from dataclasses import replace
 from channels.db import database_sync_to_async
 
 from registry.policy import Admission, GateError, Policy
+from registry.selectors import block_key_names, block_resolve, blocks_visible_to
 from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols, request_rule
 from registry.tenancy.quota import QuotaExceeded, quota_store
 from registry.tenancy.rules import OrgRules, block_is_visible, rules_cache
@@ -25,12 +26,14 @@ def not_found(model: str) -> GateError:
                      status=404, code="model_not_found", rule="visibility")
 
 
-def _visible_fallbacks_sync(organization, block_ids: tuple[str, ...]) -> dict[str, bool]:
-    from registry.tenancy.selectors import blocks_visible_to
-
-    found = set(blocks_visible_to(organization).filter(block_id__in=block_ids, enabled=True)
-                .values_list("block_id", flat=True))
-    return {block_id: block_id in found for block_id in block_ids}
+def _visible_fallbacks_sync(organization, references: tuple[str, ...]) -> dict[str, tuple[str, ...] | None]:
+    """Each reference's block under the gateway's naming rule (ids only), as the names a key may list."""
+    visible = blocks_visible_to(organization).filter(enabled=True)
+    found = {}
+    for reference in references:
+        block = block_resolve(organization=organization, reference=reference, queryset=visible, names=False)
+        found[reference] = None if block is None else block_key_names(block, organization=organization)
+    return found
 
 
 async def _checked_fallbacks(policy: Policy, *, principal, rules: OrgRules, from_request: bool) -> Policy:
@@ -39,14 +42,15 @@ async def _checked_fallbacks(policy: Policy, *, principal, rules: OrgRules, from
     if from_request:
         visible = await database_sync_to_async(_visible_fallbacks_sync)(principal.organization, policy.fallbacks)
     else:
-        visible = {block_id: block_id in rules.usable_fallbacks for block_id in policy.fallbacks}
+        visible = {reference: rules.usable_fallbacks.get(reference) for reference in policy.fallbacks}
     kept = []
-    for block_id in policy.fallbacks:
-        usable = visible[block_id] and principal.allows_model(block_id)
+    for reference in policy.fallbacks:
+        names = visible[reference]
+        usable = names is not None and principal.allows_names(names)
         if not usable and from_request:
-            raise not_found(block_id)
+            raise not_found(reference)
         if usable:
-            kept.append(block_id)
+            kept.append(reference)
     # A stored rule's fallback that is no longer visible is dropped, never revealed.
     return replace(policy, fallbacks=tuple(kept))
 
@@ -61,7 +65,7 @@ async def admission_for(*, principal, block, request, estimated_prompt_tokens: i
     rules: OrgRules = await rules_cache.get(organization_id)
     if not block_is_visible(block, organization_id, rules) or not block.enabled:
         raise not_found(getattr(request, "model", None) or block.block_id)
-    if not principal.allows_model(block.block_id):
+    if not principal.allows_block(block):
         raise GateError(f"This API key is not allowed to use the model '{block.block_id}'.", status=403,
                         code="model_not_allowed", rule="allowed_models")
 

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
+from registry.selectors import block_reference
 from registry.tenancy.admission import DEFAULT_COMPLETION_RESERVE
 from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols
 from registry.tenancy.quota import quota_store
@@ -196,9 +197,10 @@ def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any
     request = SimpleNamespace(messages=messages, max_tokens=max_tokens, extra={})
     problems = check_constraints(policy=policy, request=request, prompt_tokens=prompt_tokens,
                                  protocols=request_protocols(request, None))
-    if not principal.allows_model(block.block_id):
+    reference = block_reference(block, organization=principal.organization)
+    if not principal.allows_block(block):
         problems.append(SimpleNamespace(rule="allowed_models",
-                                        message=f"This API key is not allowed to use the model '{block.block_id}'."))
+                                        message=f"This API key is not allowed to use the model '{reference}'."))
     needed = prompt_tokens + (max_tokens or policy.max_output_tokens or DEFAULT_COMPLETION_RESERVE)
     quota = remaining_quota(principal)
     quota_problems = [
@@ -208,7 +210,7 @@ def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any
         if state["remaining"] < (1 if rule == "requests_per_minute" else needed)
     ]
     return {
-        "blockId": block.block_id,
+        "blockId": reference,
         "promptTokens": prompt_tokens,
         "tokenCounting": method,
         "maxOutputTokens": max_tokens or policy.max_output_tokens,

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from registry.models import ApiKey, Block, Organization
+from registry.selectors import block_reference
 
 
 class Quota(models.Model):
@@ -96,7 +97,7 @@ class PolicyRule(models.Model):
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.pk,
-            "block": self.block.block_id if self.block_id else None,
+            "block": block_reference(self.block, organization=self.organization) if self.block_id else None,
             **{name: getattr(self, name) for name in self.FIELDS},
             "updatedAt": self.updated_at.isoformat() if self.updated_at else None,
         }
@@ -117,5 +118,6 @@ class OrgModel(models.Model):
         return f"{self.organization_id}:{self.name} -> {self.block_id}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "blockId": self.block.block_id, "block": self.block.to_dict(),
+        return {"name": self.name, "blockId": block_reference(self.block, organization=self.organization),
+                "block": self.block.to_dict(),
                 "createdAt": self.created_at.isoformat() if self.created_at else None}

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db.models import Q
 
-from registry.models import Block, BlockGrant
+from registry.models import Block, BlockGrant, Organization
 from registry.outages import DATABASE_ERRORS, DatabaseTimeout
+from registry.selectors import block_key_names, block_resolve, blocks_visible_to
 from registry.tenancy.models import PolicyRule, Quota
 from registry.tenancy.quota import Limits, RedisQuotaStore, quota_store, redis_timeouts
 
@@ -37,8 +37,9 @@ class OrgRules:
     granted_blocks: frozenset[int] = frozenset()
     # Quota limits by key id; None is the organization-wide quota.
     quotas: dict[int | None, Limits] = field(default_factory=dict)
-    # The stored rules' fallback block ids that are visible and enabled right now.
-    usable_fallbacks: frozenset[str] = frozenset()
+    # The stored rules' fallback references that name a visible, enabled block right now, each with
+    # the names an API key's allowed_models may list for that block (registry.selectors.block_key_names).
+    usable_fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def limits_for(self, api_key_id: int | None) -> list[Limits]:
         found = [self.quotas.get(None)]
@@ -64,12 +65,15 @@ def load_org_rules(organization_id: int) -> OrgRules:
     quotas = {q.api_key_id: limits_of(q) for q in Quota.objects.filter(organization_id=organization_id)}
     granted = frozenset(BlockGrant.objects.filter(organization_id=organization_id).values_list("block_id", flat=True))
     wanted = {b for values in [org_rule, *block_rules.values()] for b in values.get("fallbacks") or []}
-    usable = frozenset()
+    usable: dict[str, tuple[str, ...]] = {}
     if wanted:
-        usable = frozenset(
-            Block.objects.filter(block_id__in=wanted, enabled=True)
-            .filter(Q(organization_id=organization_id) | Q(visibility=Block.PUBLIC) | Q(pk__in=granted))
-            .values_list("block_id", flat=True))
+        organization = Organization.objects.get(pk=organization_id)
+        for reference in wanted:
+            # The gateway's naming rule: own id, qualified id, platform id; never a name.
+            block = block_resolve(organization=organization, reference=reference, names=False,
+                                  queryset=blocks_visible_to(organization).filter(enabled=True))
+            if block is not None:
+                usable[reference] = block_key_names(block, organization=organization)
     return OrgRules(org_rule=org_rule, block_rules=block_rules, granted_blocks=granted, quotas=quotas,
                     usable_fallbacks=usable)
 

@@ -29,11 +29,13 @@ def grants_of(block: Block) -> QuerySet[BlockGrant]:
 
 
 def org_models_of(organization: Organization) -> QuerySet[OrgModel]:
-    return OrgModel.objects.filter(organization=organization).select_related("block__organization").order_by("name")
+    return (OrgModel.objects.filter(organization=organization)
+            .select_related("organization", "block__organization").order_by("name"))
 
 
 def policy_rules_of(organization: Organization) -> QuerySet[PolicyRule]:
-    return PolicyRule.objects.filter(organization=organization).select_related("block").order_by("id")
+    return (PolicyRule.objects.filter(organization=organization)
+            .select_related("organization", "block__organization").order_by("id"))
 
 
 def quotas_of(organization: Organization) -> QuerySet[Quota]:

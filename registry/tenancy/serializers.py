@@ -12,6 +12,7 @@ from registry.tenancy.selectors import block_visible_get
 
 
 def _visible_block(organization, block_id: str):
+    # An own or platform id, or another organization's qualified id "<org-slug>/<block-id>".
     block = block_visible_get(organization=organization, block_id=block_id)
     if block is None:
         # Same words as a missing block: a foreign private block must not be revealed.
@@ -92,7 +93,8 @@ class PolicyRuleSerializer(serializers.Serializer):
         # An explicit null clears a field (it inherits again).
         out = {k: checked.get(k) for k in values}
         block = attrs.get("block") or getattr(self.instance, "block", None)
-        if block is not None and block.block_id in (out.get("fallbacks") or []):
+        org = self.context["organization"]
+        if block is not None and any(_visible_block(org, ref).pk == block.pk for ref in out.get("fallbacks") or []):
             raise serializers.ValidationError({"fallbacks": "a block cannot fall back to itself"})
         if "block" in attrs:
             out["block"] = attrs["block"]

@@ -89,7 +89,9 @@ def test_the_api_hides_another_orgs_private_block(outsider, block):
 
 def test_the_api_shows_a_granted_block_to_the_grantee(outsider, block):
     BlockGrant.objects.create(block=block, organization=outsider.organization)
-    assert outsider.client().get("/api/blocks/acme-metered/metrics").status_code == 200
+    # Another organization's block, by its qualified id only.
+    assert outsider.client().get("/api/blocks/acme/acme-metered/metrics").status_code == 200
+    assert outsider.client().get("/api/blocks/acme-metered/metrics").status_code == 404
 
 
 def test_the_api_needs_credentials(anon, block):

@@ -123,7 +123,7 @@ def test_models_lists_own_public_and_granted_blocks_but_not_foreign_private_ones
     own = {m.id for m in client(live_gateway, owner).models.list()}
     theirs = {m.id for m in client(live_gateway, outsider).models.list()}
     assert own == {"acme-private", "acme-public", "acme-shared"}
-    assert theirs == {"acme-public", "acme-shared", "globex-own"}
+    assert theirs == {"acme/acme-public", "acme/acme-shared", "globex-own"}  # foreign ones by qualified id
     assert client(live_gateway, owner).models.retrieve("acme-public").owned_by == "acme"
 
 

@@ -72,7 +72,7 @@ def test_a_duplicate_block_id_is_a_409(owner):
     assert owner.client().post("/api/blocks", SEED_BLOCK, format="json").status_code == 201
     response = owner.client().post("/api/blocks", SEED_BLOCK, format="json")
     assert response.status_code == 409
-    assert response.json() == {"success": False, "message": "block id 'custom-llm-block' is already taken"}
+    assert response.json() == {"success": False, "message": "you already have a block with id 'custom-llm-block'"}
     assert Block.objects.filter(block_id="custom-llm-block").count() == 1
 
 
@@ -219,9 +219,11 @@ def test_the_outsider_lists_and_queries_only_public_blocks(outsider, private_blo
 
 def test_the_outsider_sees_but_cannot_change_a_public_block(outsider, public_block):
     client = outsider.client()
-    assert client.get("/api/blocks/acme-public").status_code == 200
+    # Another organization's block is reached by its qualified id only; its plain id names nothing.
+    assert client.get("/api/blocks/acme/acme-public").status_code == 200
+    assert client.get("/api/blocks/acme-public").status_code == 404
     for method in ("patch", "put", "delete"):
-        response = getattr(client, method)("/api/blocks/acme-public", {"name": "x"}, format="json")
+        response = getattr(client, method)("/api/blocks/acme/acme-public", {"name": "x"}, format="json")
         assert response.status_code == 403
     public_block.refresh_from_db()
     assert public_block.name == "acme-public"
@@ -230,9 +232,9 @@ def test_the_outsider_sees_but_cannot_change_a_public_block(outsider, public_blo
 def test_a_grant_shares_a_private_block_read_only(outsider, private_block):
     BlockGrant.objects.create(block=private_block, organization=outsider.organization)
     client = outsider.client()
-    assert client.get("/api/blocks/acme-secret").status_code == 200
+    assert client.get("/api/blocks/acme/acme-secret").status_code == 200
     assert found(query(client, [{"variable": "tags", "operator": "==", "value": "secret"}])) == ["acme-secret"]
-    assert client.delete("/api/blocks/acme-secret").status_code == 403
+    assert client.delete("/api/blocks/acme/acme-secret").status_code == 403
 
 
 def test_the_outsider_does_not_find_a_private_block_by_similarity(outsider, private_block, public_block):

@@ -159,8 +159,12 @@ def test_the_outsider_finds_only_public_blocks(mode, acme_blocks):
         manager.delete_block("qa-llm")
     assert delete.value.status == 404
     assert BlockModel.objects.filter(block_id="qa-llm").exists()
+    with pytest.raises(RegistryError) as plain:
+        manager.get_block("public-llm")
+    assert plain.value.status == 404  # another organization's block answers to its qualified id only
+    assert manager.get_block("acme/public-llm").id == "public-llm"
     with pytest.raises(RegistryError) as public:
-        manager.delete_block("public-llm")
+        manager.delete_block("acme/public-llm")
     assert public.value.status == 403
 
 

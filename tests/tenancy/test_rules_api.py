@@ -23,7 +23,7 @@ def test_an_owner_writes_reads_edits_and_deletes_a_policy(owner, member, blocks)
     client = owner.client()
     created = client.post("/api/policies", {
         "block": "acme-llm", "timeout_s": 5, "retries": 2, "backoff_s": 0.1, "retry_on": [503, 500, 500],
-        "fallbacks": ["acme-spare", "globex-public"], "max_input_tokens": 1000, "max_output_tokens": 200,
+        "fallbacks": ["acme-spare", "globex/globex-public"], "max_input_tokens": 1000, "max_output_tokens": 200,
         "allowed_protocols": ["text/plain", "IMAGE/*"],
     }, format="json")
     assert created.status_code == 201, created.json()

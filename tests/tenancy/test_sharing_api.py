@@ -43,9 +43,10 @@ def test_an_owner_shares_a_block_and_takes_it_back(owner, outsider, private):
     again = owner.client().post("/api/blocks/acme-llm/grants", {"organization": "globex"}, format="json")
     assert again.status_code == 409
 
-    # The grantee sees it, but cannot manage its sharing.
-    assert outsider.client().get("/api/blocks/acme-llm/grants").status_code == 403
-    assert outsider.client().delete("/api/blocks/acme-llm/grants/globex").status_code == 403
+    # The grantee sees it (by its qualified id only), but cannot manage its sharing.
+    assert outsider.client().get("/api/blocks/acme/acme-llm/grants").status_code == 403
+    assert outsider.client().delete("/api/blocks/acme/acme-llm/grants/globex").status_code == 403
+    assert outsider.client().get("/api/blocks/acme-llm/grants").status_code == 404
 
     assert owner.client().delete("/api/blocks/acme-llm/grants/globex").status_code == 200
     assert not BlockGrant.objects.exists()
@@ -85,14 +86,18 @@ def test_the_org_registry_registers_looks_up_and_unregisters_models(owner, membe
     created = client.post("/api/orgs/acme/models", {"name": "summarizer", "block_id": "acme-llm"}, format="json")
     assert created.status_code == 201
     assert created.json()["data"]["blockId"] == "acme-llm"
+    # Another organization's block is registered by its qualified id; its plain id names nothing.
     assert client.post("/api/orgs/acme/models", {"name": "shared", "block_id": "globex-public"},
-                       format="json").status_code == 201
+                       format="json").status_code == 400
+    shared = client.post("/api/orgs/acme/models", {"name": "shared", "block_id": "globex/globex-public"},
+                         format="json")
+    assert shared.status_code == 201 and shared.json()["data"]["blockId"] == "globex/globex-public"
     listing = member.client().get("/api/orgs/acme/models").json()["data"]
     assert [m["name"] for m in listing] == ["shared", "summarizer"]
     one = member.client().get("/api/orgs/acme/models/summarizer").json()["data"]
     assert one["block"]["id"] == "acme-llm"
 
-    duplicate = client.post("/api/orgs/acme/models", {"name": "summarizer", "block_id": "globex-public"},
+    duplicate = client.post("/api/orgs/acme/models", {"name": "summarizer", "block_id": "globex/globex-public"},
                             format="json")
     assert duplicate.status_code == 409
     assert member.client().delete("/api/orgs/acme/models/summarizer").status_code == 403

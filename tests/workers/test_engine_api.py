@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from inference.models import Engine
+from inference.workers.selectors import _ready_engines
 from tests.factories import BlockFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +56,13 @@ def test_it_requires_a_key(anon, engines):
     response = anon.get("/api/engines")
     assert response.status_code in (401, 403)
     assert response.json()["success"] is False
+
+
+def test_engines_are_chosen_by_block_row_when_two_organizations_share_an_id(org, other_org):
+    mine = BlockFactory(organization=org, block_id="same", backend_type="sglang")
+    theirs = BlockFactory(organization=other_org, block_id="same", backend_type="sglang")
+    for block, port in ((mine, 1), (theirs, 2)):
+        Engine.objects.create(block=block, node="n", endpoint=f"http://127.0.0.1:{port}", state=Engine.READY,
+                              last_heartbeat=timezone.now())
+    assert [e.endpoint for e in _ready_engines(mine.pk)] == ["http://127.0.0.1:1"]
+    assert [e.endpoint for e in _ready_engines(theirs.pk)] == ["http://127.0.0.1:2"]

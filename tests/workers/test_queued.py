@@ -224,3 +224,22 @@ def test_rabbitmq_works_as_the_celery_broker(org, fake_engine, worker_env, tmp_p
         assert f"TEXT={expected(0, 8)}" in result.stdout
     finally:
         worker.stop()
+
+
+async def test_a_queued_request_runs_its_own_organizations_block_when_another_has_the_same_id(
+        org, other_org, fake_engine, cpu_worker):
+    # Ids are unique per organization only: the worker loads the queued block by pk, never by id.
+    def blocks():
+        config = {"dispatch": "queued", "queue": "inference.cpu"}
+        theirs = BlockFactory(organization=other_org, block_id="same", backend_type="openai",
+                              backend_config={"base_url": "http://127.0.0.1:1/v1", **config})
+        mine = BlockFactory(organization=org, block_id="same", backend_type="openai",
+                            backend_config={"base_url": f"{fake_engine.url}/v1", **config})
+        return mine, theirs
+
+    mine, theirs = await asyncio.to_thread(blocks)
+    assert backend_for_block(mine) is not backend_for_block(theirs)
+    text, _ = await collect(backend_for_block(mine), chat(org, max_tokens=4))
+    assert text == expected(0, 4)
+    with pytest.raises(BackendError):
+        await collect(backend_for_block(theirs), chat(other_org, max_tokens=4))

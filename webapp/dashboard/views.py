@@ -56,8 +56,9 @@ def chat(request: HttpRequest) -> HttpResponse:
     org = _organization(request)
     models: list[str] = []
     if org is not None:
-        from registry.selectors import blocks_visible_to
+        from registry.selectors import block_reference, blocks_visible_to
 
-        models = list(blocks_visible_to(org).filter(kind=Block.LLM, enabled=True)
-                      .order_by("block_id").values_list("block_id", flat=True))
+        # As the chat socket resolves them: another organization's block by its qualified id.
+        models = sorted(block_reference(b, organization=org)
+                        for b in blocks_visible_to(org).filter(kind=Block.LLM, enabled=True))
     return render(request, "dashboard/chat.html", {"models": models, "org": org})

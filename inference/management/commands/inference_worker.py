@@ -10,7 +10,7 @@ import socket
 
 from django.core.management.base import BaseCommand, CommandError
 
-from registry.models import Block
+from registry.selectors import blocks_named_anywhere
 
 
 class Command(BaseCommand):
@@ -19,7 +19,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--gpu", default=None, help="GPU index(es) for the engines, e.g. 0 or 0,1")
         parser.add_argument("--cpu", action="store_true", help="serve the inference.cpu queue (no engines)")
-        parser.add_argument("--model", action="append", default=[], help="block id to serve (repeatable)")
+        parser.add_argument("--model", action="append", default=[], help="block id, or <org-slug>/<block-id> when several organizations use "
+                                 "the id, to serve (repeatable)")
         parser.add_argument("--node", default=socket.gethostname(), help="node name (queue inference.gpu.<node>)")
         parser.add_argument("--engine-cmd", default=None,
                             help="engine command prefix (default: python -m sglang.launch_server)")
@@ -50,10 +51,13 @@ class Command(BaseCommand):
         if opts["gpu"] is not None:
             queues.append(gpu_queue(opts["node"]))
             for i, block_id in enumerate(opts["model"]):
-                try:
-                    block = Block.objects.get(block_id=block_id)
-                except Block.DoesNotExist as exc:
-                    raise CommandError(f"no block {block_id!r}") from exc
+                # Ids are unique per organization: a plain id that several use must be qualified.
+                found = list(blocks_named_anywhere(block_id)[:2])
+                if len(found) != 1:
+                    raise CommandError(f"no block {block_id!r}" if not found else
+                                       f"several organizations have a block {block_id!r}; "
+                                       "give it as <org-slug>/<block-id>")
+                block = found[0]
                 port = opts["engine_port"] + i if opts["engine_port"] else free_port(opts["engine_host"])
                 spec = EngineSpec.from_block(
                     block, node=opts["node"], gpu=str(opts["gpu"]), port=port, host=opts["engine_host"],

@@ -1,12 +1,16 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from registry.auth import local_organization
 from registry.builtin import builtin_block_load
+from registry.models import Organization
 
 
 class Command(BaseCommand):
     help = "Create or refresh the built-in SmolLM2 block (idempotent)."
 
     def handle(self, *args, **options) -> None:
-        block = builtin_block_load(organization=local_organization())
+        # The platform organization's public blocks are the ones every organization reaches by plain id.
+        organization, _ = Organization.objects.get_or_create(
+            slug=settings.SWITCHBOARD_PLATFORM_ORG, defaults={"name": settings.SWITCHBOARD_PLATFORM_ORG.title()})
+        block = builtin_block_load(organization=organization)
         self.stdout.write(f"built-in block ready: {block.block_id}")
