@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from registry import egress
+
 
 class BackendConfigError(ValueError):
     """A backend configuration the caller may not store; the message names the config key."""
@@ -21,3 +23,7 @@ def check_backend_config(*, backend_type: str, config: dict[str, Any], operator:
     """
     if not isinstance(config, dict):
         raise BackendConfigError("backend.config: must be an object")
+    try:
+        egress.check_destination(backend_type=backend_type, config=config, operator=operator)
+    except egress.DestinationRefused as exc:
+        raise BackendConfigError(str(exc)) from exc

@@ -19,11 +19,14 @@ from inference.gateway.blocks import list_blocks
 from inference.gateway.errors import OpenAIError
 from inference.gateway.sse import DONE, ChunkWriter, error_event
 from inference.gateway.validation import parse_json
+from registry.egress import HOPS_HEADER
 from registry.models import Block
 
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# ASGI header names are lower-case bytes.
+HOPS_HEADER_KEY = HOPS_HEADER.lower().encode()
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 
@@ -102,8 +105,9 @@ class ChatCompletionsConsumer(OpenAIConsumer):
         if len(body) > MAX_BODY_BYTES:
             raise OpenAIError(413, f"The request body is larger than {MAX_BODY_BYTES // 1024 // 1024} MiB.",
                               code="request_too_large")
+        hops = pipeline.loop_guard(self.header(HOPS_HEADER_KEY))
         principal = await self.principal()
-        call = await pipeline.prepare(principal, parse_json(body))
+        call = await pipeline.prepare(principal, parse_json(body), hops=hops)
         await self.until_hangup(self.pump(call) if call.stream_requested else self.reply(call))
 
     async def reply(self, call: pipeline.ChatCall) -> None:

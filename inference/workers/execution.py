@@ -40,8 +40,9 @@ async def inner_backend(block_id: str) -> StreamingBackend:
     if block.backend_type == "sglang":
         endpoint = local_endpoint(block_id)
         if endpoint:
+            # This worker's own engine: internal by construction (egress policy does not apply).
             return OpenAIBackend(base_url=f"{endpoint}/v1", model=block_id,
-                                 timeout_s=(block.backend_config or {}).get("timeout_s"))
+                                 timeout_s=(block.backend_config or {}).get("timeout_s"), internal=True)
         # No engine of ours serves it (a worker on a queue of its own): any ready engine will do.
         return SGLangBackend(block_id=block_id, timeout_s=(block.backend_config or {}).get("timeout_s"))
     return own_backend_for_block(block)
