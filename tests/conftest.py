@@ -68,7 +68,7 @@ def _flush_survives_live_servers():
 # The suite's fake upstreams (OpenAI-compatible, gRPC, SGLang engines) listen on 127.0.0.1, where an
 # operator's internal upstream would be: the test operator opens exactly that address, the way a real
 # one opens theirs (EGRESS_ALLOW), for this process and the gateways and workers it starts. The default
-# policy stays as shipped; tests/test_egress.py narrows this back to it and checks that 127.0.0.2 and
+# policy stays as shipped; tests/gateway/test_egress.py narrows this back to it and checks that 127.0.0.2 and
 # every other internal address stay refused.
 TEST_EGRESS_ALLOW = "127.0.0.1"
 
