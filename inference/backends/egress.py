@@ -20,7 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from inference.backends.base import BackendError
-from registry.egress import EgressDenied, address_allowed, check_addresses, host_opened, literal_ip
+from registry.egress import EgressDenied, IPAddress, address_allowed, check_addresses, host_opened, literal_ip
 
 
 def egress_denied(exc: EgressDenied) -> BackendError:
@@ -36,9 +36,9 @@ def denial_of(exc: BaseException) -> EgressDenied | None:
     return None
 
 
-def check_literal(host: str, *, internal_ok: bool) -> None:
-    """For a URL whose host is an IP literal (aiohttp connects to it without asking a resolver)."""
-    ip = literal_ip(host)
+def check_literal(ip: IPAddress | None, *, internal_ok: bool) -> None:
+    """For a URL whose host is an IP literal (aiohttp connects to it without asking a resolver);
+    `ip` is registry.egress.literal_ip(host), None for a name."""
     if ip is not None and not internal_ok and not address_allowed(ip):
         raise EgressDenied(f"egress to {ip} is not allowed: only public addresses may be reached "
                            "unless the operator allows them (EGRESS_ALLOW)")
@@ -79,7 +79,7 @@ def _literal_target(host: str, port: int, *, internal_ok: bool) -> str | None:
     ip = literal_ip(host)
     if ip is None:
         return None
-    check_literal(host, internal_ok=internal_ok or host_opened(host))
+    check_literal(ip, internal_ok=internal_ok)
     return f"ipv4:{ip}:{port}" if ip.version == 4 else f"ipv6:[{ip}]:{port}"
 
 

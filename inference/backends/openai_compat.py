@@ -19,7 +19,7 @@ from yarl import URL
 
 from inference.backends import egress
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
-from registry.egress import HOPS_HEADER, EgressDenied, check_headers
+from registry.egress import HOPS_HEADER, EgressDenied, check_headers, literal_ip
 
 # Keyed by (loop, base_url, internal): an internal block never shares a connector (nor its DNS cache)
 # with a tenant's block on the same URL.
@@ -134,8 +134,8 @@ class OpenAIBackend(StreamingBackend):
         self.timeout_s = timeout_s or settings.UPSTREAM_TIMEOUT_S
         self.connect_timeout_s = connect_timeout_s or settings.UPSTREAM_CONNECT_TIMEOUT_S
         self.internal = internal
-        # aiohttp connects to an IP literal without asking the resolver: that host is checked per request.
-        self.host = URL(self.url).raw_host or ""
+        # aiohttp connects to an IP literal without asking the resolver: that address is checked per request.
+        self.literal_ip = literal_ip(URL(self.url).raw_host or "")
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
@@ -160,7 +160,7 @@ class OpenAIBackend(StreamingBackend):
         return headers
 
     def _session(self) -> aiohttp.ClientSession:
-        egress.check_literal(self.host, internal_ok=self.internal)
+        egress.check_literal(self.literal_ip, internal_ok=self.internal)
         return _session_for(self.base_url, internal=self.internal)
 
     def _timeout(self, request: ChatRequest) -> aiohttp.ClientTimeout:
