@@ -1,7 +1,8 @@
 """A TCP listener that records every connection it accepts, for the egress tests.
 
 Bound on a loopback address (127.0.0.1, or 127.0.0.2: Linux routes all of 127/8 to `lo`), it plays
-the internal service a block must not reach: a test asserts how many connections arrived. With
+the internal service a block must not reach: a test asserts how many connections arrived (and
+`reply` is what that service answers). With
 `relay_to` it forwards each connection to another address (the gateway) and keeps the bytes the
 client sent, so a test can count the requests that went round a loop.
 """
@@ -15,9 +16,11 @@ import time
 
 
 class RecordingListener:
-    def __init__(self, host: str = "127.0.0.1", *, relay_to: tuple[str, int] | None = None):
+    def __init__(self, host: str = "127.0.0.1", *, relay_to: tuple[str, int] | None = None,
+                 reply: bytes = b""):
         self.host = host
         self.relay_to = relay_to
+        self.reply = reply  # sent back to each connection before hanging up (when not relaying)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, 0))
@@ -71,6 +74,8 @@ class RecordingListener:
                 data = conn.recv(65536)
                 with self._lock:
                     buffer.extend(data)
+                if self.reply:
+                    conn.sendall(self.reply)
             conn.close()
             return
         upstream = socket.create_connection(self.relay_to, timeout=10)

@@ -90,18 +90,25 @@ def request_body(request: ChatRequest, *, model: str, stream: bool) -> dict[str,
 
 
 def upstream_error(status: int, payload: bytes) -> BackendError:
-    """Map an upstream failure to the status the gateway answers with, keeping its message."""
-    message = payload.decode(errors="replace")[:2000]
+    """Map an upstream failure to the status the gateway answers with, keeping its error message.
+
+    Only an API error's message travels to the caller, never a body as it came: whatever answers at a
+    block's address (an internal page, another service) must not be readable through the gateway.
+    """
+    message = None
     try:
         parsed = orjson.loads(payload)
-        error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+        error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
         if isinstance(error, dict):
-            message = str(error.get("message") or error.get("detail") or message)
+            found = error.get("message") or error.get("detail")
+            message = found if isinstance(found, str) else None
         elif isinstance(error, str):
             message = error
     except orjson.JSONDecodeError:
         pass
-    message = f"upstream returned {status}: {message}"
+    if message is None:
+        message = f"(a {len(payload)}-byte body that is not an API error)"
+    message = f"upstream returned {status}: {message[:1000]}"
     if status == 508:
         # The upstream is a gateway that saw this request loop: pass the refusal on, never retry it.
         return BackendError(message, status=508, code="loop_detected", upstream_status=status)

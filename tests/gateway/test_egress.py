@@ -264,6 +264,20 @@ async def test_the_listener_does_record_a_connection_to_an_opened_address(owner,
     assert b"X-Switchboard-Hops: 1" in listeners[0].received
 
 
+async def test_what_an_internal_service_answers_does_not_come_back_in_the_error(owner, settings):
+    page = b"redis_version:7.2 requirepass hunter2\n"
+    reply = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+        len(page), page)
+    # The operator opened this address (as for an internal upstream); a tenant block points at it anyway.
+    with RecordingListener("127.0.0.1", reply=reply) as service:
+        await Block.objects.acreate(organization=owner.organization, block_id="nosy", kind=Block.LLM,
+                                    backend_type="openai", backend_config={"base_url": f"{service.url}/v1"})
+        response = await chat(owner.key, "nosy")
+    assert response["status"] == 502 and len(service.connections) == 1
+    assert b"hunter2" not in response["body"] and b"redis_version" not in response["body"]
+    assert "not an API error" in response["json"]["error"]["message"]
+
+
 async def test_a_grpc_target_by_name_or_literal_internal_address_is_refused_before_connecting(
         owner, default_policy, listeners):
     for block_id, target in (("grpc-name", f"localhost:{listeners[0].port}"),
