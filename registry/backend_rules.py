@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from registry import egress
 from registry.server_code import server_code_refusal
 
 
@@ -24,6 +25,10 @@ def check_backend_config(*, backend_type: str, config: dict[str, Any], operator:
     if not isinstance(config, dict):
         raise BackendConfigError("backend.config: must be an object")
     _refuse(server_code_refusal(backend_type=backend_type, config=config, operator=operator))
+    try:
+        egress.check_destination(backend_type=backend_type, config=config, operator=operator)
+    except egress.DestinationRefused as exc:
+        raise BackendConfigError(str(exc)) from exc
 
 
 def _refuse(refusal: str | None) -> None:

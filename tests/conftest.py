@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.core.management.commands import flush
@@ -61,6 +63,26 @@ def _flush_survives_live_servers():
     flush.Command.handle = handle_with_retry
     yield
     flush.Command.handle = handle
+
+
+# The suite's fake upstreams (OpenAI-compatible, gRPC, SGLang engines) listen on 127.0.0.1, where an
+# operator's internal upstream would be: the test operator opens exactly that address, the way a real
+# one opens theirs (EGRESS_ALLOW), for this process and the gateways and workers it starts. The default
+# policy stays as shipped; tests/gateway/test_egress.py narrows this back to it and checks that 127.0.0.2 and
+# every other internal address stay refused.
+TEST_EGRESS_ALLOW = "127.0.0.1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fake_upstreams_on_loopback_are_allowed():
+    previous = os.environ.get("EGRESS_ALLOW")
+    os.environ["EGRESS_ALLOW"] = TEST_EGRESS_ALLOW
+    django_settings.EGRESS_ALLOW = [TEST_EGRESS_ALLOW]
+    yield
+    if previous is None:
+        os.environ.pop("EGRESS_ALLOW", None)
+    else:
+        os.environ["EGRESS_ALLOW"] = previous
 
 
 @pytest.fixture(autouse=True)

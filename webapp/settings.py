@@ -235,6 +235,12 @@ LLAMACPP_MAX_TOKENS = envint("LLAMACPP_MAX_TOKENS", 512)
 UPSTREAM_TIMEOUT_S = envfloat("UPSTREAM_TIMEOUT_S", 120.0)
 UPSTREAM_CONNECT_TIMEOUT_S = envfloat("UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
 ENGINE_HEARTBEAT_STALE_S = envfloat("ENGINE_HEARTBEAT_STALE_S", 5.0)
+# Egress (registry/egress.py): tenant-defined backends reach public addresses only. CIDRs and host
+# names listed here are opened to every block (e.g. "10.0.0.0/8,llm.internal"); empty by default.
+EGRESS_ALLOW = envlist("EGRESS_ALLOW", "")
+# A /v1 request that already went through this many gateways (X-Switchboard-Hops) is refused with a
+# 508 `loop_detected`: a block pointing at a gateway costs at most this many extra requests.
+GATEWAY_MAX_HOPS = envint("GATEWAY_MAX_HOPS", 2)
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

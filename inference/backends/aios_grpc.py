@@ -19,8 +19,8 @@ class AIOSBackend(GrpcBackend):
     kind = "aios_grpc"
 
     def __init__(self, *, target: str, block_id: str | None = None, timeout_s: float | None = None,
-                 tls: bool = False, query_parameters: dict | None = None):
-        super().__init__(target=target, timeout_s=timeout_s, tls=tls)
+                 tls: bool = False, query_parameters: dict | None = None, internal: bool = False):
+        super().__init__(target=target, timeout_s=timeout_s, tls=tls, internal=internal)
         self.block_id = block_id
         self.query_parameters = query_parameters
 
@@ -29,7 +29,8 @@ class AIOSBackend(GrpcBackend):
         check_config(config, kind=cls.kind,
                      allowed={"target", "block_id", "timeout_s", "tls", "query_parameters"})
         return cls(target=config["target"], block_id=config.get("block_id"), timeout_s=config.get("timeout_s"),
-                   tls=bool(config.get("tls")), query_parameters=config.get("query_parameters"))
+                   tls=bool(config.get("tls")), query_parameters=config.get("query_parameters"),
+                   internal=config.get("internal") is True)
 
     def stub(self, channel: Any) -> aios_pb2_grpc.BlockInferenceServiceStub:
         return aios_pb2_grpc.BlockInferenceServiceStub(channel)

@@ -46,6 +46,8 @@ class ChatRequest:
     timeout_s: float | None = None
     # Who asked (set by the gateway): resumable queued requests let only this org cancel or resume.
     organization_id: int | None = None
+    # How many gateways this request already went through (X-Switchboard-Hops); sent on as hops + 1.
+    hops: int = 0
     # A trailing assistant message is a prefill the model continues (kept in `messages`).
     # Fields the gateway does not interpret but a pass-through backend forwards as they came.
     extra: dict[str, Any] = field(default_factory=dict)

@@ -11,30 +11,53 @@ import asyncio
 import itertools
 import json
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
+from inference.backends import egress
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend, UnsupportedFeature
 from inference.backends.content import approximate_usage, input_data_for
+from registry.egress import EgressDenied, parse_grpc_target
 
 DEFAULT_TIMEOUT_S = 60.0
+# A gRPC target's checked address is re-resolved this often (the channel connects to that address).
+RESOLVE_TTL_S = 30.0
 
 # Keyed by the loop object itself (weakly): a dead loop's channels must never serve a new loop.
-_aio_channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, bool], grpc.aio.Channel]] = (
-    weakref.WeakKeyDictionary())
+_aio_channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                         dict[tuple[str, str, bool], grpc.aio.Channel]] = weakref.WeakKeyDictionary()
 
 
-def aio_channel(target: str, *, tls: bool) -> grpc.aio.Channel:
+def channel_options(*, host: str, port: int, tls: bool) -> list[tuple[str, Any]]:
+    """The channel connects to a checked address, but speaks to the server by its name (authority,
+    TLS name check); no proxy from the environment picks another route."""
+    options: list[tuple[str, Any]] = [("grpc.default_authority", f"{host}:{port}"), ("grpc.enable_http_proxy", 0)]
+    if tls:
+        options.append(("grpc.ssl_target_name_override", host))
+    return options
+
+
+def aio_channel(address: str, *, host: str, port: int, tls: bool) -> grpc.aio.Channel:
+    """`address`: an `ipv4:`/`ipv6:` target from inference.backends.egress.resolve_target."""
     channels = _aio_channels.setdefault(asyncio.get_running_loop(), {})
-    channel = channels.get((target, tls))
+    key = (address, host, tls)
+    channel = channels.get(key)
     if channel is None:
-        channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials()) if tls
-                   else grpc.aio.insecure_channel(target))
-        channels[(target, tls)] = channel
+        options = channel_options(host=host, port=port, tls=tls)
+        channel = (grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(), options=options) if tls
+                   else grpc.aio.insecure_channel(address, options=options))
+        channels[key] = channel
     return channel
+
+
+def sync_channel(address: str, *, host: str, port: int, tls: bool) -> grpc.Channel:
+    options = channel_options(host=host, port=port, tls=tls)
+    return (grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=options) if tls
+            else grpc.insecure_channel(address, options=options))
 
 
 async def close_aio_channels() -> None:
@@ -85,10 +108,13 @@ def text_from_data(data: str) -> str:
 
 
 def check_config(config: dict[str, Any], *, kind: str, allowed: set[str]) -> None:
-    if not isinstance(config.get("target"), str) or ":" not in config["target"]:
+    try:
+        parse_grpc_target(config.get("target"))
+    except ValueError:
         raise BackendError(f'{kind} backend config needs "target": "host:port"', status=500,
-                           code="backend_misconfigured")
-    unknown = set(config) - allowed
+                           code="backend_misconfigured") from None
+    # "internal" (operator only, registry/egress.py): the target may be an internal address.
+    unknown = set(config) - allowed - {"internal"}
     if unknown:
         raise BackendError(f"{kind} backend config has unknown keys: {sorted(unknown)}", status=500,
                            code="backend_misconfigured")
@@ -116,13 +142,27 @@ class GrpcBackend(StreamingBackend):
 
     kind = "grpc"
 
-    def __init__(self, *, target: str, timeout_s: float | None = None, tls: bool = False):
+    def __init__(self, *, target: str, timeout_s: float | None = None, tls: bool = False, internal: bool = False):
         self.target = target
+        self.host, self.port = parse_grpc_target(target)
         self.timeout_s = float(timeout_s or DEFAULT_TIMEOUT_S)
         self.tls = tls
+        self.internal = internal
         self._seq: dict[str, itertools.count] = {}
         self._seq_lock = threading.Lock()
         self._sync_channel: grpc.Channel | None = None
+        self._address: tuple[str, float] | None = None  # (checked ipv4:/ipv6: target, re-resolve after)
+
+    async def checked_address(self) -> str:
+        """The target's address, resolved here and checked against the egress policy (EgressDenied)."""
+        if self._address is None or self._address[1] < time.monotonic():
+            address = await egress.resolve_target(self.host, self.port, internal_ok=self.internal)
+            self._address = (address, time.monotonic() + RESOLVE_TTL_S)
+        return self._address[0]
+
+    def _checked_sync_channel(self) -> grpc.Channel:
+        address = egress.resolve_target_sync(self.host, self.port, internal_ok=self.internal)
+        return sync_channel(address, host=self.host, port=self.port, tls=self.tls)
 
     def next_seq_no(self, session_id: str) -> int:
         """(session_id, seq_no) names one task: numbering starts at 1 per session, per process."""
@@ -147,7 +187,11 @@ class GrpcBackend(StreamingBackend):
                     timeout_s: float | None = None) -> tuple[str, dict[str, int] | None]:
         message = self.build_request(input_data, session_id=session_id, frame_ptr=frame_ptr_bytes(frame_ptr),
                                      model=model)
-        rpc = self.call(self.stub(aio_channel(self.target, tls=self.tls)))
+        try:
+            address = await self.checked_address()
+        except EgressDenied as exc:
+            raise egress.egress_denied(exc) from exc
+        rpc = self.call(self.stub(aio_channel(address, host=self.host, port=self.port, tls=self.tls)))
         call = rpc(message, timeout=timeout_s or self.timeout_s)
         try:
             reply = await call
@@ -174,8 +218,10 @@ class GrpcBackend(StreamingBackend):
     def run_inference(self, input_data: dict, *, session_id: str = "", frame_ptr: Any = b"",
                       model: str = "") -> str:
         if self._sync_channel is None:
-            self._sync_channel = (grpc.secure_channel(self.target, grpc.ssl_channel_credentials()) if self.tls
-                                  else grpc.insecure_channel(self.target))
+            try:
+                self._sync_channel = self._checked_sync_channel()
+            except EgressDenied as exc:
+                raise egress.egress_denied(exc) from exc
         message = self.build_request(input_data, session_id=session_id, frame_ptr=frame_ptr_bytes(frame_ptr),
                                      model=model or str(input_data.get("model") or ""))
         try:
@@ -185,8 +231,12 @@ class GrpcBackend(StreamingBackend):
         return self.read_reply(reply)[0]
 
     def check_execute(self, query: dict) -> tuple[bool, Any]:
-        channel = grpc.insecure_channel(self.target) if not self.tls else grpc.secure_channel(
-            self.target, grpc.ssl_channel_credentials())
+        try:
+            channel = self._checked_sync_channel()
+        except EgressDenied as exc:
+            return False, {"status": "egress_denied", "target": self.target, "error": str(exc)}
+        except BackendError as exc:
+            return False, {"status": "unreachable", "target": self.target, "error": exc.message}
         try:
             grpc.channel_ready_future(channel).result(timeout=min(self.timeout_s, 5.0))
             return True, {"status": "ready", "target": self.target}

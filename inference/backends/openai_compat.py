@@ -15,10 +15,15 @@ from typing import Any
 import aiohttp
 import orjson
 from django.conf import settings
+from yarl import URL
 
+from inference.backends import egress
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
+from registry.egress import HOPS_HEADER, EgressDenied, check_headers, literal_ip
 
-_sessions: dict[tuple[int, str], aiohttp.ClientSession] = {}
+# Keyed by (loop, base_url, internal): an internal block never shares a connector (nor its DNS cache)
+# with a tenant's block on the same URL.
+_sessions: dict[tuple[int, str, bool], aiohttp.ClientSession] = {}
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024
 
@@ -45,12 +50,13 @@ def _deltas(payload: bytes) -> list[ChatDelta]:
     return deltas
 
 
-def _session_for(base_url: str) -> aiohttp.ClientSession:
+def _session_for(base_url: str, *, internal: bool = False) -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
-    key = (id(loop), base_url)
+    key = (id(loop), base_url, internal)
     session = _sessions.get(key)
     if session is None or session.closed:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        # The connector's resolver applies the egress policy to every address it connects to.
+        connector = egress.connector(internal_ok=internal, limit=0, ttl_dns_cache=300, keepalive_timeout=30)
         # The body is JSON we already encoded; skip aiohttp's auto decompression work.
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                         json_serialize=lambda o: orjson.dumps(o).decode())
@@ -84,18 +90,28 @@ def request_body(request: ChatRequest, *, model: str, stream: bool) -> dict[str,
 
 
 def upstream_error(status: int, payload: bytes) -> BackendError:
-    """Map an upstream failure to the status the gateway answers with, keeping its message."""
-    message = payload.decode(errors="replace")[:2000]
+    """Map an upstream failure to the status the gateway answers with, keeping its error message.
+
+    Only an API error's message travels to the caller, never a body as it came: whatever answers at a
+    block's address (an internal page, another service) must not be readable through the gateway.
+    """
+    message = None
     try:
         parsed = orjson.loads(payload)
-        error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+        error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
         if isinstance(error, dict):
-            message = str(error.get("message") or error.get("detail") or message)
+            found = error.get("message") or error.get("detail")
+            message = found if isinstance(found, str) else None
         elif isinstance(error, str):
             message = error
     except orjson.JSONDecodeError:
         pass
-    message = f"upstream returned {status}: {message}"
+    if message is None:
+        message = f"(a {len(payload)}-byte body that is not an API error)"
+    message = f"upstream returned {status}: {message[:1000]}"
+    if status == 508:
+        # The upstream is a gateway that saw this request loop: pass the refusal on, never retry it.
+        return BackendError(message, status=508, code="loop_detected", upstream_status=status)
     if status == 429:
         return BackendError(message, status=429, code="upstream_rate_limited", upstream_status=status)
     if 400 <= status < 500 and status not in (401, 403, 404):
@@ -105,24 +121,54 @@ def upstream_error(status: int, payload: bytes) -> BackendError:
     return BackendError(message, status=502, code="upstream_error", upstream_status=status)
 
 
+def _unreachable(exc: aiohttp.ClientError) -> BackendError:
+    denied = egress.denial_of(exc)
+    if denied is not None:
+        return egress.egress_denied(denied)
+    return BackendError(f"upstream unreachable: {exc}", status=502, code="upstream_unreachable")
+
+
 class OpenAIBackend(StreamingBackend):
+    """`internal`: the block may reach internal addresses (set by the operator, or an engine a worker
+    registered); otherwise every connection passes the egress policy (inference/backends/egress.py)."""
+
     def __init__(self, *, base_url: str, api_key: str | None = None, model: str | None = None,
                  timeout_s: float | None = None, connect_timeout_s: float | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, internal: bool = False):
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
         self.model = model
         self.timeout_s = timeout_s or settings.UPSTREAM_TIMEOUT_S
         self.connect_timeout_s = connect_timeout_s or settings.UPSTREAM_CONNECT_TIMEOUT_S
+        self.internal = internal
+        # aiohttp connects to an IP literal without asking the resolver: that address is checked per request.
+        self.literal_ip = literal_ip(URL(self.url).raw_host or "")
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
+        # The outgoing headers for each hop count, built once (a request carries its count + 1).
+        self._headers_by_hops: dict[int, dict[str, str]] = {}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> OpenAIBackend:
+        try:
+            # Registration refuses these already; a block stored before that rule is refused here.
+            check_headers(config.get("headers"))
+        except ValueError as exc:
+            raise BackendError(f"openai backend config {exc}", status=502, code="backend_misconfigured") from exc
         return cls(base_url=config["base_url"], api_key=config.get("api_key"), model=config.get("model"),
                    timeout_s=config.get("timeout_s"), connect_timeout_s=config.get("connect_timeout_s"),
-                   headers=config.get("headers"))
+                   headers=config.get("headers"), internal=config.get("internal") is True)
+
+    def _headers(self, hops: int) -> dict[str, str]:
+        headers = self._headers_by_hops.get(hops)
+        if headers is None:
+            headers = self._headers_by_hops[hops] = {**self.headers, HOPS_HEADER: str(hops + 1)}
+        return headers
+
+    def _session(self) -> aiohttp.ClientSession:
+        egress.check_literal(self.literal_ip, internal_ok=self.internal)
+        return _session_for(self.base_url, internal=self.internal)
 
     def _timeout(self, request: ChatRequest) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=request.timeout_s or self.timeout_s,
@@ -130,8 +176,10 @@ class OpenAIBackend(StreamingBackend):
 
     def _post(self, request: ChatRequest, *, stream: bool):
         body = request_body(request, model=self.model or request.model, stream=stream)
-        return _session_for(self.base_url).post(
-            self.url, data=orjson.dumps(body), headers=self.headers, timeout=self._timeout(request)
+        # No redirects: a 3xx to another address would skip the literal-address check.
+        return self._session().post(
+            self.url, data=orjson.dumps(body), headers=self._headers(request.hops), timeout=self._timeout(request),
+            allow_redirects=False,
         )
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
@@ -142,8 +190,10 @@ class OpenAIBackend(StreamingBackend):
                     raise upstream_error(resp.status, payload)
         except TimeoutError as exc:
             raise BackendError("upstream timed out", status=504, code="upstream_timeout") from exc
+        except EgressDenied as exc:
+            raise egress.egress_denied(exc) from exc
         except aiohttp.ClientError as exc:
-            raise BackendError(f"upstream unreachable: {exc}", status=502, code="upstream_unreachable") from exc
+            raise _unreachable(exc) from exc
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
@@ -157,9 +207,10 @@ class OpenAIBackend(StreamingBackend):
                 resp = await self._post(request, stream=True).__aenter__()
             except TimeoutError as exc:
                 raise BackendError("upstream timed out", status=504, code="upstream_timeout") from exc
+            except EgressDenied as exc:
+                raise egress.egress_denied(exc) from exc
             except aiohttp.ClientError as exc:
-                raise BackendError(f"upstream unreachable: {exc}", status=502,
-                                   code="upstream_unreachable") from exc
+                raise _unreachable(exc) from exc
             if resp.status != 200:
                 raise upstream_error(resp.status, await resp.read())
             async for delta in self._read_events(resp):
@@ -214,12 +265,15 @@ class OpenAIBackend(StreamingBackend):
     def check_execute(self, query: dict) -> tuple[bool, Any]:
         async def probe() -> tuple[bool, Any]:
             try:
-                async with _session_for(self.base_url).get(
-                    f"{self.base_url}/models", headers=self.headers,
+                async with self._session().get(
+                    f"{self.base_url}/models", headers=self._headers(0), allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=self.connect_timeout_s),
                 ) as resp:
                     return resp.status == 200, {"upstream_status": resp.status}
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, EgressDenied) as exc:
+                denied = egress.denial_of(exc)
+                if denied is not None:
+                    return False, {"error": str(denied), "code": "egress_denied"}
                 return False, {"error": str(exc) or type(exc).__name__}
             finally:
                 await close_sessions()

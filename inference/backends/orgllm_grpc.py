@@ -21,8 +21,8 @@ class OrgLLMBackend(GrpcBackend):
     kind = "orgllm_grpc"
 
     def __init__(self, *, target: str, org_id: str = "", model_id: str | None = None,
-                 timeout_s: float | None = None, tls: bool = False):
-        super().__init__(target=target, timeout_s=timeout_s, tls=tls)
+                 timeout_s: float | None = None, tls: bool = False, internal: bool = False):
+        super().__init__(target=target, timeout_s=timeout_s, tls=tls, internal=internal)
         self.org_id = org_id
         self.model_id = model_id
 
@@ -31,7 +31,7 @@ class OrgLLMBackend(GrpcBackend):
         check_config(config, kind=cls.kind, allowed={"target", "org_id", "model_id", "timeout_s", "tls"})
         return cls(target=config["target"], org_id=str(config.get("org_id") or ""),
                    model_id=config.get("model_id"), timeout_s=config.get("timeout_s"),
-                   tls=bool(config.get("tls")))
+                   tls=bool(config.get("tls")), internal=config.get("internal") is True)
 
     def stub(self, channel: Any) -> orgllm_pb2_grpc.OrgLLMServiceStub:
         return orgllm_pb2_grpc.OrgLLMServiceStub(channel)

@@ -42,8 +42,9 @@ class SGLangBackend(StreamingBackend):
         client = self._clients.get(engine.endpoint)
         if client is None:
             # Supervisors start engines with --served-model-name <block_id>.
+            # Engines are registered by the operator's GPU workers: internal by construction.
             client = OpenAIBackend(base_url=f"{engine.endpoint}/v1", model=self.block_id,
-                                   timeout_s=self.timeout_s)
+                                   timeout_s=self.timeout_s, internal=True)
             self._clients[engine.endpoint] = client
         return client
 

@@ -20,12 +20,15 @@ from inference.gateway.blocks import list_blocks
 from inference.gateway.errors import OpenAIError, unavailable
 from inference.gateway.sse import DONE, ChunkWriter, error_event
 from inference.gateway.validation import check_model_name, parse_json
+from registry.egress import HOPS_HEADER
 from registry.models import Block
 from registry.selectors import block_reference
 
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# ASGI header names are lower-case bytes.
+HOPS_HEADER_KEY = HOPS_HEADER.lower().encode()
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 
@@ -119,8 +122,9 @@ class ChatCompletionsConsumer(OpenAIConsumer):
     allowed_methods = ("POST",)
 
     async def respond(self, body: bytes) -> None:
+        hops = pipeline.loop_guard(self.header(HOPS_HEADER_KEY))
         principal = await self.principal()
-        call = await pipeline.prepare(principal, parse_json(body))
+        call = await pipeline.prepare(principal, parse_json(body), hops=hops)
         await self.until_hangup(self.pump(call) if call.stream_requested else self.reply(call))
 
     async def reply(self, call: pipeline.ChatCall) -> None:

@@ -18,6 +18,7 @@ _TYPES = {
     502: "upstream_error",
     503: "server_error",
     504: "timeout_error",
+    508: "invalid_request_error",  # loop_detected: a block points back at a gateway
 }
 
 

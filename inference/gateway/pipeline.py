@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.utils import timezone
 
 from inference import metrics
@@ -71,6 +72,22 @@ async def authenticate(authorization: str | None, client_host: str | None) -> Pr
 
 
 # 2-3. What they ask for, and which block that is.
+def loop_guard(hops_header: str | None) -> int:
+    """How many gateways a request already went through, from the X-Switchboard-Hops header that a
+    gateway's OpenAI backend sets (registry.egress.HOPS_HEADER); 508 `loop_detected` past
+    GATEWAY_MAX_HOPS, so a block pointing at a gateway cannot multiply one chat into many."""
+    if hops_header is None:
+        return 0
+    if not (hops_header.isascii() and hops_header.isdigit()):
+        return 0  # Not a count a gateway wrote. A client cannot lower a count: each gateway writes its own.
+    hops = int(hops_header) if len(hops_header) < 6 else settings.GATEWAY_MAX_HOPS + 1
+    if hops > settings.GATEWAY_MAX_HOPS:
+        raise OpenAIError(508, f"This request already went through the gateway {hops_header} times: a block "
+                               "points back at a gateway. Point its backend at the real upstream.",
+                          code="loop_detected")
+    return hops
+
+
 def model_not_found(model: str) -> OpenAIError:
     return OpenAIError(404, f"The model '{model}' does not exist or you do not have access to it.",
                        param="model", code="model_not_found")
@@ -86,11 +103,14 @@ async def resolve_model(principal: Principal, model: str) -> Block:
     return block
 
 
-async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: bool = False) -> ChatCall:
+async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: bool = False,
+                  hops: int = 0) -> ChatCall:
+    """`hops`: how many gateways the request already went through (loop_guard)."""
     started = time.perf_counter()
     chat = parse_chat_body(body, force_stream=force_stream)
     # Queued streams are resumable and cancellable by their own organization only.
     chat.request.organization_id = principal.organization.pk
+    chat.request.hops = hops
     block = await resolve_model(principal, chat.request.model)
     if not block.backend_type:
         raise OpenAIError(400, f"The model '{chat.request.model}' is a registry entry with no inference backend; "
@@ -165,7 +185,9 @@ class ChatCall:
                 yield block
 
     def _retryable(self, exc: BackendError) -> bool:
-        return exc.status != 400 and (exc.upstream_status or exc.status) in self.policy.retry_on
+        # A loop is never retried: each retry would multiply the requests around the loop.
+        return (exc.status != 400 and exc.code != "loop_detected"
+                and (exc.upstream_status or exc.status) in self.policy.retry_on)
 
     async def _with_policy(self, attempt: Callable[[StreamingBackend, ChatRequest], Awaitable[T]]) -> T:
         """Per-attempt timeout, retries with backoff, then the fallback chain."""
@@ -194,8 +216,8 @@ class ChatCall:
                                latency_ms=(time.perf_counter() - attempt_started) * 1000)
                 if not self._retryable(error):
                     break
-            if error.status < 500 and error.status != 429:
-                break  # The request itself is bad: another block would refuse it too.
+            if (error.status < 500 and error.status != 429) or error.code == "loop_detected":
+                break  # The request itself is bad (or looping): another block would refuse it too.
         assert error is not None
         self.failures_recorded = True
         raise _upstream_error(error)

@@ -43,8 +43,9 @@ async def inner_backend(block_id: str, block_pk: int | None = None) -> Streaming
     if block.backend_type == "sglang":
         endpoint = local_endpoint(block.pk) or local_endpoint(block_id)
         if endpoint:
+            # This worker's own engine: internal by construction (egress policy does not apply).
             return OpenAIBackend(base_url=f"{endpoint}/v1", model=block_id,
-                                 timeout_s=(block.backend_config or {}).get("timeout_s"))
+                                 timeout_s=(block.backend_config or {}).get("timeout_s"), internal=True)
         # No engine of ours serves it (a worker on a queue of its own): any ready engine will do.
         return SGLangBackend(block_id=block_id, timeout_s=(block.backend_config or {}).get("timeout_s"),
                              block_pk=block.pk)

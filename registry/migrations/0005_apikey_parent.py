@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0003_apikey_role'),
+        ('registry', '0004_block_id_per_org'),
     ]
 
     operations = [
