@@ -115,8 +115,9 @@ if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}
     # A database that is down must fail a request in seconds, not after the OS's TCP timeout (minutes).
     # Health checks make each request drop a dead connection and reconnect once it is back: no restart.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", envint("DATABASE_CONNECT_TIMEOUT_S", 2))
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # a SQLite DATABASE_URL has no such option
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", envint("DATABASE_CONNECT_TIMEOUT_S", 2))
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
