@@ -122,6 +122,11 @@ async def measure(make_one, concurrency: int, repeat: int) -> dict:
 
 # -- setup ----------------------------------------------------------------------------------
 def make_database(admin_url: str) -> str:
+    if admin_url.startswith("sqlite:"):
+        # A machine without PostgreSQL (the lent GPU box): a throwaway SQLite file beside the given path.
+        path = Path("/" + urlsplit(admin_url).path.lstrip("/")).with_name(f"sb_bench_{os.getpid()}.sqlite3")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
     import psycopg
 
     name = f"sb_bench_{os.getpid()}"
@@ -131,6 +136,9 @@ def make_database(admin_url: str) -> str:
 
 
 def drop_database(admin_url: str, url: str) -> None:
+    if url.startswith("sqlite:"):
+        Path("/" + urlsplit(url).path.lstrip("/")).unlink(missing_ok=True)
+        return
     import psycopg
 
     name = urlsplit(url).path.lstrip("/")
@@ -158,7 +166,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="Celery worker processes on the engine's queue")
     parser.add_argument("--paths", default="engine,backend-direct,backend-queued,gateway-direct,gateway-queued",
                         help="which columns to run (engine is always run: it is the baseline)")
-    parser.add_argument("--admin-db-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--admin-db-url", default="postgres://postgres@127.0.0.1:5432/postgres",
+                        help="PostgreSQL to create a throwaway database on, or sqlite:////dir/x.db for a file")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     args = parser.parse_args()
     if args.quick:
