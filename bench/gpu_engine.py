@@ -60,8 +60,10 @@ class Llama:
     """Weights, KV cache and the two forward passes (batched prefill; one decode step for slots 0..B-1)."""
 
     def __init__(self, shape: ModelShape, *, max_slots: int, max_len: int, device: str, dtype: torch.dtype,
-                 seed: int):
+                 seed: int, fused: bool = True):
         self.s, self.max_slots, self.max_len, self.device, self.dtype = shape, max_slots, max_len, device, dtype
+        # fused: torch's rms_norm and SDPA for decode attention; else plain tensor ops (the fallback).
+        self.fused = fused
         gen = torch.Generator(device=device).manual_seed(seed)
         hd, h = shape.head_dim, shape.hidden
 
@@ -89,7 +91,19 @@ class Llama:
         self.positions = torch.arange(max_len, device=device)
 
     def rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.rms_norm(x, (self.s.hidden,), weight, self.s.eps)
+        if self.fused:
+            return torch.nn.functional.rms_norm(x, (self.s.hidden,), weight, self.s.eps)
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.s.eps)).to(self.dtype) * weight
+
+    def decode_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                         mask: torch.Tensor) -> torch.Tensor:
+        """q (B, kv heads, group, hd): a KV head's query heads ride as its query rows (GQA, no copies)."""
+        if self.fused:
+            return torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        scores = (q @ keys.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(-1).to(self.dtype) @ values
 
     def rope(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
@@ -153,9 +167,8 @@ class Llama:
             q, k, v = self._split_qkv(self.rms(x, layer["attn_norm"]), layer, freqs)
             self.k_cache[i][rows, :, pos] = k  # (B, kv heads, hd) into each slot's position
             self.v_cache[i][rows, :, pos] = v
-            # GQA without copies: a KV head's `group` query heads ride as its query rows.
-            att = torch.nn.functional.scaled_dot_product_attention(
-                q.reshape(b, s.kv_heads, group, hd), self.k_cache[i, :b], self.v_cache[i, :b], attn_mask=mask)
+            att = self.decode_attention(q.reshape(b, s.kv_heads, group, hd), self.k_cache[i, :b],
+                                        self.v_cache[i, :b], mask)
             x = torch.addmm(x, att.reshape(b, s.heads * hd), layer["wo"])
             x = self._mlp(x, layer)
         return self.logits(x)
@@ -499,10 +512,44 @@ def self_check(model: Llama, runner: DecodeRunner, steps: int = 6) -> float:
             ref = model.prefill(torch.tensor([s], device=dev), torch.tensor([len(s)], device=dev),
                                 torch.tensor([model.max_slots - 1], device=dev))[0]
             err = ((graph_logits[i] - ref).norm() / ref.norm()).item()
+            if not err == err:  # NaN: max() would silently drop it
+                raise SystemExit(f"self-check: non-finite logits (decode finite: "
+                                 f"{bool(torch.isfinite(graph_logits[i]).all())}, recompute finite: "
+                                 f"{bool(torch.isfinite(ref).all())})")
             worst = max(worst, err)
             if nxt[i] != int(graph_logits[i].argmax()):
                 print(f"self-check: graph replay and eager decode picked different tokens in slot {i}")
     return worst
+
+
+def diagnose(model: Llama) -> None:
+    """Each fused op of the decode step against plain float32 arithmetic, on fresh random inputs."""
+    s, dev, b, hd = model.s, model.device, 3, model.s.head_dim
+    g = s.heads // s.kv_heads
+
+    def report(name: str, got: torch.Tensor, ref: torch.Tensor) -> None:
+        err = ((got.float() - ref).norm() / ref.norm()).item()
+        print(f"diag {name:10} finite={bool(torch.isfinite(got).all())} rel_err={err:.2e}", flush=True)
+
+    x = torch.randn(b, s.hidden, device=dev).to(model.dtype)
+    w = (1 + 0.1 * torch.randn(s.hidden, device=dev)).to(model.dtype)
+    xf = x.float()
+    report("rms_norm", model.rms(x, w), xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + s.eps) * w.float())
+    q = torch.randn(b, s.kv_heads, g, hd, device=dev).to(model.dtype)
+    keys = torch.randn(b, s.kv_heads, model.max_len, hd, device=dev).to(model.dtype)
+    values = torch.randn(b, s.kv_heads, model.max_len, hd, device=dev).to(model.dtype)
+    pos = torch.tensor([3, 100, model.max_len - 1], device=dev)
+    mask = (model.positions[None, :] <= pos[:, None])[:, None, None, :]
+    scores = (q.float() @ keys.float().transpose(-1, -2)) * hd ** -0.5
+    ref = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ values.float()
+    with torch.inference_mode():
+        report("attention", model.decode_attention(q, keys, values, mask), ref)
+    freqs = model.freqs[pos][:, None, :]
+    qk = torch.randn(b, s.heads + s.kv_heads, hd, device=dev).to(model.dtype)
+    pairs = qk.float().unflatten(-1, (-1, 2))
+    cos, sin = freqs.real, freqs.imag
+    rot = torch.stack([pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 0] * sin + pairs[..., 1] * cos], -1)
+    report("rope", model.rope(qk, freqs), rot.flatten(-2))
 
 
 def microbench(model: Llama, runner: DecodeRunner, steps: int = 300) -> None:
@@ -549,19 +596,23 @@ def main() -> None:
     parser.add_argument("--no-graphs", action="store_true")
     parser.add_argument("--self-check", action="store_true", help="check cached decode against recompute, exit")
     parser.add_argument("--microbench", action="store_true", help="time bare decode steps (no HTTP), exit")
+    parser.add_argument("--plain-ops", action="store_true",
+                        help="plain tensor ops instead of torch's fused rms_norm and SDPA in decode")
     parser.add_argument("--layers", type=int, default=30, help="fewer only for CPU smoke tests")
     args = parser.parse_args()
 
     started = time.perf_counter()
     shape = ModelShape(layers=args.layers)
     model = Llama(shape, max_slots=args.max_slots, max_len=args.max_len, device=args.device,
-                  dtype=getattr(torch, args.dtype), seed=0)
+                  dtype=getattr(torch, args.dtype), seed=0, fused=not args.plain_ops)
     runner = DecodeRunner(model, graphs=args.device.startswith("cuda") and not args.no_graphs)
     params = sum(t.numel() for t in [model.embed, model.final_norm, *(v for lay in model.layers for v in lay.values())])
     print(f"engine: {params / 1e6:.1f}M parameters, {args.dtype} on {args.device}, "
+          f"{'plain' if args.plain_ops else 'fused'} ops, "
           f"{args.max_slots} slots x {args.max_len} positions, graphs for batch {sorted(runner.graphs) or 'none'}, "
           f"ready in {time.perf_counter() - started:.1f}s", flush=True)
     if args.self_check:
+        diagnose(model)
         err = self_check(model, runner)
         print(f"self-check: cached decode vs recompute, worst relative logit error {err:.2e}", flush=True)
         if err > 3e-2:
