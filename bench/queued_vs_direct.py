@@ -122,6 +122,11 @@ async def measure(make_one, concurrency: int, repeat: int) -> dict:
 
 # -- setup ----------------------------------------------------------------------------------
 def make_database(admin_url: str) -> str:
+    if admin_url.startswith("sqlite:"):
+        # A machine without PostgreSQL (the lent GPU box): a throwaway SQLite file beside the given path.
+        path = Path("/" + urlsplit(admin_url).path.lstrip("/")).with_name(f"sb_bench_{os.getpid()}.sqlite3")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
     import psycopg
 
     name = f"sb_bench_{os.getpid()}"
@@ -131,6 +136,9 @@ def make_database(admin_url: str) -> str:
 
 
 def drop_database(admin_url: str, url: str) -> None:
+    if url.startswith("sqlite:"):
+        Path("/" + urlsplit(url).path.lstrip("/")).unlink(missing_ok=True)
+        return
     import psycopg
 
     name = urlsplit(url).path.lstrip("/")
@@ -156,9 +164,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="short run while developing")
     parser.add_argument("--workers", type=int, default=1, help="Celery worker processes on the engine's queue")
+    parser.add_argument("--gateway-workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--paths", default="engine,backend-direct,backend-queued,gateway-direct,gateway-queued",
                         help="which columns to run (engine is always run: it is the baseline)")
-    parser.add_argument("--admin-db-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--admin-db-url", default="postgres://postgres@127.0.0.1:5432/postgres",
+                        help="PostgreSQL to create a throwaway database on, or sqlite:////dir/x.db for a file")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     args = parser.parse_args()
     if args.quick:
@@ -222,7 +232,8 @@ def main() -> None:
         gateway_port = free_port()
         procs.append(spawn([sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1",
                             "--port", str(gateway_port), "--loop", "uvloop", "--http", "httptools",
-                            "--no-access-log", "--lifespan", "off"], env, logs / "gateway.log"))
+                            "--no-access-log", "--lifespan", "off", "--workers", str(args.gateway_workers)],
+                           env, logs / "gateway.log"))
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
         time.sleep(3)  # the worker's startup
 
@@ -285,7 +296,7 @@ async def run_all(args, engine_url: str, gateway_url: str, key: str) -> None:
     await close_sessions()
 
     print(f"\nengine: {'real ' + engine_url if args.engine_url else f'fake, {args.token_delay_ms} ms/token'}, "
-          f"{args.tokens} tokens per request, best of {args.repeat}\n")
+          f"{args.tokens} tokens per request, best of {args.repeat}, {args.gateway_workers} gateway process(es)\n")
     print(f"{'path':16} {'streams':>7} {'TTFT p50 ms':>12} {'added ms':>9} {'tok/s':>9} {'vs engine':>9}")
     for level in levels:
         base = results[("engine", level)]
