@@ -137,12 +137,22 @@ class Block(models.Model):
         return f"{self.organization.slug}/{self.block_id}"
 
     SECRET_CONFIG_KEYS = ("api_key", "key", "token", "password", "secret")
+    # Config `headers` that carry credentials: masked like the secret keys above.
+    SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key"})
+
+    @classmethod
+    def is_secret_header(cls, name: str) -> bool:
+        return name.lower() in cls.SECRET_HEADERS
 
     def public_backend_config(self) -> dict[str, Any]:
-        return {
-            k: ("***" if any(s in k.lower() for s in self.SECRET_CONFIG_KEYS) and v else v)
-            for k, v in (self.backend_config or {}).items()
-        }
+        public: dict[str, Any] = {}
+        for k, v in (self.backend_config or {}).items():
+            if k == "headers" and isinstance(v, dict):
+                v = {name: ("***" if self.is_secret_header(name) and value else value) for name, value in v.items()}
+            elif any(s in k.lower() for s in self.SECRET_CONFIG_KEYS) and v:
+                v = "***"
+            public[k] = v
+        return public
 
     def to_dict(self) -> dict[str, Any]:
         """The seed's camelCase shape."""

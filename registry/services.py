@@ -146,6 +146,10 @@ def _unmasked_config(*, block: Block, backend_type: str, config: dict[str, Any])
     may write the block could point it at their own host and receive the stored secret."""
     stored = block.backend_config or {}
     kept = sorted(k for k, v in config.items() if v == MASK and k in stored)
+    stored_headers = stored.get("headers") if isinstance(stored.get("headers"), dict) else {}
+    headers = config.get("headers") if isinstance(config.get("headers"), dict) else {}
+    kept_headers = sorted(name for name, v in headers.items() if v == MASK and name in stored_headers)
+    kept += [f"headers.{name}" for name in kept_headers]
     if not kept:
         return dict(config)
     moved = [k for k in DESTINATION_KEYS if config.get(k) != stored.get(k)]
@@ -156,7 +160,11 @@ def _unmasked_config(*, block: Block, backend_type: str, config: dict[str, Any])
             f"backend.config.{kept[0]}: send the {kept[0]} again: the destination changed "
             f"({', '.join('backend.' + m if m == 'type' else 'backend.config.' + m for m in moved)})"
         )
-    return {k: (stored[k] if k in kept else v) for k, v in config.items()}
+    unmasked = {k: (stored[k] if k in kept else v) for k, v in config.items()}
+    if kept_headers:
+        unmasked["headers"] = {name: (stored_headers[name] if name in kept_headers else v)
+                               for name, v in headers.items()}
+    return unmasked
 
 
 def block_delete(*, block: Block) -> None:

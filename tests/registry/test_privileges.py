@@ -136,6 +136,33 @@ def test_sending_the_mask_to_the_same_destination_keeps_the_secret(owner, openai
     assert openai_block.backend_config == {"base_url": "http://old.example/v1", "api_key": OLD_SECRET, "model": "m"}
 
 
+@pytest.fixture
+def header_secret_block(org) -> Block:
+    return BlockFactory(block_id="acme-header-secret", organization=org, backend_type="openai",
+                        backend_config={"base_url": "http://old.example/v1",
+                                        "headers": {"Authorization": f"Bearer {OLD_SECRET}", "X-Title": "acme"}})
+
+
+def test_a_credential_in_config_headers_reads_back_masked(member, header_secret_block):
+    config = member.client().get("/api/blocks/acme-header-secret").json()["data"]["backend"]["config"]
+    assert config["headers"] == {"Authorization": "***", "X-Title": "acme"}
+
+
+def test_a_masked_header_credential_is_kept_only_for_the_same_destination(owner, header_secret_block):
+    same = {"type": "openai", "config": {"base_url": "http://old.example/v1",
+                                         "headers": {"Authorization": "***", "X-Title": "renamed"}}}
+    assert owner.client().put("/api/blocks/acme-header-secret", {"backend": same}, format="json").status_code == 200
+    header_secret_block.refresh_from_db()
+    assert header_secret_block.backend_config["headers"] == {"Authorization": f"Bearer {OLD_SECRET}",
+                                                             "X-Title": "renamed"}
+    moved = {"type": "openai", "config": {"base_url": "http://new.example/v1", "headers": {"Authorization": "***"}}}
+    response = owner.client().put("/api/blocks/acme-header-secret", {"backend": moved}, format="json")
+    assert response.status_code == 400
+    assert "send the headers.Authorization again: the destination changed" in response.json()["message"]
+    header_secret_block.refresh_from_db()
+    assert header_secret_block.backend_config["base_url"] == "http://old.example/v1"
+
+
 def test_a_new_destination_with_a_new_secret_is_accepted(owner, openai_block):
     backend = {"type": "openai", "config": {"base_url": "http://new.example/v1", "api_key": "sk-new"}}
     assert owner.client().patch("/api/blocks/acme-upstream", {"backend": backend}, format="json").status_code == 200
