@@ -44,9 +44,9 @@ def test_a_shared_blocks_metrics_show_another_organization_only_its_own_traffic(
     traffic(shared, owner.organization, requests=3, tokens_out=10)
     traffic(shared, outsider.organization, requests=2, tokens_out=100)
 
-    mine = seen(outsider)
+    mine = seen(outsider, "acme/acme-shared")  # another organization names it by its qualified id
     assert (mine["scope"], mine["requests"], mine["tokensOut"]) == ("own", 2, 200)
-    nothing = seen(third)
+    nothing = seen(third, "acme/acme-shared")
     assert (nothing["scope"], nothing["requests"], nothing["tokensOut"], nothing["latencyMs"]["p50"]) == \
         ("own", 0, 0, None)
 
@@ -63,9 +63,9 @@ def test_a_granted_blocks_metrics_show_the_grantee_only_its_own_traffic(owner, o
     granted = BlockFactory(organization=org, block_id="acme-granted")
     BlockGrant.objects.create(block=granted, organization=outsider.organization)
     traffic(granted, owner.organization, requests=4, tokens_out=1)
-    assert seen(outsider, "acme-granted")["requests"] == 0
+    assert seen(outsider, "acme/acme-granted")["requests"] == 0
     traffic(granted, outsider.organization, requests=1, tokens_out=1)
-    assert seen(outsider, "acme-granted")["requests"] == 1
+    assert seen(outsider, "acme/acme-granted")["requests"] == 1
     assert seen(owner, "acme-granted")["requests"] == 5
 
 
@@ -78,7 +78,7 @@ def test_a_private_blocks_metrics_stay_a_404_for_another_organization(outsider, 
 def test_an_estimate_of_a_shared_block_reports_only_the_callers_latency(owner, outsider, shared):
     traffic(shared, owner.organization, requests=3, tokens_out=1)
     body = {"search_query": "hello", "block_id": "acme-shared"}
-    theirs = outsider.client().post("/discovery/estimate", body, format="json")
+    theirs = outsider.client().post("/discovery/estimate", {**body, "block_id": "acme/acme-shared"}, format="json")
     assert theirs.status_code == 200, theirs.json()
     assert theirs.json()["data"]["latency"]["requests"] == 0
     ours = owner.client().post("/discovery/estimate", body, format="json").json()["data"]
@@ -89,11 +89,11 @@ def test_an_estimate_of_a_shared_block_reports_only_the_callers_latency(owner, o
 def test_the_live_gateway_records_the_calling_organization(live_gateway, owner, outsider, upstream_block):
     block = upstream_block(owner.organization, "chunks2", block_id="acme-live-shared", visibility=Block.PUBLIC)
     client = openai.OpenAI(base_url=live_gateway.v1, api_key=outsider.key, max_retries=0)
-    client.chat.completions.create(model=block.block_id, messages=[{"role": "user", "content": "a"}])
+    client.chat.completions.create(model=block.qualified_id, messages=[{"role": "user", "content": "a"}])
     deadline = time.monotonic() + 5
     while not BlockMetricBucket.objects.filter(block=block).exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     bucket = BlockMetricBucket.objects.get(block=block)
     assert (bucket.organization_id, bucket.requests) == (outsider.organization.pk, 1)
     assert seen(owner, block.block_id)["requests"] == 1
-    assert seen(outsider, block.block_id)["requests"] == 1
+    assert seen(outsider, block.qualified_id)["requests"] == 1
