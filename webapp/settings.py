@@ -124,8 +124,16 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
+    # channels_redis waits for a socket's messages in a 5 s BZPOPMIN (RedisChannelLayer.brpop_timeout),
+    # and redis-py's default socket_timeout is 5 s too: whenever the client's timer fired first, the pop
+    # raised redis TimeoutError and took a WebSocket down without a close frame. Reads get 10 s more
+    # than the pop; keepalive and a ping before reusing an idle connection catch dead ones instead.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
+                                  "socket_keepalive": True, "health_check_interval": 30}]},
+        }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
