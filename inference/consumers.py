@@ -192,9 +192,10 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
             task.cancel()
         if running:  # Their "cancelled" frames go out before the last error frame.
             await asyncio.wait(running, timeout=1)
+        # The client may have gone meanwhile: then there is no one left to tell.
         with contextlib.suppress(Exception):
             await self.send_error(conversation, ended.error)
-        await self.close(code=ended.close_code)
+            await self.close(code=ended.close_code)
 
     def _header(self, name: bytes) -> str | None:
         for key, value in self.scope.get("headers", []):
