@@ -109,6 +109,7 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         self.conversations: dict[Any, asyncio.Task] = {}
         self.watcher: asyncio.Task | None = None
         self.ending = False
+        self.recheck_failing = False
         client = self.scope.get("client")
         self.client_host: str | None = client[0] if client else None
         await self.accept()
@@ -177,8 +178,12 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
             return False
         except Exception:
             # A lookup that failed (the database is down) revokes nothing: the socket goes on as it was
-            # and the next check tries again.
-            log.warning("could not re-check a chat socket's credential", exc_info=True)
+            # and the next check tries again. Logged once per outage, not once a second.
+            if not self.recheck_failing:
+                log.warning("could not re-check a chat socket's credential", exc_info=True)
+            self.recheck_failing = True
+        else:
+            self.recheck_failing = False
         return True
 
     async def _end(self, ended: SessionEnded, conversation: Any = None) -> None:
