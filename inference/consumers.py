@@ -101,6 +101,11 @@ def _session_principal_now(session_key: str | None, organization_id: int) -> Pri
 
 
 class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
+    # Like the /v1 consumers: nothing is ever sent to a chat socket through the channel layer, and
+    # listening on channels_redis costs a blocking pop per process and, measured, leaves consumers of
+    # closed sockets stuck in its cancelled receive (300 sockets closed: uvicorn never finished shutdown).
+    channel_layer_alias = "chat-socket-has-no-channel-layer"
+
     async def connect(self) -> None:
         self.principal: Principal | None = None
         # What the principal came from, kept to check it again: a key (or dev open access) or a session.
