@@ -11,6 +11,11 @@ Protocol (JSON text frames):
 The key comes from the `Authorization: Bearer` header (non-browser clients), the
 `?api_key=` query parameter, or a first `auth` message (browsers, which cannot set headers
 and should keep keys out of URLs).
+
+An open socket keeps checking who it serves: every RECHECK_SECONDS in the background, and before
+each new conversation. When the key is revoked or expires, or the dashboard session ends, the
+running conversations are cancelled, a last error frame (id of the refused conversation, or null)
+is sent and the socket closes with 4401; a dashboard user removed from the organization gets 4403.
 """
 
 from __future__ import annotations
@@ -18,23 +23,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user
 
 from inference.gateway import pipeline
 from inference.gateway.errors import OpenAIError, invalid, unavailable
 from registry import jsonsafe
-from registry.auth import principal_for_user
+from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for, principal_for_user
 from registry.principal import Principal
 
 log = logging.getLogger(__name__)
 
 # Keys of a chat frame that belong to the socket protocol, not to the chat request.
 _PROTOCOL_KEYS = ("id", "type")
+
+# How often an open socket re-checks its key or session. A key lookup may come from registry.auth's
+# cache, up to KEY_CACHE_SECONDS old, so checking every half period shows a revocation or an expiry
+# on the socket within 1.5 x KEY_CACHE_SECONDS (3 s).
+RECHECK_SECONDS = KEY_CACHE_SECONDS / 2
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: "Try Again Later" (a dependency is down)
+
+
+class SessionEnded(Exception):
+    """The socket's credential no longer holds: close with `close_code` after sending `error`."""
+
+    def __init__(self, close_code: int, error: OpenAIError):
+        super().__init__(error.message)
+        self.close_code = close_code
+        self.error = error
+
+
+class _SessionData(dict):
+    """A session's data, for django.contrib.auth.get_user, which flushes or re-keys a session it
+    cannot verify: the browser owns that session, so the socket only reads it (and closes)."""
+
+    def flush(self) -> None:
+        self.clear()
+
+    def cycle_key(self) -> None:
+        pass
 
 
 @database_sync_to_async
@@ -49,27 +87,138 @@ async def session_principal(scope: dict[str, Any]) -> Principal | None:
     return await _principal_for_session_user(user)
 
 
+@database_sync_to_async
+def _session_principal_now(session_key: str | None, organization_id: int) -> Principal:
+    """The dashboard user behind a session, read afresh (logged out, deactivated, password changed?)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = get_user(SimpleNamespace(session=_SessionData(store.items())))
+    if not user.is_authenticated:
+        raise SessionEnded(CLOSE_UNAUTHENTICATED, OpenAIError(
+            401, "Your dashboard session has ended; log in again.", code="session_ended"))
+    principal = principal_for_user(user)
+    if principal is None or principal.organization.pk != organization_id:
+        raise SessionEnded(CLOSE_FORBIDDEN, OpenAIError(
+            403, "Your user no longer belongs to this organization.", code="not_a_member"))
+    return principal
+
+
 class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
+    # Like the /v1 consumers: nothing is ever sent to a chat socket through the channel layer, and
+    # listening on channels_redis costs a blocking pop per process and, measured, leaves consumers of
+    # closed sockets stuck in its cancelled receive (300 sockets closed: uvicorn never finished shutdown).
+    channel_layer_alias = "chat-socket-has-no-channel-layer"
+
     async def connect(self) -> None:
-        self.principal = None
+        self.principal: Principal | None = None
+        # What the principal came from, kept to check it again: a key (or dev open access) or a session.
+        self.authorization: str | None = None
+        self.session_key: str | None = None
         self.conversations: dict[Any, asyncio.Task] = {}
+        self.watcher: asyncio.Task | None = None
+        self.ending = False
+        self.recheck_failing = False
+        client = self.scope.get("client")
+        self.client_host: str | None = client[0] if client else None
         await self.accept()
+        try:
+            await self._authenticate_on_connect()
+        except Exception as exc:
+            error = unavailable(exc)
+            if error is None:
+                raise
+            # PostgreSQL or Redis is down and this credential is not warm: say so, and let the client retry.
+            await self.send_error(None, error)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+
+    async def _authenticate_on_connect(self) -> None:
         authorization = self._header(b"authorization")
         query_key = parse_qs(self.scope.get("query_string", b"").decode(errors="replace")).get("api_key")
         if query_key and not authorization:
             authorization = f"Bearer {query_key[0]}"
-        client = self.scope.get("client")
         if not authorization:
             # The dashboard's chat page: a logged-in browser session acts for the user's organization.
-            self.principal = await session_principal(self.scope)
-            if self.principal is not None:
+            principal = await session_principal(self.scope)
+            if principal is not None:
+                self._serve(principal, session_key=self.scope["session"].session_key)
                 return
         try:
-            self.principal = await pipeline.authenticate(authorization, client[0] if client else None)
+            principal = await pipeline.authenticate(authorization, self.client_host)
         except OpenAIError as exc:
             if authorization:  # A wrong key is final; a missing one may still come as an auth message.
                 await self.send_error(None, exc)
-                await self.close(code=4401)
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self._serve(principal, authorization=authorization)
+
+    def _serve(self, principal: Principal, *, authorization: str | None = None,
+               session_key: str | None = None) -> None:
+        """Act for `principal` from now on, and keep checking the credential it came from."""
+        self.principal = principal
+        self.authorization = authorization
+        self.session_key = session_key
+        if self.watcher is None:
+            self.watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while not self.ending:
+            await asyncio.sleep(RECHECK_SECONDS)
+            await self._recheck()
+
+    async def _principal_now(self, *, before_conversation: bool) -> Principal:
+        """The socket's principal as of now; raises SessionEnded when its credential no longer holds."""
+        if self.session_key is not None:
+            return await _session_principal_now(self.session_key, self.principal.organization.pk)
+        try:
+            if before_conversation:
+                # A new conversation follows exactly the rule of a /v1 request (warm cache, no thread hop).
+                return await pipeline.authenticate(self.authorization, self.client_host)
+            # The background check skips the gateway's principal cache: registry.auth's is the only delay.
+            principal = await aprincipal_for(self.authorization, self.client_host)
+        except OpenAIError as exc:
+            if exc.status != 401:
+                raise
+            raise SessionEnded(CLOSE_UNAUTHENTICATED, exc) from None
+        except AuthError as exc:
+            raise SessionEnded(CLOSE_UNAUTHENTICATED, OpenAIError(401, exc.message, code=exc.code)) from None
+        if principal is None:
+            raise SessionEnded(CLOSE_UNAUTHENTICATED, OpenAIError(
+                401, "This socket's credential is no longer accepted.", code="missing_api_key"))
+        return principal
+
+    async def _recheck(self, conversation: Any = None) -> bool:
+        """Whether the socket may go on; if not, it is being closed."""
+        if self.ending or self.principal is None:
+            return not self.ending
+        try:
+            self.principal = await self._principal_now(before_conversation=conversation is not None)
+        except SessionEnded as ended:
+            await self._end(ended, conversation)
+            return False
+        except Exception:
+            # A lookup that failed (the database is down) revokes nothing: the socket goes on as it was
+            # and the next check tries again. Logged once per outage, not once a second.
+            if not self.recheck_failing:
+                log.warning("could not re-check a chat socket's credential", exc_info=True)
+            self.recheck_failing = True
+        else:
+            self.recheck_failing = False
+        return True
+
+    async def _end(self, ended: SessionEnded, conversation: Any = None) -> None:
+        """Cancel what runs, say why, close."""
+        if self.ending:
+            return
+        self.ending = True
+        self.principal = None
+        running = list(self.conversations.values())
+        for task in running:
+            task.cancel()
+        if running:  # Their "cancelled" frames go out before the last error frame.
+            await asyncio.wait(running, timeout=1)
+        # The client may have gone meanwhile: then there is no one left to tell.
+        with contextlib.suppress(Exception):
+            await self.send_error(conversation, ended.error)
+            await self.close(code=ended.close_code)
 
     def _header(self, name: bytes) -> str | None:
         for key, value in self.scope.get("headers", []):
@@ -78,6 +227,9 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         return None
 
     async def disconnect(self, code: int) -> None:
+        self.ending = True
+        if self.watcher is not None and self.watcher is not asyncio.current_task():
+            self.watcher.cancel()
         for task in list(self.conversations.values()):
             task.cancel()
 
@@ -103,6 +255,8 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content: dict[str, Any], **kwargs) -> None:
+        if self.ending:
+            return
         kind = content.get("type", "chat")
         conversation = content.get("id")
         if kind == "auth":
@@ -126,10 +280,11 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(None, invalid("'api_key' must be a non-empty string.", "api_key"))
             return
         try:
-            self.principal = await pipeline.authenticate(f"Bearer {key}", None)
+            principal = await pipeline.authenticate(f"Bearer {key}", None)
         except OpenAIError as exc:
             await self.send_error(None, exc)
             return
+        self._serve(principal, authorization=f"Bearer {key}")
         await self.send_json({"type": "authenticated", "organization": self.principal.organization.slug})
 
     async def start(self, conversation: Any, content: dict[str, Any]) -> None:
@@ -144,6 +299,8 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         if self.principal is None:
             await self.send_error(conversation, OpenAIError(
                 401, "Authenticate first: send {\"type\": \"auth\", \"api_key\": ...}.", code="missing_api_key"))
+            return
+        if not await self._recheck(conversation):
             return
         body = {k: v for k, v in content.items() if k not in _PROTOCOL_KEYS}
         task = asyncio.ensure_future(self.converse(conversation, body))

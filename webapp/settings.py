@@ -144,8 +144,16 @@ DB_OUTAGE_GRACE_S = envfloat("DB_OUTAGE_GRACE_S", 300.0)
 DB_LOOKUP_TIMEOUT_S = envfloat("DB_LOOKUP_TIMEOUT_S", 3.0)
 
 if REDIS_URL:
+    # channels_redis waits for a socket's messages in a 5 s BZPOPMIN (RedisChannelLayer.brpop_timeout),
+    # and redis-py's default socket_timeout is 5 s too: whenever the client's timer fired first, the pop
+    # raised redis TimeoutError and took a WebSocket down without a close frame. Reads get 10 s more
+    # than the pop; keepalive and a ping before reusing an idle connection catch dead ones instead.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
+                                  "socket_keepalive": True, "health_check_interval": 30}]},
+        }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           "OPTIONS": {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
@@ -168,6 +176,13 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Failed password logins (dashboard and admin, webapp/login_throttle.py): past the limit within the
+# window, the username (from anywhere) or the address (for any username) is refused for the lockout.
+# The address gets a higher limit: several people may share one (an office behind one NAT).
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_LIMIT_PER_ADDRESS = envint("LOGIN_FAILURE_LIMIT_PER_ADDRESS", 20)
+LOGIN_FAILURE_WINDOW_S = envint("LOGIN_FAILURE_WINDOW_S", 900)
+LOGIN_LOCKOUT_S = envint("LOGIN_LOCKOUT_S", 900)
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"

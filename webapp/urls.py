@@ -3,9 +3,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from webapp import views
+from webapp.login_throttle import throttled_login
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    # The admin's own login, wrapped: same route, so reverse("admin:login") still lands here.
+    path("admin/login/", throttled_login(admin.site.login)),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 import redis
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from registry.tenancy.rules import RULES_POLL_S, VERSION_KEY
 from tests.degraded.servers import PrivatePostgres, PrivateRedis, spare_port
@@ -76,6 +78,17 @@ class Stack:
         started = time.monotonic()
         reply = request(method, f"{self.url}{path}", headers={"Authorization": f"Bearer {self.keys[key]}"})
         return reply, time.monotonic() - started
+
+    def socket_refusal(self, key: str) -> tuple[dict, int | None]:
+        """The first frame and the close code of a chat WebSocket opened with this key."""
+        with ws_connect(self.url.replace("http://", "ws://") + "/ws/chat/", open_timeout=5, origin=self.url,
+                        additional_headers={"Authorization": f"Bearer {self.keys[key]}"}) as socket:
+            frame = json.loads(socket.recv(timeout=5))
+            try:
+                socket.recv(timeout=5)
+            except ConnectionClosed as closed:
+                return frame, closed.rcvd.code if closed.rcvd else None
+        return frame, None
 
     def until_chat_works(self, key: str = "owner", model: str = "warm-model", timeout: float = 15.0) -> Reply:
         deadline = time.monotonic() + timeout
@@ -212,6 +225,10 @@ def test_with_postgres_stopped_warm_keys_and_blocks_are_served_for_the_grace_and
         _assert_unavailable(*stack.chat("owner", "cold-model"), "database_unavailable")
         _assert_unavailable(*stack.api("GET", "/api/blocks"), "database_unavailable", envelope=True)
         _assert_unavailable(*stack.api("GET", "/healthz"), "database_unavailable", envelope=True)
+        # A chat socket opened with a cold key is told why and closed with "try again later", not crashed.
+        frame, close_code = stack.socket_refusal("cold")
+        assert (frame["type"], frame["status"], frame["error"]["code"]) == ("error", 503, "database_unavailable")
+        assert close_code == 1013
         # Past the grace, the warm entries are refused too: the outage window is bounded.
         time.sleep(max(0.0, stopped + CACHE_TTL_S + GRACE_S + 0.2 - time.monotonic()))
         _assert_unavailable(*stack.chat("owner"), "database_unavailable")
