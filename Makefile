@@ -36,7 +36,8 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_builtin_blocks
 	$(PY) -m uvicorn webapp.asgi:application --host $(HOST) --port $(PORT) \
-		--loop uvloop --http httptools --ws websockets-sansio --no-access-log --lifespan on
+		--loop uvloop --http httptools --ws websockets-sansio --no-access-log --lifespan on \
+		--timeout-graceful-shutdown 10
 
 services:
 	@bash .ci/services.sh

@@ -131,5 +131,13 @@ def outsider(other_org) -> Party:
 
 
 @pytest.fixture
+def operator(db) -> Party:
+    """An owner of the platform organization: the server's operator (registry/roles.py)."""
+    platform, _ = Organization.objects.get_or_create(slug=django_settings.SWITCHBOARD_PLATFORM_ORG,
+                                                     defaults={"name": "Platform"})
+    return _party("olivia", platform, Membership.OWNER)
+
+
+@pytest.fixture
 def anon() -> APIClient:
     return APIClient()

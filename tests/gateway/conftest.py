@@ -101,7 +101,7 @@ def start_gateway() -> LiveGateway:
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--no-access-log",
-         "--lifespan", "on"],
+         "--lifespan", "on", "--timeout-graceful-shutdown", "5"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -126,7 +126,8 @@ def live_gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
     yield gateway
     gateway.process.terminate()
     try:
-        gateway.process.wait(10)
+        # Past --timeout-graceful-shutdown uvicorn cancels what still runs: a wait beyond it is a hang.
+        gateway.process.wait(20)
     except subprocess.TimeoutExpired:
         gateway.process.kill()
         raise

@@ -22,10 +22,8 @@ from inference.backends.aios_grpc import AIOSBackend
 from inference.backends.openai_compat import OpenAIBackend
 from inference.workers.queued import QueuedBackend
 from inference.workers.queues import CPU_QUEUE
-from registry.models import Block, Membership, Organization
-from registry.services import api_key_create
+from registry.models import Block
 from registry.tenancy.models import PolicyRule
-from tests.conftest import Party
 from tests.factories import BlockFactory
 from tests.gateway.conftest import request
 from tests.recording_listener import RecordingListener
@@ -49,17 +47,6 @@ async def _close_orm_thread_connections():
 def default_policy(settings):
     """EGRESS_ALLOW as shipped: nothing opened, public addresses only."""
     settings.EGRESS_ALLOW = []
-
-
-@pytest.fixture
-def operator(db, django_user_model) -> Party:
-    """An owner of the platform organization: the operator (registry/roles.py)."""
-    platform, _ = Organization.objects.get_or_create(slug=django_settings.SWITCHBOARD_PLATFORM_ORG,
-                                                     defaults={"name": "Platform"})
-    user = django_user_model.objects.create_user(username="root-op", password="pw-root-op")
-    Membership.objects.create(user=user, organization=platform, role=Membership.OWNER)
-    _, raw = api_key_create(organization=platform, name="operator-key", created_by=user)
-    return Party(user=user, organization=platform, key=raw)
 
 
 @pytest.fixture

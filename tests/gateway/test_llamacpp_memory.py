@@ -11,13 +11,11 @@ import weakref
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from inference.backends import llamacpp
 from inference.backends.factory import backend_for_block
 from registry.builtin import builtin_block_load, smollm2_gguf_path
-from registry.models import Block, Membership, Organization
-from registry.services import api_key_create
+from registry.models import Block
 from tests.conftest import Party
 from tests.gateway.conftest import request
 
@@ -25,16 +23,6 @@ pytestmark = pytest.mark.slow
 
 # What a live server's RSS may drift by over a few requests without loading anything (MB).
 RSS_NOISE_MB = 25
-
-
-@pytest.fixture
-def operator(db, django_user_model) -> Party:
-    platform, _ = Organization.objects.get_or_create(slug=settings.SWITCHBOARD_PLATFORM_ORG,
-                                                     defaults={"name": "Platform"})
-    user = django_user_model.objects.create_user(username="olivia", password="pw-olivia")
-    Membership.objects.create(user=user, organization=platform, role=Membership.OWNER)
-    _, raw = api_key_create(organization=platform, name="operator-key", created_by=user)
-    return Party(user=user, organization=platform, key=raw)
 
 
 @pytest.fixture

@@ -7,29 +7,12 @@ import json
 import time
 
 import pytest
-from websockets.asyncio.client import connect as ws_connect
+
+from tests.gateway.websocket_client import connect, frames_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HI = [{"role": "user", "content": "hi"}]
-
-
-def connect(url: str, **kwargs):
-    # webapp/asgi.py guards sockets with AllowedHostsOriginValidator, which wants an Origin.
-    origin = url.split("/ws/")[0].replace("ws://", "http://")
-    return ws_connect(url, origin=origin, **kwargs)
-
-
-async def frames_until_done(ws, conversation, limit: float = 5.0) -> list[dict]:
-    frames = []
-    async with asyncio.timeout(limit):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("id") != conversation:
-                continue
-            frames.append(frame)
-            if frame["type"] in ("done", "error", "cancelled"):
-                return frames
 
 
 @pytest.fixture

@@ -15,33 +15,16 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import Client
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from registry.models import ApiKey, Membership
 from registry.tenancy.services import api_key_revoke
 from tests.gateway.conftest import request
+from tests.gateway.websocket_client import connect, frames_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HI = [{"role": "user", "content": "hi"}]
-
-
-def connect(url: str, **kwargs):
-    origin = url.split("/ws/")[0].replace("ws://", "http://")
-    return ws_connect(url, origin=origin, **kwargs)
-
-
-async def frames_until_done(ws, conversation, limit: float = 5.0) -> list[dict]:
-    frames = []
-    async with asyncio.timeout(limit):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("id") != conversation:
-                continue
-            frames.append(frame)
-            if frame["type"] in ("done", "error", "cancelled"):
-                return frames
 
 
 async def frames_until_closed(ws, limit: float) -> list[dict]:

@@ -7,28 +7,14 @@ import sys
 import uuid
 
 import pytest
-from django.conf import settings
 
 from inference.backends import llamacpp
 from inference.backends.base import BackendError
 from inference.backends.factory import backend_for_block
-from registry.models import Block, Membership, Organization
-from registry.services import api_key_create
-from tests.conftest import Party
+from registry.models import Block
 from tests.factories import BlockFactory
 
 REVERSE = {"class": "inference.backends.examples.ReverseTextLLM"}
-
-
-@pytest.fixture
-def operator(db, django_user_model) -> Party:
-    """An owner of the platform organization: the server's operator."""
-    platform, _ = Organization.objects.get_or_create(slug=settings.SWITCHBOARD_PLATFORM_ORG,
-                                                     defaults={"name": "Platform"})
-    user = django_user_model.objects.create_user(username="olivia", password="pw-olivia")
-    Membership.objects.create(user=user, organization=platform, role=Membership.OWNER)
-    _, raw = api_key_create(organization=platform, name="operator-key", created_by=user)
-    return Party(user=user, organization=platform, key=raw)
 
 
 @pytest.fixture
