@@ -249,7 +249,7 @@ def test_a_policy_naming_a_foreign_block_by_its_plain_id_is_refused(owner, outsi
     upstream_block(outsider.organization, "ok", block_id="globex-public", visibility=Block.PUBLIC)
     client = owner.client()
     refused = client.post("/api/policies", {"block": "acme-primary", "fallbacks": ["globex-public"]}, format="json")
-    assert refused.status_code == 400
+    assert refused.status_code == 404
     assert refused.json()["message"] == "fallbacks: unknown block 'globex-public'"
     created = client.post("/api/policies", {"block": "acme-primary", "fallbacks": ["globex/globex-public"]},
                           format="json")
