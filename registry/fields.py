@@ -17,7 +17,7 @@ class _Strict:
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, bool) != (bool in self.json_types) or not isinstance(data, self.json_types):
-            self.fail("invalid")
+            self.fail("wrong_type")
         return super().to_internal_value(data)
 
 
@@ -30,30 +30,34 @@ class _Untrimmed:
 
 class StrictCharField(_Strict, _Untrimmed, serializers.CharField):
     json_types = (str,)
-    default_error_messages = {"invalid": "Must be a string."}
+    default_error_messages = {"wrong_type": "Must be a string."}
 
 
 class StrictRegexField(_Strict, _Untrimmed, serializers.RegexField):
     json_types = (str,)
-    default_error_messages = {"invalid": "Must be a string matching the field's pattern."}
+    default_error_messages = {"wrong_type": "Must be a string."}
 
 
 class StrictSlugField(_Strict, _Untrimmed, serializers.SlugField):
     json_types = (str,)
+    default_error_messages = {"wrong_type": "Must be a string."}
 
 
 class StrictChoiceField(_Strict, serializers.ChoiceField):
     json_types = (str,)
-    default_error_messages = {"invalid": "Must be one of the listed strings."}
+    default_error_messages = {"wrong_type": "Must be one of the listed strings."}
 
 
 class StrictIntegerField(_Strict, serializers.IntegerField):
     json_types = (int,)
+    default_error_messages = {"wrong_type": "A valid integer is required."}
 
 
 class StrictFloatField(_Strict, serializers.FloatField):
     json_types = (int, float)
+    default_error_messages = {"wrong_type": "A valid number is required."}
 
 
 class StrictBooleanField(_Strict, serializers.BooleanField):
     json_types = (bool,)
+    default_error_messages = {"wrong_type": "Must be true or false."}

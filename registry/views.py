@@ -193,6 +193,10 @@ class BlockDetailView(APIView):
         block, error = self._owned(request, block_id)
         if error is not None:
             return error
+        request.data  # noqa: B018 (parses the body, so DRF knows whether there was one)
+        if not partial and request.stream is None:
+            # PUT replaces every field: with no body it would silently reset the block to defaults.
+            return fail("PUT replaces the block: send its fields as a JSON body (PATCH changes some)")
         try:
             serializer = _write_serializer(request, partial=partial, block_id=block.block_id)
         except QueryError as exc:
@@ -219,10 +223,6 @@ class BlockDetailView(APIView):
         responses={200: ENVELOPE, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
     )
     def put(self, request: Request, block_id: str) -> Response:
-        request.data  # noqa: B018 (parses the body, so DRF knows whether there was one)
-        if request.stream is None:
-            # PUT replaces every field: with no body it would silently reset the block to defaults.
-            return fail("PUT replaces the block: send its fields as a JSON body (PATCH changes some)")
         return self._update(request, block_id, partial=False)
 
     @extend_schema(operation_id="blocks_delete", summary="Delete your block", responses={200: ENVELOPE, 401: ERROR, 403: ERROR, 404: ERROR})

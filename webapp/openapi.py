@@ -55,7 +55,8 @@ REASONS = {
     503: "A dependency of the gateway is unavailable.",
     504: "The upstream model server timed out.",
 }
-API_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429)
+# 503: PostgreSQL or Redis is down (registry.outages); any /api operation may answer it.
+API_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503)
 BODY_METHODS = ("post", "put", "patch")
 
 

@@ -52,7 +52,7 @@ def test_an_owner_writes_reads_edits_and_deletes_a_policy(owner, member, blocks)
     ({"retry_on": [200]}, "retry_on: Ensure this value is greater than or equal to 400."),
     ({"max_input_tokens": 0}, "max_input_tokens: Ensure this value is greater than or equal to 1."),
     ({"max_output_tokens": 10**9}, "max_output_tokens: Ensure this value is less than or equal to 10000000."),
-    ({"allowed_protocols": ["text"]}, "protocol 'text' must look like 'type/subtype'"),
+    ({"allowed_protocols": ["text"]}, "allowed_protocols: must look like 'type/subtype'"),
     ({"allowed_protocols": "text/plain"}, "allowed_protocols: Expected a list"),
 ])
 def test_bad_policies_get_a_clear_400_and_nothing_is_saved(owner, blocks, body, message):

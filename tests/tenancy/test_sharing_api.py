@@ -97,7 +97,7 @@ def test_the_org_registry_registers_looks_up_and_unregisters_models(owner, membe
     assert created.json()["data"]["blockId"] == "acme-llm"
     # Another organization's block is registered by its qualified id; its plain id names nothing.
     assert client.post("/api/orgs/acme/models", {"name": "shared", "block_id": "globex-public"},
-                       format="json").status_code == 400
+                       format="json").status_code == 404
     shared = client.post("/api/orgs/acme/models", {"name": "shared", "block_id": "globex/globex-public"},
                          format="json")
     assert shared.status_code == 201 and shared.json()["data"]["blockId"] == "globex/globex-public"
