@@ -8,12 +8,27 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DataError
 from rest_framework import status as http
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from registry.outages import envelope_response as outage_response
 
 log = logging.getLogger(__name__)
+
+
+class Unprocessable(APIException):
+    """422: well-formed input (it matches /api/schema/) refused by a rule the schema cannot state,
+    such as an expiry that has already passed. Malformed input stays a 400."""
+
+    status_code = http.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "unprocessable"
+
+
+class ReferenceNotFound(NotFound):
+    """404: a body names a block, key or organization that does not exist or that the caller may not
+    see (the two are not told apart). Raised after the body's form is checked, so a malformed body
+    is still a 400."""
 
 
 def ok(data: Any, status: int = http.HTTP_200_OK) -> Response:

@@ -119,6 +119,10 @@ def _filter_node(rule: Any) -> Any:
     return rule
 
 
+def _or_default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def parse_similarity_payload(payload: Any) -> SimilarityRequest:
     if not isinstance(payload, dict):
         raise QueryError("similarity: expected a JSON object")
@@ -135,14 +139,15 @@ def parse_similarity_payload(payload: Any) -> SimilarityRequest:
     mode = rule_values.get("executionMode", "code")
     if mode != "code":
         raise QueryError(f"{where}.executionMode: '{mode}' is not supported; use 'code'")
-    path = rule_values.get("policyCodePath") or DEFAULT_POLICY
+    # Only null means "the default": false, "" or [] are a caller's mistake, refused (as /api/schema/ says).
+    path = _or_default(rule_values.get("policyCodePath"), DEFAULT_POLICY)
     if not isinstance(path, str) or path not in POLICY_ALIASES:
         raise QueryError(
             f"{where}.policyCodePath: {path!r} is not a built-in policy (user-supplied policy code is "
             f"never executed); use one of: {', '.join(POLICY_ALIASES)}"
         )
-    settings = rule_values.get("settings") or {}
-    parameters = rule_values.get("parameters") or {}
+    settings = _or_default(rule_values.get("settings"), {})
+    parameters = _or_default(rule_values.get("parameters"), {})
     if not isinstance(settings, dict) or not isinstance(parameters, dict):
         raise QueryError(f"{where}: settings and parameters must be objects")
     limit = DEFAULT_MAX_RESULTS

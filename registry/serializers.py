@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.backend_rules import BackendConfigError, check_backend_config
+from registry.fields import StrictBooleanField, StrictCharField, StrictChoiceField
 from registry.models import Block
 
 BLOCK_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$"
@@ -40,28 +42,48 @@ def _string_list(value: Any, allow_string: bool = True) -> list[str]:
     return out
 
 
+# What _string_list accepts, for /api/schema/: a string or a list of them, each non-blank, at most 200 long.
+PROTOCOL = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}
+PROTOCOLS_SCHEMA = {"oneOf": [PROTOCOL, {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": PROTOCOL}]}
+
+
+@extend_schema_field(PROTOCOLS_SCHEMA)
+class ProtocolsField(serializers.JSONField):
+    """inputProtocols/outputProtocols: checked by BlockWriteSerializer.validate (_string_list)."""
+
+
+@extend_schema_field({
+    "type": "object",
+    "description": "description and tags are the block's; any other key is stored as its metadata.",
+    "properties": {"description": {"type": "string", "maxLength": 10_000},
+                   "tags": {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": PROTOCOL}},
+})
+class MetadataField(serializers.DictField):
+    """blockMetadata: checked by BlockWriteSerializer.validate_blockMetadata."""
+
+
 class BackendSerializer(serializers.Serializer):
-    type = serializers.CharField(max_length=40, allow_blank=True)
+    type = StrictCharField(max_length=40, allow_blank=True)
     config = serializers.DictField(required=False, default=dict)
 
 
 class BlockWriteSerializer(serializers.Serializer):
     """Create (all of it), PUT (all but id) and PATCH (partial=True)."""
 
-    id = serializers.CharField(
+    id = StrictCharField(
         max_length=200,
         validators=[RegexValidator(BLOCK_ID_RE, "letters, digits and . _ : @ + - only, starting with a letter or digit")],
     )
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    kind = serializers.ChoiceField(choices=[k for k, _ in Block.KINDS], required=False)
-    blockMetadata = serializers.DictField(required=False)
-    inputProtocols = serializers.JSONField(required=False)
-    inputProtocol = serializers.JSONField(required=False, help_text="Singular spelling of inputProtocols.")
-    outputProtocols = serializers.JSONField(required=False)
-    outputProtocol = serializers.JSONField(required=False, help_text="Singular spelling of outputProtocols.")
+    name = StrictCharField(max_length=200, required=False, allow_blank=True)
+    kind = StrictChoiceField(choices=[k for k, _ in Block.KINDS], required=False)
+    blockMetadata = MetadataField(required=False)
+    inputProtocols = ProtocolsField(required=False)
+    inputProtocol = ProtocolsField(required=False, help_text="Singular spelling of inputProtocols.")
+    outputProtocols = ProtocolsField(required=False)
+    outputProtocol = ProtocolsField(required=False, help_text="Singular spelling of outputProtocols.")
     backend = BackendSerializer(required=False)
-    visibility = serializers.ChoiceField(choices=[v for v, _ in Block.VISIBILITIES], required=False)
-    enabled = serializers.BooleanField(required=False)
+    visibility = StrictChoiceField(choices=[v for v, _ in Block.VISIBILITIES], required=False)
+    enabled = StrictBooleanField(required=False)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -114,6 +136,8 @@ class BlockWriteSerializer(serializers.Serializer):
                     except ValueError as exc:
                         raise serializers.ValidationError({spelling: str(exc)}) from exc
         if "backend" in attrs:
+            if "type" not in attrs["backend"]:  # a PATCH is partial, its backend is not
+                raise serializers.ValidationError({"backend": {"type": "required whenever backend is given"}})
             out["backend_type"] = attrs["backend"]["type"]
             out["backend_config"] = attrs["backend"].get("config") or {}
             try:

@@ -193,6 +193,10 @@ class BlockDetailView(APIView):
         block, error = self._owned(request, block_id)
         if error is not None:
             return error
+        request.data  # noqa: B018 (parses the body, so DRF knows whether there was one)
+        if not partial and request.stream is None:
+            # PUT replaces every field: with no body it would silently reset the block to defaults.
+            return fail("PUT replaces the block: send its fields as a JSON body (PATCH changes some)")
         try:
             serializer = _write_serializer(request, partial=partial, block_id=block.block_id)
         except QueryError as exc:
@@ -240,7 +244,7 @@ class BlockQueryView(APIView):
             '{"tags": ["qa"], "inputProtocols": ["text/plain"]} (lists mean IN, scalars ==). '
             "See the README for the operators and variables."
         ),
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": {"$ref": "#/components/schemas/BlockQuery"}},
         parameters=PAGE_PARAMS,
         examples=[OpenApiExample("seed filter payload", value=SEED_FILTER_EXAMPLE, request_only=True)],
         responses={200: ENVELOPE, 400: ERROR, 401: ERROR},
@@ -261,7 +265,7 @@ class BlockSimilarityView(APIView):
             "The seed's similarity payload. policyCodePath may only name a built-in policy "
             "('text-overlap'); code is never loaded from the request. Each result carries a score."
         ),
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": {"$ref": "#/components/schemas/Similarity"}},
         examples=[OpenApiExample("seed similarity payload", value=SIMILARITY_EXAMPLE, request_only=True)],
         responses={200: ENVELOPE, 400: ERROR, 401: ERROR},
     )

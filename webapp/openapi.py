@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from inference.gateway.validation import MAX_N, MAX_STOP
+from registry.query_schema import block_query_schema, query_node_schema, similarity_schema
+from registry.serializers import READ_ONLY_KEYS, RESERVED_IDS
 
 ENVELOPE_ERROR = {
     "type": "object",
@@ -40,9 +42,12 @@ REASONS = {
          "in any string, path or query value, or a field that fails validation.",
     401: "No API key, or a wrong, expired or revoked one.",
     403: "The caller's role or organization may not do this.",
-    404: "Not found, or another organization's (the two are not told apart).",
+    404: "Not found, or another organization's (the two are not told apart). A body that names a block, "
+         "key or organization that does not exist (or that the caller may not see) is a 404 too.",
     405: "Method not allowed on this path.",
     409: "Conflicts with something that exists.",
+    422: "Well-formed, but refused by a rule the schema cannot state: an expiry that has already passed, "
+         "a block that falls back to itself, a field that cannot change after creation.",
     413: "The body is larger than the cap (API_MAX_BODY_BYTES on /api and /discovery, GATEWAY_MAX_BODY_BYTES on /v1).",
     415: "The body is not application/json.",
     429: "Over a quota or rate limit; Retry-After says when to come back.",
@@ -50,7 +55,8 @@ REASONS = {
     503: "A dependency of the gateway is unavailable.",
     504: "The upstream model server timed out.",
 }
-API_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 429)
+# 503: PostgreSQL or Redis is down (registry.outages); any /api operation may answer it.
+API_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503)
 BODY_METHODS = ("post", "put", "patch")
 
 
@@ -100,17 +106,19 @@ CHAT_REQUEST = {
         "model": {"type": "string", "minLength": 1, "pattern": "\\S",
                   "description": "A block id or name your organization may use (see GET /v1/models)."},
         "messages": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ChatMessage"}},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "max_completion_tokens": {"type": "integer", "minimum": 1},
-        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
-        "stop": {"oneOf": [{"type": "string"},
-                           {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP}]},
-        "seed": {"type": "integer"},
-        "stream": {"type": "boolean", "description": "true: the answer comes as text/event-stream chunks."},
+        # Every optional field may be null, meaning "not given" (as in OpenAI's own schema).
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
+        "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
+        "max_completion_tokens": {"type": "integer", "minimum": 1, "nullable": True},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "nullable": True},
+        "stop": {"nullable": True, "oneOf": [{"type": "string"},
+                                             {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP}]},
+        "seed": {"type": "integer", "minimum": -(2**63), "nullable": True},
+        "stream": {"type": "boolean", "nullable": True,
+                   "description": "true: the answer comes as text/event-stream chunks."},
     },
-    "additionalProperties": False,
+    # Not additionalProperties: false: the gateway forwards the fields it does not read.
     "example": {"model": "acme-llm", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8},
 }
 MODEL = {
@@ -126,6 +134,10 @@ CHAT_COMPLETION = {
                    "choices": {"type": "array"}, "usage": {"type": "object", "nullable": True}},
 }
 BEARER = [{"bearerAuth": []}]
+# One server-sent event (schemathesis validates each event of a text/event-stream reply against it).
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "description": "data: a chat.completion.chunk as JSON; the last event's data is [DONE].",
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
 
 
 def _v1_paths() -> dict[str, Any]:
@@ -140,7 +152,7 @@ def _v1_paths() -> dict[str, Any]:
             "responses": {
                 "200": {"description": "The answer, or its chunks as server-sent events.",
                         "content": {**json_of("#/components/schemas/ChatCompletion"),
-                                    "text/event-stream": {"schema": {"type": "string"}}}},
+                                    "text/event-stream": {"schema": SSE_EVENT}}},
                 **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504),
             },
         }},
@@ -165,7 +177,7 @@ def _v1_paths() -> dict[str, Any]:
                                                            "(after Last-Event-ID)",
             "tags": ["v1"], "security": BEARER, "parameters": request_id,
             "responses": {"200": {"description": "Server-sent events.",
-                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                  "content": {"text/event-stream": {"schema": SSE_EVENT}}},
                           **_openai_errors(400, 401, 404, 405, 503)},
         }},
         "/v1/requests/{request_id}/cancel": {"post": {
@@ -180,8 +192,44 @@ def _v1_paths() -> dict[str, Any]:
     }
 
 
+def _tighten_block_write(schemas: dict, paths: dict) -> None:
+    """BlockWriteSerializer refuses unknown keys and both spellings of a protocol field at once, and
+    PUT/PATCH take their id from the URL (a body may repeat it): the request schemas say so."""
+    create = schemas.get("BlockWriteRequest")
+    if create is None:
+        return
+    both = [{"required": [plural, plural[:-1]]} for plural in ("inputProtocols", "outputProtocols")]
+    ignored = {key: {"description": "Ignored (accepted so a block read here can be written back as it is)."}
+               for key in sorted(READ_ONLY_KEYS)}
+    for name in ("BlockWriteRequest", "PatchedBlockWriteRequest"):
+        schema = schemas[name]
+        schema["properties"].update(ignored)
+        schema["properties"]["id"]["not"] = {"enum": sorted(RESERVED_IDS)}
+        schema.update(additionalProperties=False, **{"not": {"anyOf": both}})
+    replace = {**create, "properties": {k: v for k, v in create["properties"].items() if k != "id"},
+               "description": "Every field but the id (the URL's); a field left out gets its default."}
+    replace.pop("required", None)
+    schemas["BlockReplaceRequest"] = replace
+    schemas["PatchedBlockWriteRequest"]["properties"].pop("id")
+    schemas["PatchedBlockWriteRequest"]["description"] = "The fields to change; the id is the URL's."
+    detail = paths.get("/api/blocks/{block_id}", {})
+    if "put" in detail:
+        detail["put"]["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BlockReplaceRequest"}}}}
+
+
+def _require_bodies(paths: dict) -> None:
+    """Raw request schemas (registry.query_schema) come out of drf-spectacular as optional bodies."""
+    operation = paths.get("/api/blocks/similarity", {}).get("post")
+    if operation and "requestBody" in operation:
+        operation["requestBody"]["required"] = True
+
+
 def postprocess(result: dict, generator, request, public) -> dict:
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(QueryNode=query_node_schema(), BlockQuery=block_query_schema(), Similarity=similarity_schema())
+    _tighten_block_write(schemas, result.get("paths", {}))
+    _require_bodies(result.get("paths", {}))
     schemas.update(Envelope=ENVELOPE_OK, EnvelopeError=ENVELOPE_ERROR, OpenAIError=OPENAI_ERROR, Model=MODEL,
                    ChatMessage=MESSAGE, ChatCompletionRequest=CHAT_REQUEST, ChatCompletion=CHAT_COMPLETION)
     _document_api_errors(result)

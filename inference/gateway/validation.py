@@ -185,9 +185,9 @@ def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> Chat
             raise invalid("'stream_options.include_usage' must be a boolean.", "stream_options.include_usage",
                           "invalid_type")
 
-    max_tokens = _integer(body, "max_completion_tokens", 1)
-    if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1)
+    # Both are checked even when both are given; max_completion_tokens (OpenAI's newer name) wins.
+    max_completion_tokens, legacy_max_tokens = _integer(body, "max_completion_tokens", 1), _integer(body, "max_tokens", 1)
+    max_tokens = legacy_max_tokens if max_completion_tokens is None else max_completion_tokens
     response_format = body.get("response_format")
     if response_format is not None and (not isinstance(response_format, dict)
                                         or response_format.get("type") not in RESPONSE_FORMATS):

@@ -50,7 +50,10 @@ def messages_from_query(search_query: Any) -> list[dict[str, Any]]:
             raise ValueError("search_query as a list must hold message objects")
         return search_query
     if isinstance(search_query, dict):
-        return messages_from_input(search_query)
+        messages = messages_from_input(search_query)
+        if not all(isinstance(m, dict) for m in messages):
+            raise ValueError("search_query's messages or prompts must be message objects")
+        return messages
     raise ValueError("search_query must be a string, a list of messages or an object")
 
 
@@ -191,9 +194,11 @@ def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any
     rules = load_org_rules(principal.organization.pk)
     policy = effective_policy(org_rule=rules.org_rule, block_rule=rules.block_rules.get(block.pk, {}),
                               request_values={})
-    max_tokens = query_params.get("max_tokens", query_params.get("max_completion_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise ValueError("query_params.max_tokens must be a positive integer")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = query_params.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"query_params.{key} must be a positive integer")
+    max_tokens = query_params.get("max_tokens") or query_params.get("max_completion_tokens")
     request = SimpleNamespace(messages=messages, max_tokens=max_tokens, extra={})
     problems = check_constraints(policy=policy, request=request, prompt_tokens=prompt_tokens,
                                  protocols=request_protocols(request, None))

@@ -9,13 +9,14 @@ the role of the user who created it. Anything belonging to another organization 
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.views import APIView
 
 from registry import roles
-from registry.envelope import fail, ok
+from registry.envelope import Unprocessable, fail, ok
+from registry.fields import StrictCharField
 from registry.models import ApiKey
 from registry.roles import caller_role
 from registry.services import KeyRightsError, api_key_create, api_key_limits_under
@@ -271,7 +272,7 @@ class PolicyDetailView(APIView):
         serializer.is_valid(raise_exception=True)
         values, block = _rule_values(serializer.validated_data)
         if "block" in serializer.validated_data and block != rule.block:
-            raise ValidationError({"block": "a rule's block cannot change; create another rule"})
+            raise Unprocessable({"block": ["a rule's block cannot change; create another rule"]})
         return ok(services.policy_rule_update(rule=rule, values=values).to_dict())
 
     @extend_schema(responses={200: ENVELOPE})
@@ -322,7 +323,7 @@ class QuotaDetailView(APIView):
         serializer.is_valid(raise_exception=True)
         values = dict(serializer.validated_data)
         if "api_key" in values and values.pop("api_key") != quota.api_key:
-            raise ValidationError({"api_key": "a quota's key cannot change; create another quota"})
+            raise Unprocessable({"api_key": ["a quota's key cannot change; create another quota"]})
         return ok(services.quota_update(quota=quota, values=values).to_dict())
 
     @extend_schema(responses={200: ENVELOPE})
@@ -338,22 +339,51 @@ class UsageView(APIView):
         return ok(remaining_quota_of(request.user))
 
 
+# What registry.tenancy.estimator reads (messages_from_query, input_size_of), for /api/schema/.
+_TEXT = {"type": "string", "minLength": 1}
+SEARCH_QUERY_SCHEMA = {
+    "description": "A prompt string, a list of messages, the seed's input_data ({messages | prompts | text | "
+                   "prompt | query | input}), or {\"input_size\": <prompt tokens>}.",
+    "anyOf": [
+        _TEXT,
+        {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        {"type": "object", "required": ["input_size"], "properties": {"input_size": {"type": "integer", "minimum": 0}}},
+        *({"type": "object", "required": [key], "not": {"required": ["input_size"]},
+           "properties": {key: {"type": "array", "minItems": 1, "items": {"type": "object"}}}}
+          for key in ("messages", "prompts")),
+        *({"type": "object", "required": [key], "not": {"required": ["input_size"]}, "properties": {key: _TEXT}}
+          for key in ("text", "prompt", "query", "input")),
+    ],
+}
+_MAX_TOKENS = {"type": "integer", "minimum": 1, "nullable": True}
+
+
+@extend_schema_field(SEARCH_QUERY_SCHEMA)
+class SearchQueryField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "object", "properties": {"max_tokens": _MAX_TOKENS, "max_completion_tokens": _MAX_TOKENS},
+                      "description": "e.g. {\"max_tokens\": 64}"})
+class QueryParamsField(serializers.DictField):
+    pass
+
+
 EstimateRequest = inline_serializer("EstimateRequest", fields={
-    "search_query": serializers.JSONField(help_text="a prompt string, a list of messages, input_data, "
-                                                  "or {\"input_size\": <prompt tokens>}"),
-    "block_id": serializers.CharField(max_length=200),
+    "search_query": SearchQueryField(),
+    "block_id": StrictCharField(max_length=200, help_text="unknown or not visible: 404"),
 })
 CheckExecuteRequest = inline_serializer("CheckExecuteRequest", fields={
-    "search_query": serializers.JSONField(),
-    "query_params": serializers.DictField(required=False, help_text="e.g. {\"max_tokens\": 64}"),
-    "block_id": serializers.CharField(max_length=200),
+    "search_query": SearchQueryField(),
+    "query_params": QueryParamsField(required=False),
+    "block_id": StrictCharField(max_length=200, help_text="unknown or not visible: 404"),
 })
 
 
 class _DiscoveryInput(serializers.Serializer):
     search_query = serializers.JSONField()
     query_params = serializers.DictField(required=False, default=dict)
-    block_id = serializers.CharField(max_length=200)
+    block_id = StrictCharField(max_length=200)
 
 
 def _discovery(request, answer):

@@ -249,7 +249,7 @@ def test_a_policy_naming_a_foreign_block_by_its_plain_id_is_refused(owner, outsi
     upstream_block(outsider.organization, "ok", block_id="globex-public", visibility=Block.PUBLIC)
     client = owner.client()
     refused = client.post("/api/policies", {"block": "acme-primary", "fallbacks": ["globex-public"]}, format="json")
-    assert refused.status_code == 400
+    assert refused.status_code == 404
     assert refused.json()["message"] == "fallbacks: unknown block 'globex-public'"
     created = client.post("/api/policies", {"block": "acme-primary", "fallbacks": ["globex/globex-public"]},
                           format="json")
@@ -277,7 +277,7 @@ def test_a_keys_allowed_models_match_a_foreign_block_only_by_its_qualified_id(
     upstream_block(outsider.organization, "ok", block_id="globex-only", visibility=Block.PUBLIC)
     keys = owner.client()
     refused = keys.post("/api/keys", {"name": "k", "allowed_models": ["globex-only"]}, format="json")
-    assert refused.status_code == 400
+    assert refused.status_code == 404
     minted = keys.post("/api/keys", {"name": "k", "allowed_models": ["globex/globex-only"]}, format="json")
     assert minted.status_code == 201 and minted.json()["data"]["allowedModels"] == ["globex/globex-only"]
 
@@ -322,7 +322,7 @@ def test_the_org_registry_maps_a_name_to_a_foreign_block_only_by_its_qualified_i
     upstream_block(outsider.organization, "ok", block_id="summarizer", visibility=Block.PUBLIC)
     client = owner.client()
     plain = client.post("/api/orgs/acme/models", {"name": "sum", "block_id": "summarizer"}, format="json")
-    assert plain.status_code == 400
+    assert plain.status_code == 404
     made = client.post("/api/orgs/acme/models", {"name": "sum", "block_id": "globex/summarizer"}, format="json")
     assert made.status_code == 201
     assert member.client().get("/api/orgs/acme/models/sum").json()["data"]["blockId"] == "globex/summarizer"

@@ -148,7 +148,7 @@ def test_the_python_clients_work_against_a_live_server(live_server, owner, outsi
     assert list(manager.list_models()) == ["summarizer"]
     with pytest.raises(SwitchboardError) as refused:
         manager.register_model("stolen", block_id="globex-secret")
-    assert refused.value.status == 400 and "unknown block 'globex-secret'" in refused.value.message
+    assert refused.value.status == 404 and "unknown block 'globex-secret'" in refused.value.message
     manager.unregister_model("summarizer")
     assert manager.list_models() == {}
     with pytest.raises(SwitchboardError) as missing:

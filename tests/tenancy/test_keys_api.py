@@ -89,10 +89,9 @@ def test_an_expired_key_is_refused(owner):
     ({}, "name: This field is required."),
     ({"name": ""}, "name: This field may not be blank."),
     ({"name": "x" * 101}, "name: Ensure this field has no more than 100 characters."),
-    ({"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at: must be in the future"),
     ({"name": "k", "expires_at": "tomorrow"}, "expires_at: Datetime has wrong format"),
-    ({"name": "k", "allowed_models": ["no-such-block"]}, "allowed_models: unknown block 'no-such-block'"),
     ({"name": "k", "allowed_models": "acme-llm"}, "allowed_models: Expected a list"),
+    ({"name": 7}, "name: Must be a string."),
 ])
 def test_bad_key_requests_get_a_clear_400(owner, body, message):
     response = owner.client().post("/api/keys", body, format="json")
@@ -102,13 +101,24 @@ def test_bad_key_requests_get_a_clear_400(owner, body, message):
     assert ApiKey.objects.count() == 1  # nothing half-written
 
 
+@pytest.mark.parametrize("body, status, message", [
+    ({"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, 422, "expires_at: must be in the future"),
+    ({"name": "k", "allowed_models": ["no-such-block"]}, 404, "allowed_models: unknown block 'no-such-block'"),
+])
+def test_a_key_that_would_be_born_expired_is_422_and_one_for_a_missing_model_404(owner, body, status, message):
+    response = owner.client().post("/api/keys", body, format="json")
+    assert response.status_code == status
+    assert response.json()["message"] == message
+    assert ApiKey.objects.count() == 1
+
+
 def test_allowed_models_accept_visible_blocks_only(owner, outsider):
     BlockFactory(organization=owner.organization, block_id="acme-llm")
     BlockFactory(organization=outsider.organization, block_id="globex-secret")
     ok = owner.client().post("/api/keys", {"name": "n", "allowed_models": ["acme-llm"]}, format="json")
     assert ok.status_code == 201 and ok.json()["data"]["allowedModels"] == ["acme-llm"]
     foreign = owner.client().post("/api/keys", {"name": "n", "allowed_models": ["globex-secret"]}, format="json")
-    assert foreign.status_code == 400
+    assert foreign.status_code == 404
     # Word for word what a block that does not exist gets.
     assert foreign.json()["message"] == "allowed_models: unknown block 'globex-secret'"
 

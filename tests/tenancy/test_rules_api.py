@@ -50,19 +50,38 @@ def test_an_owner_writes_reads_edits_and_deletes_a_policy(owner, member, blocks)
     ({"retries": -1}, "retries: Ensure this value is greater than or equal to 0."),
     ({"backoff_s": 61}, "backoff_s: Ensure this value is less than or equal to 60."),
     ({"retry_on": [200]}, "retry_on: Ensure this value is greater than or equal to 400."),
-    ({"fallbacks": ["globex-secret"]}, "fallbacks: unknown block 'globex-secret'"),
-    ({"fallbacks": ["nope"]}, "fallbacks: unknown block 'nope'"),
-    ({"block": "acme-llm", "fallbacks": ["acme-llm"]}, "fallbacks: a block cannot fall back to itself"),
-    ({"block": "globex-secret"}, "block: unknown block 'globex-secret'"),
     ({"max_input_tokens": 0}, "max_input_tokens: Ensure this value is greater than or equal to 1."),
     ({"max_output_tokens": 10**9}, "max_output_tokens: Ensure this value is less than or equal to 10000000."),
-    ({"allowed_protocols": ["text"]}, "protocol 'text' must look like 'type/subtype'"),
+    ({"allowed_protocols": ["text"]}, "allowed_protocols: must look like 'type/subtype'"),
     ({"allowed_protocols": "text/plain"}, "allowed_protocols: Expected a list"),
 ])
 def test_bad_policies_get_a_clear_400_and_nothing_is_saved(owner, blocks, body, message):
     response = owner.client().post("/api/policies", body, format="json")
     assert response.status_code == 400
     assert message in response.json()["message"]
+    assert not PolicyRule.objects.exists()
+
+
+@pytest.mark.parametrize("body, status, message", [
+    # Well formed, but naming a block that does not exist or is not visible: 404, the same words for both.
+    ({"fallbacks": ["globex-secret"]}, 404, "fallbacks: unknown block 'globex-secret'"),
+    ({"fallbacks": ["nope"]}, 404, "fallbacks: unknown block 'nope'"),
+    ({"block": "globex-secret"}, 404, "block: unknown block 'globex-secret'"),
+    # Well formed, refused by a rule the schema cannot state: 422.
+    ({"block": "acme-llm", "fallbacks": ["acme-llm"]}, 422, "fallbacks: a block cannot fall back to itself"),
+])
+def test_a_policy_naming_a_missing_block_is_404_and_one_falling_back_to_itself_is_422(owner, blocks, body, status,
+                                                                                     message):
+    response = owner.client().post("/api/policies", body, format="json")
+    assert response.status_code == status
+    assert response.json() == {"success": False, "message": message, "errors": response.json()["errors"]}
+    assert not PolicyRule.objects.exists()
+
+
+@pytest.mark.parametrize("body", [{"retries": "3"}, {"timeout_s": "1.5"}, {"block": 7}, {"retry_on": ["500"]}])
+def test_a_policy_field_of_the_wrong_json_type_is_a_400_not_coerced(owner, blocks, body):
+    response = owner.client().post("/api/policies", body, format="json")
+    assert response.status_code == 400 and response.json()["success"] is False
     assert not PolicyRule.objects.exists()
 
 
@@ -101,10 +120,10 @@ def test_an_owner_sets_quotas_for_the_organization_and_for_a_key(owner, member):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"api_key": 999999}, "api_key: unknown API key 999999"),
     ({"requests_per_minute": -1}, "requests_per_minute: Ensure this value is greater than or equal to 0."),
     ({"budget_period": "year"}, 'budget_period: "year" is not a valid choice.'),
     ({"token_budget": "lots"}, "token_budget: A valid integer is required."),
+    ({"token_budget": "1000"}, "token_budget: A valid integer is required."),
 ])
 def test_bad_quotas_get_a_clear_400(owner, body, message):
     response = owner.client().post("/api/quotas", body, format="json")
@@ -113,8 +132,15 @@ def test_bad_quotas_get_a_clear_400(owner, body, message):
     assert not Quota.objects.exists()
 
 
+def test_a_quota_naming_a_missing_key_is_404(owner):
+    response = owner.client().post("/api/quotas", {"api_key": 999999}, format="json")
+    assert response.status_code == 404
+    assert response.json()["message"] == "api_key: unknown API key 999999"
+    assert not Quota.objects.exists()
+
+
 def test_a_quota_cannot_name_another_organizations_key(owner, outsider):
     theirs = ApiKey.objects.get(name="mallory-key").pk
     response = owner.client().post("/api/quotas", {"api_key": theirs, "requests_per_minute": 1}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert response.json()["message"] == f"api_key: unknown API key {theirs}"

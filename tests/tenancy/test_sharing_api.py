@@ -66,14 +66,23 @@ def test_grants_on_a_foreign_private_block_look_missing(owner, secret):
 
 @pytest.mark.parametrize("body, message", [
     ({}, "organization: This field is required."),
-    ({"organization": "nowhere"}, "organization: unknown organization 'nowhere'"),
-    ({"organization": "acme"}, "organization: an organization always sees its own blocks"),
     ({"organization": "bad slug!"}, "organization: Enter a valid"),
 ])
 def test_bad_grant_requests_get_a_clear_400(owner, private, body, message):
     response = owner.client().post("/api/blocks/acme-llm/grants", body, format="json")
     assert response.status_code == 400
     assert response.json()["message"].startswith(message)
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"organization": "nowhere"}, 404, "organization: unknown organization 'nowhere'"),
+    ({"organization": "acme"}, 422, "organization: an organization always sees its own blocks"),
+])
+def test_a_grant_to_a_missing_organization_is_404_and_to_ones_own_is_422(owner, private, body, status, message):
+    response = owner.client().post("/api/blocks/acme-llm/grants", body, format="json")
+    assert response.status_code == status
+    assert response.json()["message"] == message
+    assert not BlockGrant.objects.exists()
 
 
 def test_a_member_cannot_share(member, private, other_org):
@@ -88,7 +97,7 @@ def test_the_org_registry_registers_looks_up_and_unregisters_models(owner, membe
     assert created.json()["data"]["blockId"] == "acme-llm"
     # Another organization's block is registered by its qualified id; its plain id names nothing.
     assert client.post("/api/orgs/acme/models", {"name": "shared", "block_id": "globex-public"},
-                       format="json").status_code == 400
+                       format="json").status_code == 404
     shared = client.post("/api/orgs/acme/models", {"name": "shared", "block_id": "globex/globex-public"},
                          format="json")
     assert shared.status_code == 201 and shared.json()["data"]["blockId"] == "globex/globex-public"
@@ -109,14 +118,20 @@ def test_the_org_registry_registers_looks_up_and_unregisters_models(owner, membe
 @pytest.mark.parametrize("body, message", [
     ({"block_id": "acme-llm"}, "name: This field is required."),
     ({"name": "a/b", "block_id": "acme-llm"}, "name: This value does not match the required pattern."),
-    ({"name": "ok", "block_id": "globex-secret"}, "block_id: unknown block 'globex-secret'"),
-    ({"name": "ok", "block_id": "missing"}, "block_id: unknown block 'missing'"),
     ({"name": "ok"}, "block_id: This field is required."),
 ])
 def test_bad_org_registry_requests_get_a_clear_400(owner, private, secret, body, message):
     response = owner.client().post("/api/orgs/acme/models", body, format="json")
     assert response.status_code == 400
     assert response.json()["message"] == message
+    assert not OrgModel.objects.exists()
+
+
+@pytest.mark.parametrize("block_id", ["globex-secret", "missing"])
+def test_registering_a_model_name_for_a_missing_or_foreign_block_is_404(owner, private, secret, block_id):
+    response = owner.client().post("/api/orgs/acme/models", {"name": "ok", "block_id": block_id}, format="json")
+    assert response.status_code == 404
+    assert response.json()["message"] == f"block_id: unknown block {block_id!r}"
     assert not OrgModel.objects.exists()
 
 
