@@ -25,14 +25,20 @@ WINDOWS: dict[str, timedelta] = {
 }
 
 
-def callable_llm_blocks(organization: Organization) -> QuerySet[Block]:
-    """Enabled LLM blocks the organization may run, owner loaded (for /v1/models' owned_by)."""
+# Every kind /v1/chat/completions runs: an optimizer block runs through its backend exactly as an
+# LLM block does (the seed's KnownLLMOptimizers.run_ai_inference calls it so).
+RUNNABLE_KINDS: tuple[str, ...] = (Block.LLM, Block.OPTIMIZER)
+
+
+def callable_blocks(organization: Organization, *, kinds: tuple[str, ...] = RUNNABLE_KINDS) -> QuerySet[Block]:
+    """Enabled blocks of `kinds` the organization may run, owner loaded (for /v1/models' owned_by)."""
     return (
         blocks_visible_to(organization)
-        .filter(kind=Block.LLM, enabled=True)
+        .filter(kind__in=kinds, enabled=True)
         .select_related("organization")
         .order_by("block_id")
     )
+
 
 
 def block_metrics(*, block: Block, window: str, viewer: Organization, now: datetime | None = None) -> dict[str, Any]:

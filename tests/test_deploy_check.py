@@ -39,7 +39,7 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
 
 
 def test_production_serves_the_collected_static_files_the_pages_need(tmp_path):
-    """DEBUG off: whitenoise serves STATIC_ROOT only, so the image runs collectstatic (docker/Dockerfile)."""
+    """DEBUG off, after collectstatic (the image runs it, docker/Dockerfile): the pages' files are served."""
     import socket
     import time
     import urllib.request

@@ -159,11 +159,15 @@ def _v1_paths() -> dict[str, Any]:
         "/v1/models": {"get": {
             "operationId": "v1_models_list", "summary": "The models (blocks) your key may use",
             "tags": ["v1"], "security": BEARER,
+            "parameters": [{"name": "kind", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["llm", "optimizer"], "default": "llm"},
+                            "description": "Which blocks to list: LLMs (the default) or optimizers. Both "
+                                           "run on /v1/chat/completions."}],
             "responses": {"200": {"description": "A list.", "content": {"application/json": {"schema": {
                 "type": "object", "required": ["object", "data"],
                 "properties": {"object": {"type": "string", "enum": ["list"]},
                                "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}}}}},
-                **_openai_errors(401, 405, 503)},
+                **_openai_errors(400, 401, 405, 503)},
         }},
         "/v1/models/{model}": {"get": {
             "operationId": "v1_models_get", "summary": "One model",

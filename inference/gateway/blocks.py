@@ -4,6 +4,9 @@ The naming rule is the registry's (registry.selectors.block_resolve): the caller
 then another organization's only by qualified id "<org-slug>/<block-id>", then the platform's
 public blocks. A foreign block never answers to a plain name or id, public or granted.
 
+LLM and optimizer blocks both run; a name reaches an LLM before any optimizer, so every name that
+reached an LLM when only LLMs ran still does. /v1/models lists one kind at a time (LLMs unless asked).
+
 The hot path would otherwise query the database on every request. One indexed lookup per
 name, never the organization's whole catalogue (which can hold 100,000 public blocks). A block
 that is disabled, deleted or unshared stops resolving within BLOCK_CACHE_SECONDS; an unknown
@@ -15,7 +18,7 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from inference.selectors import callable_llm_blocks
+from inference.selectors import callable_blocks
 from inference.ttlcache import AsyncTTLCache
 from registry.models import Block, Organization
 from registry.selectors import block_reference, block_resolve
@@ -29,23 +32,40 @@ def clear_block_cache() -> None:
     _cache.clear()
 
 
+# Tried in this order: an LLM answers first (one query, as before optimizers ran), then an optimizer.
+RESOLVE_ORDER: tuple[tuple[str, ...], ...] = ((Block.LLM,), (Block.OPTIMIZER,))
+
+
 def _resolve(organization: Organization, model: str, names: bool) -> Block | None:
     close_old_connections()
-    return block_resolve(organization=organization, reference=model, queryset=callable_llm_blocks(organization),
-                         names=names)
+    for kinds in RESOLVE_ORDER:
+        block = block_resolve(organization=organization, reference=model,
+                              queryset=callable_blocks(organization, kinds=kinds), names=names)
+        if block is not None:
+            return block
+    return None
 
 
-def _list(organization: Organization) -> list[tuple[str, Block]]:
-    """(the name that reaches it, block) for every block /v1/models lists, by that name."""
+def _plain_references(blocks: list[Block], organization: Organization) -> set[str]:
+    """The plain ids and names that reach these blocks: the caller's own and the platform's public ones."""
+    return {ref for b in blocks if block_reference(b, organization=organization) == b.block_id
+            for ref in (b.block_id, b.name)}
+
+
+def _list(organization: Organization, kind: str = Block.LLM) -> list[tuple[str, Block]]:
+    """(the name that reaches it, block) for every block of `kind` /v1/models lists, by that name."""
     close_old_connections()
     # A block with no backend is a registry entry only: /v1/models lists what can answer.
-    blocks = list(callable_llm_blocks(organization).exclude(backend_type=""))
+    blocks = list(callable_blocks(organization, kinds=(kind,)).exclude(backend_type=""))
     # A plain id reaches a platform block only when none of the caller's own ids or names shadows it.
     own = {ref for b in blocks if b.organization_id == organization.pk for ref in (b.block_id, b.name)}
+    # Every LLM (runnable or not) answers to its plain names before an optimizer does (_resolve).
+    llms = set() if kind == Block.LLM else _plain_references(list(callable_blocks(organization, kinds=(Block.LLM,))),
+                                                             organization)
     listed = []
     for block in blocks:
         reference = block_reference(block, organization=organization)
-        if block.organization_id != organization.pk and reference in own:
+        if (block.organization_id != organization.pk and reference in own) or reference in llms:
             reference = block.qualified_id
         listed.append((reference, block))
     return sorted(listed, key=lambda pair: pair[0])
@@ -56,6 +76,7 @@ list_blocks = sync_to_async(_list, thread_sensitive=False)
 
 
 async def resolve_block(organization: Organization, model: str, *, names: bool = True) -> Block | None:
-    """The enabled LLM block that `model` names for this organization, if any: an own id or name, a
-    qualified id, or a platform id or name (ids only with names=False, as fallbacks name blocks)."""
+    """The enabled LLM or optimizer block that `model` names for this organization, if any: an own id
+    or name, a qualified id, or a platform id or name (ids only with names=False, as fallbacks name
+    blocks); an LLM before an optimizer."""
     return await _cache.get((organization.pk, model, names), lambda: _aresolve(organization, model, names))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import parse_qs
 
 import orjson
 from channels.exceptions import StopConsumer
@@ -216,6 +217,15 @@ def model_object(block: Block, reference: str) -> dict:
             "owned_by": block.organization.slug}
 
 
+def models_kind(query_string: bytes) -> str:
+    """?kind=optimizer lists the optimizer blocks; LLMs otherwise, as OpenAI clients expect."""
+    kinds = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("kind") or [Block.LLM]
+    if len(kinds) > 1 or kinds[0] not in (Block.LLM, Block.OPTIMIZER):
+        raise OpenAIError(400, f"kind must be '{Block.LLM}' or '{Block.OPTIMIZER}'.", param="kind",
+                          code="invalid_kind")
+    return kinds[0]
+
+
 class ModelsConsumer(OpenAIConsumer):
     async def respond(self, body: bytes) -> None:
         principal = await self.principal()
@@ -228,7 +238,7 @@ class ModelsConsumer(OpenAIConsumer):
             reference = block_reference(block, organization=principal.organization)
             await self.send_json(200, orjson.dumps(model_object(block, reference)))
             return
-        blocks = await list_blocks(principal.organization)
+        blocks = await list_blocks(principal.organization, models_kind(self.scope.get("query_string", b"")))
         data = [model_object(b, reference) for reference, b in blocks if principal.allows_block(b)]
         await self.send_json(200, orjson.dumps({"object": "list", "data": data}))
 

@@ -179,9 +179,11 @@ class ChatCall:
             return
         for reference in self.policy.fallbacks:
             # Fallbacks name blocks by id (own or platform) or qualified id, never by name, under
-            # the same naming rule and ACL as the primary; one the caller may not use is skipped.
+            # the same naming rule and ACL as the primary; one the caller may not use, or of another
+            # kind (an optimizer never stands in for an LLM), is skipped.
             block = await resolve_block(self.principal.organization, reference, names=False)
-            if block is not None and block.pk != self.block.pk and self.principal.allows_block(block):
+            if (block is not None and block.pk != self.block.pk and block.kind == self.block.kind
+                    and self.principal.allows_block(block)):
                 yield block
 
     def _retryable(self, exc: BackendError) -> bool:
