@@ -42,14 +42,16 @@ log = logging.getLogger(__name__)
 request_log = logging.getLogger("inference.gateway.requests")
 T = TypeVar("T")
 
-# Request ids: a random per-process prefix and a counter, so making one costs a string format, not a
-# uuid4 (the gateway's hot path); unique across processes and restarts with overwhelming odds.
-_REQUEST_PREFIX = f"req_{os.urandom(6).hex()}"
+# Request ids: 72 random bits per process and a counter, so making one costs a string format, not a
+# uuid4 call (the gateway's hot path). Shaped as a version-4 UUID because upstreams may insist on one
+# (llama_cpp.server answers 400 to an X-Request-Id that is not).
+_random = os.urandom(9).hex()
+_REQUEST_PREFIX = f"{_random[:8]}-{_random[8:12]}-4{_random[12:15]}-8{_random[15:18]}-"
 _request_numbers = itertools.count(1)
 
 
 def new_request_id() -> str:
-    return f"{_REQUEST_PREFIX}{next(_request_numbers):08x}"
+    return f"{_REQUEST_PREFIX}{next(_request_numbers) & 0xFFFFFFFFFFFF:012x}"
 
 
 # 1. Who is calling.
