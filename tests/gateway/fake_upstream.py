@@ -78,6 +78,27 @@ def completion(model: str, chunks: int) -> bytes:
     })
 
 
+def text_completion(model: str, chunks: int) -> bytes:
+    """POST /v1/completions: the same tokens as a text_completion."""
+    return orjson.dumps({
+        "id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model,
+        "choices": [{"text": " ".join(f"tok{i}" for i in range(chunks)), "index": 0, "logprobs": None,
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
+    })
+
+
+def text_stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
+    base = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model}
+    events = [{**base, "choices": [{"text": f"tok{i} ", "index": 0, "logprobs": None, "finish_reason": None}]}
+              for i in range(chunks)]
+    events.append({**base, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
+    if include_usage:
+        events.append({**base, "choices": [],
+                       "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks}})
+    return [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
 def stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
     base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
@@ -145,7 +166,8 @@ class _Connection(asyncio.Protocol):
         if method == "GET" and rest.startswith("v1/models"):
             self.send(200, b'{"object":"list","data":[{"id":"fake","object":"model","owned_by":"fake"}]}')
             return
-        if method != "POST" or not rest.startswith("v1/chat/completions"):
+        text = rest.startswith("v1/completions")
+        if method != "POST" or not (rest.startswith("v1/chat/completions") or text):
             self.send(404, b'{"error":{"message":"not found"}}')
             return
         stats.requests += 1
@@ -172,14 +194,14 @@ class _Connection(asyncio.Protocol):
                 if self.transport.is_closing():
                     return
                 self.waiting = False
-            self.send(200, completion(model, scenario.chunks), extra)
+            self.send(200, (text_completion if text else completion)(model, scenario.chunks), extra)
             return
         include_usage = bool((request.get("stream_options") or {}).get("include_usage")) and not scenario.no_usage
         self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n%s\r\n" % extra)
         stats.streams_started += 1
         self.streaming = True
-        for i, event in enumerate(stream_events(model, scenario.chunks, include_usage)):
+        for i, event in enumerate((text_stream_events if text else stream_events)(model, scenario.chunks, include_usage)):
             if scenario.delay_ms:
                 await asyncio.sleep(scenario.delay_ms / 1000)
             if self.transport.is_closing():

@@ -149,3 +149,17 @@ def test_completions_refuse_a_request_without_a_key(live_gateway, owner):
 def test_completions_refuse_a_body_without_a_prompt_naming_the_param(live_gateway, member):
     reply = post(live_gateway, "/completions", member, {"model": "anything"})
     assert reply.status == 400 and reply.json()["error"]["param"] == "prompt"
+
+
+def test_completions_go_through_an_openai_block_for_a_member_streamed_and_not(live_gateway, member, upstream_block,
+                                                                               fake_upstream):
+    upstream_block(member.organization, block_id="acme-text")
+    plain = post(live_gateway, "/completions", member, {"model": "acme-text", "prompt": "Once", "max_tokens": 4})
+    assert plain.status == 200, plain.body
+    assert plain.json()["object"] == "text_completion" and plain.json()["model"] == "acme-text"
+    assert plain.json()["choices"][0]["text"].startswith("tok0") and fake_upstream.stats.last_body["prompt"] == "Once"
+    streamed = post(live_gateway, "/completions", member, {"model": "acme-text", "prompt": "Once", "stream": True,
+                                                           "stream_options": {"include_usage": True}})
+    chunks = events(streamed.body)
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]).startswith("tok0 tok1")
+    assert chunks[-1]["usage"]["completion_tokens"] == 16 and {c["model"] for c in chunks} == {"acme-text"}
