@@ -3,11 +3,17 @@
 from django.urls import path, re_path
 
 from inference.consumers import ChatSocketConsumer
-from inference.gateway.consumers import ChatCompletionsConsumer, ModelsConsumer, NotFoundConsumer
+from inference.gateway.consumers import (
+    ChatCompletionsConsumer,
+    CompletionsConsumer,
+    ModelsConsumer,
+    NotFoundConsumer,
+)
 from inference.workers.consumers import CancelConsumer, ResumeConsumer
 
 http_urlpatterns: list = [
     path("v1/chat/completions", ChatCompletionsConsumer.as_asgi()),
+    path("v1/completions", CompletionsConsumer.as_asgi()),
     path("v1/models", ModelsConsumer.as_asgi()),
     path("v1/models/<path:model>", ModelsConsumer.as_asgi()),
     # Queued requests (inference/workers): resume a token stream, cancel a request.

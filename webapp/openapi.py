@@ -133,11 +133,36 @@ CHAT_COMPLETION = {
     "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "model": {"type": "string"},
                    "choices": {"type": "array"}, "usage": {"type": "object", "nullable": True}},
 }
+COMPLETION_REQUEST = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "description": "OpenAI's legacy text completion request. Served by openai and llamacpp blocks; other "
+                   "backends answer 400 unsupported_endpoint. Fields the gateway does not read travel to "
+                   "backends that forward them; optional fields may be null (not given), as for chat.",
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "pattern": "\\S"},
+        "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
+        "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "nullable": True},
+        "stop": {"nullable": True, "oneOf": [{"type": "string"},
+                                             {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP}]},
+        "seed": {"type": "integer", "minimum": -(2**63), "nullable": True},
+        "stream": {"type": "boolean", "nullable": True},
+    },
+    "example": {"model": "acme-llm", "prompt": "The capital of France is", "max_tokens": 8},
+}
 BEARER = [{"bearerAuth": []}]
 # One server-sent event (schemathesis validates each event of a text/event-stream reply against it).
 SSE_EVENT = {"type": "object", "required": ["data"],
-             "description": "data: a chat.completion.chunk as JSON; the last event's data is [DONE].",
+             "description": "data: a chunk (chat.completion.chunk or text_completion) as JSON; the last "
+                            "event's data is [DONE].",
              "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
+# On every /v1 answer: the upstream's request id when it sent one, else the gateway's own (also sent
+# upstream and logged).
+REQUEST_ID_HEADERS = {"x-request-id": {"schema": {"type": "string"},
+                                       "description": "The request's id: the upstream's, else the gateway's."}}
 
 
 def _v1_paths() -> dict[str, Any]:
@@ -151,6 +176,20 @@ def _v1_paths() -> dict[str, Any]:
             "requestBody": {"required": True, "content": json_of("#/components/schemas/ChatCompletionRequest")},
             "responses": {
                 "200": {"description": "The answer, or its chunks as server-sent events.",
+                        "headers": REQUEST_ID_HEADERS,
+                        "content": {**json_of("#/components/schemas/ChatCompletion"),
+                                    "text/event-stream": {"schema": SSE_EVENT}}},
+                **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504),
+            },
+        }},
+        "/v1/completions": {"post": {
+            "operationId": "v1_completions",
+            "summary": "Text completion (OpenAI's legacy endpoint), streamed when stream is true",
+            "tags": ["v1"], "security": BEARER,
+            "requestBody": {"required": True, "content": json_of("#/components/schemas/CompletionRequest")},
+            "responses": {
+                "200": {"description": "The text_completion, or its chunks as server-sent events.",
+                        "headers": REQUEST_ID_HEADERS,
                         "content": {**json_of("#/components/schemas/ChatCompletion"),
                                     "text/event-stream": {"schema": SSE_EVENT}}},
                 **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504),
@@ -235,7 +274,8 @@ def postprocess(result: dict, generator, request, public) -> dict:
     _tighten_block_write(schemas, result.get("paths", {}))
     _require_bodies(result.get("paths", {}))
     schemas.update(Envelope=ENVELOPE_OK, EnvelopeError=ENVELOPE_ERROR, OpenAIError=OPENAI_ERROR, Model=MODEL,
-                   ChatMessage=MESSAGE, ChatCompletionRequest=CHAT_REQUEST, ChatCompletion=CHAT_COMPLETION)
+                   ChatMessage=MESSAGE, ChatCompletionRequest=CHAT_REQUEST, ChatCompletion=CHAT_COMPLETION,
+                   CompletionRequest=COMPLETION_REQUEST)
     _document_api_errors(result)
     result.setdefault("paths", {}).update(_v1_paths())
     return result

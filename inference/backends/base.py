@@ -51,6 +51,12 @@ class ChatRequest:
     # A trailing assistant message is a prefill the model continues (kept in `messages`).
     # Fields the gateway does not interpret but a pass-through backend forwards as they came.
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set for POST /v1/completions: the raw prompt to continue (no chat template; `messages` is empty).
+    prompt: str | list[Any] | None = None
+    # The gateway's id for this request (x-request-id), sent upstream by backends that speak HTTP.
+    request_id: str | None = None
+    # Set by a backend when its upstream answered with its own x-request-id (the client gets that one).
+    upstream_request_id: str | None = None
 
 
 @dataclass
@@ -72,12 +78,15 @@ class BackendError(Exception):
     """An upstream failed. `status` is the HTTP status the gateway answers with."""
 
     def __init__(self, message: str, *, status: int = 502, code: str = "upstream_error",
-                 upstream_status: int | None = None):
+                 upstream_status: int | None = None, param: str | None = None, type: str | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.upstream_status = upstream_status
+        # An upstream API error's own `param` and `type`, passed through to the client as they came.
+        self.param = param
+        self.type = type
 
 
 class UnsupportedFeature(BackendError):
@@ -85,8 +94,46 @@ class UnsupportedFeature(BackendError):
         super().__init__(message, status=400, code="unsupported_parameter")
 
 
+class UnsupportedEndpoint(BackendError):
+    def __init__(self, message: str):
+        super().__init__(message, status=400, code="unsupported_endpoint")
+
+
 class StreamingBackend(LLMInferenceAPI):
     """A backend the gateway can stream from without blocking the event loop."""
+
+    # Whether the backend serves POST /v1/completions (stream_completion / complete_text).
+    serves_completions: bool = False
+    # False for a backend whose usage is an approximation (words, not tokens): the gateway labels it.
+    reports_usage: bool = True
+
+    async def count_prompt_tokens(self, request: ChatRequest) -> int | None:
+        """The prompt's tokens by the model's own tokenizer and chat template, or None when this
+        backend has no tokenizer (the gateway then estimates, and says so)."""
+        return None
+
+    def stream_completion(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """A text completion of `request.prompt`, for backends with serves_completions."""
+        raise UnsupportedEndpoint(f"{type(self).__name__} does not serve /v1/completions")
+
+    async def complete_text(self, request: ChatRequest) -> dict[str, Any]:
+        """A whole text_completion object, for backends with serves_completions."""
+        texts: dict[int, list[str]] = {}
+        finish: dict[int, str | None] = {}
+        usage: dict[str, int] | None = None
+        stream = self.stream_completion(request)
+        try:
+            async for delta in stream:
+                texts.setdefault(delta.index, []).append(delta.content)
+                if delta.finish_reason:
+                    finish[delta.index] = delta.finish_reason
+                if delta.usage:
+                    usage = delta.usage
+        finally:
+            await stream.aclose()
+        choices = [{"text": "".join(texts.get(index, [])), "index": index, "logprobs": None,
+                    "finish_reason": finish.get(index, "stop")} for index in sorted(texts) or [0]]
+        return {"object": "text_completion", "model": request.model, "choices": choices, "usage": usage or {}}
 
     @abstractmethod
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:

@@ -46,6 +46,10 @@ DEFAULT_TOP_K = 40
 DEFAULT_MIN_P = 0.05
 # How long a waiting generation sleeps between looks at its stop flag while the model is busy.
 _LOCK_POLL_S = 0.05
+# OpenAI's (and llama_cpp.server's) default max_tokens for POST /v1/completions.
+COMPLETION_MAX_TOKENS = 16
+# /v1/completions parameters this backend cannot honour: refused, never silently ignored.
+_UNSUPPORTED_COMPLETION = {"echo": False, "logprobs": None, "suffix": None, "best_of": 1}
 
 
 @dataclass
@@ -258,7 +262,22 @@ class Generation:
     grammar: Any
 
 
+def completion_prompt(request: ChatRequest) -> str:
+    """The one prompt string of a /v1/completions request (a list of one string is that string)."""
+    prompt = request.prompt
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise UnsupportedFeature("the built-in model completes one prompt string; send 'prompt' as a string")
+    for name, neutral in _UNSUPPORTED_COMPLETION.items():
+        if request.extra.get(name, neutral) not in (neutral, None):
+            raise UnsupportedFeature(f"the built-in model does not support '{name}' on /v1/completions")
+    return prompt
+
+
 class LlamaCppBackend(StreamingBackend):
+    serves_completions = True
+
     def __init__(self, *, model_path: str | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None):
         self.model_path = Path(model_path) if model_path else None
@@ -324,6 +343,16 @@ class LlamaCppBackend(StreamingBackend):
         """count_tokens for async callers: the first call loads the model, so keep it off the loop."""
         return await asyncio.to_thread(self.count_tokens, messages)
 
+    async def acount_prompt_text(self, prompt: Any) -> int:
+        """Tokens of a /v1/completions prompt (no chat template)."""
+        request = ChatRequest(messages=[], model="", prompt=prompt)
+        return await asyncio.to_thread(lambda: len(tokenize_prompt(self.model(), completion_prompt(request))))
+
+    async def count_prompt_tokens(self, request: ChatRequest) -> int | None:
+        if request.prompt is not None:
+            return await self.acount_prompt_text(request.prompt)
+        return await self.acount_tokens(request.messages)
+
     def plan(self, request: ChatRequest) -> Generation:
         if request.tools:
             raise UnsupportedFeature("the built-in model does not support tools (function calling); "
@@ -331,7 +360,10 @@ class LlamaCppBackend(StreamingBackend):
         if request.n != 1:
             raise UnsupportedFeature("the built-in model returns one choice; n must be 1")
         model = self.model()
-        prompt_tokens = tokenize_prompt(model, render_prompt(model, request.messages))
+        if request.prompt is not None:
+            prompt_tokens = tokenize_prompt(model, completion_prompt(request))
+        else:
+            prompt_tokens = tokenize_prompt(model, render_prompt(model, request.messages))
         room = self.n_ctx - len(prompt_tokens)
         if room <= 0:
             raise BackendError(f"the prompt is {len(prompt_tokens)} tokens; this model's context is "
@@ -341,9 +373,10 @@ class LlamaCppBackend(StreamingBackend):
         stop = request.stop or []
         if isinstance(stop, str):
             stop = [stop]
+        default_max = COMPLETION_MAX_TOKENS if request.prompt is not None else settings.LLAMACPP_MAX_TOKENS
         return Generation(
             prompt_tokens=prompt_tokens,
-            max_tokens=min(request.max_tokens or settings.LLAMACPP_MAX_TOKENS, room),
+            max_tokens=min(request.max_tokens or default_max, room),
             temperature=DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature),
             top_p=DEFAULT_TOP_P if request.top_p is None else float(request.top_p),
             stop=list(stop),
@@ -418,6 +451,10 @@ class LlamaCppBackend(StreamingBackend):
         usage = {"prompt_tokens": len(plan.prompt_tokens), "completion_tokens": len(completion),
                  "total_tokens": len(plan.prompt_tokens) + len(completion)}
         emit(ChatDelta(content=tail, finish_reason=finish, usage=usage))
+
+    def stream_completion(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        # The same generation as a chat, on the raw prompt: plan() tells the two apart by request.prompt.
+        return self.stream_chat(request)
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         # Loading (first call) and tokenizing are quick but not free: keep them off the loop too.

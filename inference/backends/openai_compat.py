@@ -19,6 +19,7 @@ from yarl import URL
 
 from inference.backends import egress
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
+from inference.backends.llamacpp import LlamaCppBackend
 from registry.egress import HOPS_HEADER, EgressDenied, check_headers, literal_ip
 
 # Keyed by (loop, base_url, internal): an internal block never shares a connector (nor its DNS cache)
@@ -28,26 +29,46 @@ _sessions: dict[tuple[int, str, bool], aiohttp.ClientSession] = {}
 MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
-def _deltas(payload: bytes) -> list[ChatDelta]:
-    """The deltas of one SSE `data:` payload of an OpenAI chat stream."""
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def _deltas(payload: bytes, *, text: bool = False) -> list[ChatDelta]:
+    """The deltas of one SSE `data:` payload of an OpenAI chat stream (`text`: a /v1/completions stream)."""
     try:
         chunk = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise BackendError("upstream sent a malformed stream event", status=502) from exc
     if "error" in chunk and "choices" not in chunk:
         error = chunk["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise BackendError(f"upstream error mid-stream: {message}", status=502)
+        if isinstance(error, dict):
+            raise BackendError(f"upstream error mid-stream: {error.get('message')}", status=502,
+                               **_passed_through(error, "upstream_error"))
+        raise BackendError(f"upstream error mid-stream: {error}", status=502)
     choices = chunk.get("choices") or []
     if not choices:
         return [ChatDelta(usage=chunk.get("usage"), raw=payload)]
     deltas = []
     for choice in choices:
+        if text:
+            deltas.append(ChatDelta(content=choice.get("text") or "", index=choice.get("index", 0),
+                                    finish_reason=choice.get("finish_reason"), usage=chunk.get("usage"),
+                                    raw=payload))
+            continue
         delta = choice.get("delta") or {}
         deltas.append(ChatDelta(content=delta.get("content") or "", index=choice.get("index", 0),
                                 finish_reason=choice.get("finish_reason"), usage=chunk.get("usage"),
                                 tool_calls=delta.get("tool_calls"), raw=payload))
     return deltas
+
+
+def _passed_through(error: dict[str, Any], default_code: str) -> dict[str, Any]:
+    """An upstream API error's `code`, `param` and `type` as BackendError keywords (strings only, capped):
+    clients branch on them (`context_length_exceeded` makes a client trim its history)."""
+    def text(name: str) -> str | None:
+        value = error.get(name)
+        return value[:200] if isinstance(value, str) and value else None
+
+    return {"code": text("code") or default_code, "param": text("param"), "type": text("type")}
 
 
 def _session_for(base_url: str, *, internal: bool = False) -> aiohttp.ClientSession:
@@ -73,7 +94,10 @@ async def close_sessions() -> None:
 def request_body(request: ChatRequest, *, model: str, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = dict(request.extra)
     body["model"] = model
-    body["messages"] = request.messages
+    if request.prompt is not None:
+        body["prompt"] = request.prompt
+    else:
+        body["messages"] = request.messages
     for name in ("max_tokens", "temperature", "top_p", "stop", "seed", "tools", "tool_choice",
                  "response_format"):
         value = getattr(request, name)
@@ -96,6 +120,7 @@ def upstream_error(status: int, payload: bytes) -> BackendError:
     block's address (an internal page, another service) must not be readable through the gateway.
     """
     message = None
+    error = None
     try:
         parsed = orjson.loads(payload)
         error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
@@ -106,6 +131,7 @@ def upstream_error(status: int, payload: bytes) -> BackendError:
             message = error
     except orjson.JSONDecodeError:
         pass
+    api_error = error if isinstance(error, dict) and message is not None else {}
     if message is None:
         message = f"(a {len(payload)}-byte body that is not an API error)"
     message = f"upstream returned {status}: {message[:1000]}"
@@ -113,10 +139,13 @@ def upstream_error(status: int, payload: bytes) -> BackendError:
         # The upstream is a gateway that saw this request loop: pass the refusal on, never retry it.
         return BackendError(message, status=508, code="loop_detected", upstream_status=status)
     if status == 429:
-        return BackendError(message, status=429, code="upstream_rate_limited", upstream_status=status)
+        return BackendError(message, status=429, upstream_status=status,
+                            **_passed_through(api_error, "upstream_rate_limited"))
     if 400 <= status < 500 and status not in (401, 403, 404):
-        # The upstream judged the request itself bad: that is the client's 400.
-        return BackendError(message, status=400, code="invalid_request_error", upstream_status=status)
+        # The upstream judged the request itself bad: that is the client's 400, with the upstream's
+        # own code, param and type (e.g. context_length_exceeded / messages).
+        return BackendError(message, status=400, upstream_status=status,
+                            **_passed_through(api_error, "invalid_request_error"))
     # 401/403/404 from the upstream mean our configuration is wrong, not the client's request.
     return BackendError(message, status=502, code="upstream_error", upstream_status=status)
 
@@ -132,11 +161,17 @@ class OpenAIBackend(StreamingBackend):
     """`internal`: the block may reach internal addresses (set by the operator, or an engine a worker
     registered); otherwise every connection passes the egress policy (inference/backends/egress.py)."""
 
+    serves_completions = True
+
     def __init__(self, *, base_url: str, api_key: str | None = None, model: str | None = None,
                  timeout_s: float | None = None, connect_timeout_s: float | None = None,
-                 headers: dict[str, str] | None = None, internal: bool = False):
+                 headers: dict[str, str] | None = None, internal: bool = False, tokenizer: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
+        self.completions_url = f"{self.base_url}/completions"
+        # "builtin": the upstream serves the built-in GGUF, so its tokenizer counts the prompt when
+        # the upstream reports no usage (llama_cpp.server does not stream usage).
+        self.tokenizer = LlamaCppBackend() if tokenizer == "builtin" else None
         self.model = model
         self.timeout_s = timeout_s or settings.UPSTREAM_TIMEOUT_S
         self.connect_timeout_s = connect_timeout_s or settings.UPSTREAM_CONNECT_TIMEOUT_S
@@ -156,9 +191,20 @@ class OpenAIBackend(StreamingBackend):
             check_headers(config.get("headers"))
         except ValueError as exc:
             raise BackendError(f"openai backend config {exc}", status=502, code="backend_misconfigured") from exc
+        tokenizer = config.get("tokenizer")
+        if tokenizer not in (None, "builtin"):
+            raise BackendError('openai backend config "tokenizer" must be "builtin" or absent', status=502,
+                               code="backend_misconfigured")
         return cls(base_url=config["base_url"], api_key=config.get("api_key"), model=config.get("model"),
                    timeout_s=config.get("timeout_s"), connect_timeout_s=config.get("connect_timeout_s"),
-                   headers=config.get("headers"), internal=config.get("internal") is True)
+                   headers=config.get("headers"), internal=config.get("internal") is True, tokenizer=tokenizer)
+
+    async def count_prompt_tokens(self, request: ChatRequest) -> int | None:
+        if self.tokenizer is None:
+            return None
+        if request.prompt is not None:
+            return await self.tokenizer.acount_prompt_text(request.prompt)
+        return await self.tokenizer.acount_tokens(request.messages)
 
     def _headers(self, hops: int) -> dict[str, str]:
         headers = self._headers_by_hops.get(hops)
@@ -176,15 +222,26 @@ class OpenAIBackend(StreamingBackend):
 
     def _post(self, request: ChatRequest, *, stream: bool):
         body = request_body(request, model=self.model or request.model, stream=stream)
+        headers = self._headers(request.hops)
+        if request.request_id:
+            # One small dict a request: the upstream logs the same id the client and our logs see.
+            headers = {**headers, REQUEST_ID_HEADER: request.request_id}
         # No redirects: a 3xx to another address would skip the literal-address check.
         return self._session().post(
-            self.url, data=orjson.dumps(body), headers=self._headers(request.hops), timeout=self._timeout(request),
-            allow_redirects=False,
+            self.completions_url if request.prompt is not None else self.url, data=orjson.dumps(body),
+            headers=headers, timeout=self._timeout(request), allow_redirects=False,
         )
+
+    async def complete_text(self, request: ChatRequest) -> dict[str, Any]:
+        return await self.complete(request)
+
+    def stream_completion(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        return self.stream_chat(request)
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
         try:
             async with self._post(request, stream=False) as resp:
+                request.upstream_request_id = resp.headers.get(REQUEST_ID_HEADER)
                 payload = await resp.read()
                 if resp.status != 200:
                     raise upstream_error(resp.status, payload)
@@ -211,9 +268,10 @@ class OpenAIBackend(StreamingBackend):
                 raise egress.egress_denied(exc) from exc
             except aiohttp.ClientError as exc:
                 raise _unreachable(exc) from exc
+            request.upstream_request_id = resp.headers.get(REQUEST_ID_HEADER)
             if resp.status != 200:
                 raise upstream_error(resp.status, await resp.read())
-            async for delta in self._read_events(resp):
+            async for delta in self._read_events(resp, text=request.prompt is not None):
                 yield delta
             finished = True
         finally:
@@ -224,7 +282,7 @@ class OpenAIBackend(StreamingBackend):
                     # Closing (not releasing) drops the connection, so the upstream sees the abort now.
                     resp.close()
 
-    async def _read_events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[ChatDelta]:
+    async def _read_events(self, resp: aiohttp.ClientResponse, *, text: bool = False) -> AsyncIterator[ChatDelta]:
         pending = b""
         try:
             # One await per network read, not per line: a read often holds several events, and
@@ -240,7 +298,7 @@ class OpenAIBackend(StreamingBackend):
                     payload = line[5:].strip()
                     if payload == b"[DONE]":
                         return
-                    for delta in _deltas(payload):
+                    for delta in _deltas(payload, text=text):
                         yield delta
         except TimeoutError as exc:
             raise BackendError("upstream timed out mid-stream", status=504, code="upstream_timeout") from exc

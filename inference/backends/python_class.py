@@ -35,6 +35,8 @@ def _config_error(message: str) -> BackendError:
 
 class PythonClassBackend(StreamingBackend):
     def __init__(self, impl: LLMInferenceAPI):
+        # A plain LLMInferenceAPI's usage is approximate_usage (words): the gateway labels it estimated.
+        self.reports_usage = isinstance(impl, StreamingBackend) and impl.reports_usage
         self.impl = impl
 
     @classmethod

@@ -32,6 +32,17 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 HOPS_HEADER_KEY = HOPS_HEADER.lower().encode()
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
+# Every /v1 response carries one: the upstream's when it sent one, else the gateway's own.
+REQUEST_ID = b"x-request-id"
+# Present (value "estimated") when the usage in the response is the gateway's estimate, not a token count.
+USAGE_HEADER = (b"x-switchboard-usage", b"estimated")
+
+
+def _header_safe(value: str | None) -> bytes | None:
+    """An upstream's request id, if it can travel as a header value as it is (printable ASCII, short)."""
+    if value and len(value) <= 200 and value.isascii() and value.isprintable():
+        return value.encode()
+    return None
 
 
 class OpenAIConsumer(AsyncHttpConsumer):
@@ -44,7 +55,13 @@ class OpenAIConsumer(AsyncHttpConsumer):
 
     async def __call__(self, scope, receive, send):
         self.receive = receive  # The streaming path listens for http.disconnect itself.
+        self.request_id = pipeline.new_request_id()
+        self.call: pipeline.ChatCall | None = None
         await super().__call__(scope, receive, send)
+
+    def request_id_header(self) -> tuple[bytes, bytes]:
+        upstream = _header_safe(self.call.upstream_request_id) if self.call is not None else None
+        return REQUEST_ID, upstream or self.request_id.encode()
 
     async def dispatch(self, message):
         # Channels closes stale DB connections before every message (a thread hop each); the
@@ -86,7 +103,8 @@ class OpenAIConsumer(AsyncHttpConsumer):
 
     async def send_json(self, status: int, body: bytes, headers: list | None = None) -> None:
         await self.send({"type": "http.response.start", "status": status,
-                         "headers": [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(headers or [])]})
+                         "headers": [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), self.request_id_header(),
+                                     *(headers or [])]})
         await self.send({"type": "http.response.body", "body": body})
 
     async def send_error(self, error: OpenAIError) -> None:
@@ -105,7 +123,7 @@ class OpenAIConsumer(AsyncHttpConsumer):
         except Exception as exc:
             error = unavailable(exc)
             if error is None:
-                log.exception("gateway request to %s failed", self.scope["path"])
+                log.exception("gateway request %s to %s failed", self.request_id, self.scope["path"])
                 error = OpenAIError(500, "The gateway failed to handle the request.", type="server_error",
                                     code="internal_error")
             await self.send_error(error)
@@ -121,15 +139,21 @@ def body_too_large() -> OpenAIError:
 
 class ChatCompletionsConsumer(OpenAIConsumer):
     allowed_methods = ("POST",)
+    # POST /v1/completions (CompletionsConsumer): a prompt instead of messages.
+    text = False
 
     async def respond(self, body: bytes) -> None:
         hops = pipeline.loop_guard(self.header(HOPS_HEADER_KEY))
         principal = await self.principal()
-        call = await pipeline.prepare(principal, parse_json(body), hops=hops)
+        call = await pipeline.prepare(principal, parse_json(body), hops=hops, request_id=self.request_id,
+                                      text=self.text)
+        self.call = call
         await self.until_hangup(self.pump(call) if call.stream_requested else self.reply(call))
 
     async def reply(self, call: pipeline.ChatCall) -> None:
-        await self.send_json(200, orjson.dumps(await call.complete()))
+        body = orjson.dumps(await call.complete())
+        estimated = call.usage_estimated or (call.backend is not None and not call.backend.reports_usage)
+        await self.send_json(200, body, [USAGE_HEADER] if estimated else None)
 
     async def until_hangup(self, work) -> None:
         # The work runs beside a listener for http.disconnect, so a client that hangs up
@@ -164,9 +188,8 @@ class ChatCompletionsConsumer(OpenAIConsumer):
                 async with contextlib.aclosing(call.stream()) as deltas:
                     async for delta in deltas:
                         if state["writer"] is None:
-                            state["writer"] = ChunkWriter(
-                                chunk_id=f"chatcmpl-{id(call):x}{int(call.started * 1e6):x}",
-                                block_id=call.model_name, include_usage=call.include_usage)
+                            state["writer"] = ChunkWriter(chunk_id=call.response_id, block_id=call.model_name,
+                                                          include_usage=call.include_usage, text=call.text)
                         frame = state["writer"].frame(delta)
                         if frame:
                             outbox.append(frame)
@@ -186,7 +209,11 @@ class ChatCompletionsConsumer(OpenAIConsumer):
                 if not started:
                     if state["error"] is not None and not outbox:
                         raise state["error"]  # Nothing sent yet: handle() answers with a real status.
-                    await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                    headers = [*SSE_HEADERS, self.request_id_header()]
+                    if call.include_usage and call.backend is not None and not call.backend.reports_usage:
+                        # Known before the first byte: this backend's usage is an approximation.
+                        headers.append(USAGE_HEADER)
+                    await self.send({"type": "http.response.start", "status": 200, "headers": headers})
                     started = True
                 if outbox:
                     body = b"".join(outbox)
@@ -209,6 +236,13 @@ class ChatCompletionsConsumer(OpenAIConsumer):
         else:
             tail = DONE
         await self.send({"type": "http.response.body", "body": tail})
+
+
+class CompletionsConsumer(ChatCompletionsConsumer):
+    """POST /v1/completions (legacy text completion): the same auth, admission, quotas, metrics and
+    policies as chat; backends that cannot complete raw text answer 400 `unsupported_endpoint`."""
+
+    text = True
 
 
 def model_object(block: Block, reference: str) -> dict:

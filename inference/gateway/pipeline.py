@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -27,7 +29,7 @@ from inference.backends.base import BackendError, ChatDelta, ChatRequest, Stream
 from inference.backends.factory import backend_for_block
 from inference.gateway.blocks import resolve_block
 from inference.gateway.errors import OpenAIError
-from inference.gateway.validation import ChatBody, parse_chat_body
+from inference.gateway.validation import ChatBody, parse_chat_body, parse_completion_body
 from inference.ttlcache import AsyncTTLCache
 from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for
 from registry.models import Block
@@ -36,7 +38,20 @@ from registry.principal import Principal
 from registry.selectors import block_reference
 
 log = logging.getLogger(__name__)
+# One line per finished request, with its x-request-id (a logger of its own, so it can be silenced).
+request_log = logging.getLogger("inference.gateway.requests")
 T = TypeVar("T")
+
+# Request ids: 72 random bits per process and a counter, so making one costs a string format, not a
+# uuid4 call (the gateway's hot path). Shaped as a version-4 UUID because upstreams may insist on one
+# (llama_cpp.server answers 400 to an X-Request-Id that is not).
+_random = os.urandom(9).hex()
+_REQUEST_PREFIX = f"{_random[:8]}-{_random[8:12]}-4{_random[12:15]}-8{_random[15:18]}-"
+_request_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_REQUEST_PREFIX}{next(_request_numbers) & 0xFFFFFFFFFFFF:012x}"
 
 
 # 1. Who is calling.
@@ -104,17 +119,21 @@ async def resolve_model(principal: Principal, model: str) -> Block:
 
 
 async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: bool = False,
-                  hops: int = 0) -> ChatCall:
-    """`hops`: how many gateways the request already went through (loop_guard)."""
+                  hops: int = 0, request_id: str | None = None, text: bool = False) -> ChatCall:
+    """`hops`: how many gateways the request already went through (loop_guard); `request_id`: the
+    x-request-id the transport answers with; `text`: a POST /v1/completions body (a prompt, no messages)."""
     started = time.perf_counter()
-    chat = parse_chat_body(body, force_stream=force_stream)
+    chat = parse_completion_body(body) if text else parse_chat_body(body, force_stream=force_stream)
     # Queued streams are resumable and cancellable by their own organization only.
     chat.request.organization_id = principal.organization.pk
     chat.request.hops = hops
+    chat.request.request_id = request_id
     block = await resolve_model(principal, chat.request.model)
     if not block.backend_type:
         raise OpenAIError(400, f"The model '{chat.request.model}' is a registry entry with no inference backend; "
                                "give it a backend to run it.", param="model", code="model_not_runnable")
+    if text:
+        check_serves_completions(block, chat.request.model)
     # 4. The organization's policy: quotas, limits, and the rules the call below follows.
     try:
         admission = await admit(principal=principal, block=block, request=chat.request,
@@ -124,8 +143,21 @@ async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: b
     return ChatCall(principal=principal, chat=chat, block=block, admission=admission, started=started)
 
 
+def check_serves_completions(block: Block, model: str) -> None:
+    """400 `unsupported_endpoint` before admission when the block's backend cannot complete raw text."""
+    try:
+        serves = backend_for_block(block).serves_completions
+    except BackendError as exc:
+        raise _upstream_error(exc) from None
+    if not serves:
+        raise OpenAIError(400, f"The model '{model}' ({block.backend_type} backend) does not serve "
+                               "/v1/completions; use /v1/chat/completions.", param="model",
+                          code="unsupported_endpoint")
+
+
 def _upstream_error(exc: BackendError) -> OpenAIError:
-    return OpenAIError(exc.status, exc.message, code=exc.code)
+    # An upstream API error's param and type travel as they came (its code is exc.code already).
+    return OpenAIError(exc.status, exc.message, code=exc.code, param=exc.param, type=exc.type)
 
 
 def _timed_out() -> BackendError:
@@ -155,6 +187,16 @@ class ChatCall:
         self.failures_recorded = False
         self.usage: dict[str, int] = {}
         self.finish_reason: str | None = None
+        # A POST /v1/completions call: the backend's completion methods, text_completion objects.
+        self.text = chat.request.prompt is not None
+        self.request_id = chat.request.request_id
+        # The last attempt's upstream x-request-id, when its upstream sent one.
+        self.upstream_request_id: str | None = None
+        # Set when the usage reported is the gateway's estimate (no backend count, no tokenizer).
+        self.usage_estimated = False
+        # The backend and request of the attempt that served (for its tokenizer).
+        self.backend: StreamingBackend | None = None
+        self.attempt_request: ChatRequest | None = None
 
     @property
     def model_name(self) -> str:
@@ -206,12 +248,16 @@ class ChatCall:
                     async with asyncio.timeout(timeout_s):
                         result = await attempt(backend, request)
                     self.block = block
+                    self.backend = backend
+                    self.attempt_request = request
+                    self.upstream_request_id = request.upstream_request_id
                     self.ran = True  # Something was generated: settle usage, not release.
                     return result
                 except TimeoutError:
                     error = _timed_out()
                 except BackendError as exc:
                     error = exc
+                self.upstream_request_id = request.upstream_request_id
                 # Every failed attempt counts against the block that failed, fallbacks or not.
                 metrics.record(block_pk=block.pk, organization_pk=self.principal.organization.pk, ok=False,
                                ttft_ms=None, tokens_in=0, tokens_out=0,
@@ -224,27 +270,51 @@ class ChatCall:
         self.failures_recorded = True
         raise _upstream_error(error)
 
+    @property
+    def response_id(self) -> str:
+        """The id of a reply the gateway builds (a backend's own id is kept where it sends one)."""
+        return f"{'cmpl' if self.text else 'chatcmpl'}-{id(self):x}{int(self.started * 1e6):x}"
+
     async def complete(self) -> dict[str, Any]:
         ok = False
         usage: dict[str, int] = {}
         try:
-            reply = await self._with_policy(lambda backend, request: backend.complete(request))
+            if self.text:
+                reply = await self._with_policy(lambda backend, request: backend.complete_text(request))
+            else:
+                reply = await self._with_policy(lambda backend, request: backend.complete(request))
             reply["model"] = self.model_name
-            reply.setdefault("id", f"chatcmpl-{id(self):x}{int(self.started * 1e6):x}")
-            reply.setdefault("object", "chat.completion")
+            reply.setdefault("id", self.response_id)
+            reply.setdefault("object", "text_completion" if self.text else "chat.completion")
             reply.setdefault("created", int(time.time()))
-            usage = self._fill_usage(reply)
+            usage = await self._fill_usage(reply)
             ok = True
             return reply
         finally:
             await self._finish(ok=ok, usage=usage, ttft_ms=None)
 
-    def _fill_usage(self, reply: dict[str, Any]) -> dict[str, int]:
+    async def prompt_tokens(self) -> int:
+        """The prompt's tokens by the backend's tokenizer when it has one, else the gateway's estimate
+        (which counts the chat template's framing) and usage_estimated is set."""
+        counted = None
+        if self.backend is not None and self.attempt_request is not None:
+            try:
+                counted = await self.backend.count_prompt_tokens(self.attempt_request)
+            except BackendError:
+                counted = None
+        if counted is not None:
+            return counted
+        self.usage_estimated = True
+        return self.chat.estimated_prompt_tokens
+
+    async def _fill_usage(self, reply: dict[str, Any]) -> dict[str, int]:
         usage = reply.get("usage") or {}
         if not usage.get("prompt_tokens"):
-            usage["prompt_tokens"] = self.chat.estimated_prompt_tokens
+            usage["prompt_tokens"] = await self.prompt_tokens()
         if "completion_tokens" not in usage:
-            text = sum(len((c.get("message") or {}).get("content") or "") for c in reply.get("choices") or [])
+            self.usage_estimated = True
+            text = sum(len(c.get("text") or (c.get("message") or {}).get("content") or "")
+                       for c in reply.get("choices") or [])
             usage["completion_tokens"] = text // 4
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         reply["usage"] = usage
@@ -255,7 +325,7 @@ class ChatCall:
         opened: list[AsyncIterator[ChatDelta]] = []
 
         async def first_delta(backend: StreamingBackend, request: ChatRequest) -> ChatDelta | None:
-            deltas = backend.stream_chat(request)
+            deltas = backend.stream_completion(request) if self.text else backend.stream_chat(request)
             opened.append(deltas)
             try:
                 return await anext(deltas)
@@ -266,6 +336,7 @@ class ChatCall:
                 raise
 
         ok = False
+        left = False
         usage: dict[str, int] = {}
         pieces = 0
         ttft_ms: float | None = None
@@ -292,6 +363,7 @@ class ChatCall:
             ok = True
         except (asyncio.CancelledError, GeneratorExit):
             ok = True  # The client went away: not the block's failure.
+            left = True
             raise
         except TimeoutError:
             raise _upstream_error(_timed_out()) from None
@@ -301,17 +373,28 @@ class ChatCall:
             if deltas is not None:
                 await deltas.aclose()
             if not usage:
-                usage = {"prompt_tokens": self.chat.estimated_prompt_tokens, "completion_tokens": pieces}
+                # The backend reported none: its tokenizer counts the prompt (not for a client that
+                # left: nothing waits for the count), else the estimate, labelled as such.
+                if self.ran and not left:
+                    prompt = await self.prompt_tokens()
+                else:
+                    prompt, self.usage_estimated = self.chat.estimated_prompt_tokens, True
+                usage = {"prompt_tokens": prompt, "completion_tokens": pieces}
             await self._finish(ok=ok, usage=usage, ttft_ms=ttft_ms)
 
     async def _finish(self, *, ok: bool, usage: dict[str, int], ttft_ms: float | None) -> None:
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         self.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        latency_ms = (time.perf_counter() - self.started) * 1000
         if ok or not self.failures_recorded:
             metrics.record(block_pk=self.block.pk, organization_pk=self.principal.organization.pk, ok=ok,
-                           latency_ms=(time.perf_counter() - self.started) * 1000,
-                           ttft_ms=ttft_ms, tokens_in=prompt, tokens_out=completion)
+                           latency_ms=latency_ms, ttft_ms=ttft_ms, tokens_in=prompt, tokens_out=completion)
+        if request_log.isEnabledFor(logging.INFO):
+            request_log.info("request_id=%s upstream_request_id=%s org=%s model=%s ok=%s prompt_tokens=%d "
+                             "completion_tokens=%d ms=%.1f", self.request_id, self.upstream_request_id,
+                             self.principal.organization.slug, self.block.block_id, ok, prompt, completion,
+                             latency_ms)
         try:
             if self.ran:
                 await self.admission.settle(prompt_tokens=prompt, completion_tokens=completion)

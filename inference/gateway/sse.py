@@ -24,13 +24,18 @@ def error_event(error: OpenAIError) -> bytes:
 class ChunkWriter:
     """Turns one stream's deltas into SSE bytes for one client."""
 
-    def __init__(self, *, chunk_id: str, block_id: str, include_usage: bool):
+    def __init__(self, *, chunk_id: str, block_id: str, include_usage: bool, text: bool = False):
         self.id = chunk_id
         self.block_id = block_id
         self.include_usage = include_usage
+        # A /v1/completions stream: text_completion chunks with choices[].text.
+        self.text = text
+        self.object = "text_completion" if text else "chat.completion.chunk"
         self.created = int(time.time())
+        self.system_fingerprint: str | None = None
         self._model_marker = b'"model":"' + block_id.encode() + b'"'
         self._last_raw: bytes | None = None
+        self._seen_upstream = False
         self._started: set[int] = set()
         self.sent_usage = False
 
@@ -47,6 +52,10 @@ class ChunkWriter:
         if raw is self._last_raw:
             return b""
         self._last_raw = raw
+        if not self._seen_upstream:
+            # Once a stream: a usage chunk the gateway adds later carries the stream's own id and created.
+            self._seen_upstream = True
+            self._adopt(orjson.loads(raw))
         if delta.usage:
             if not self.include_usage and b'"choices":[]' in raw.replace(b" ", b""):
                 return b""  # The gateway asked for usage for its own metering; the client did not.
@@ -57,7 +66,17 @@ class ChunkWriter:
             raw = orjson.dumps(chunk)
         return b"data: " + raw + b"\n\n"
 
+    def _adopt(self, chunk: dict) -> None:
+        if isinstance(chunk.get("id"), str):
+            self.id = chunk["id"]
+        if isinstance(chunk.get("created"), int):
+            self.created = chunk["created"]
+        if isinstance(chunk.get("system_fingerprint"), str):
+            self.system_fingerprint = chunk["system_fingerprint"]
+
     def _built(self, delta: ChatDelta) -> bytes:
+        if self.text:
+            return self._built_text(delta)
         out = b""
         if delta.content or delta.finish_reason or delta.tool_calls or delta.index not in self._started:
             body: dict = {}
@@ -73,13 +92,24 @@ class ChunkWriter:
             out += self.usage_chunk(delta.usage)
         return out
 
+    def _built_text(self, delta: ChatDelta) -> bytes:
+        out = b""
+        if delta.content or delta.finish_reason:
+            out += self._chunk([{"text": delta.content, "index": delta.index, "logprobs": None,
+                                 "finish_reason": delta.finish_reason}])
+        if delta.usage and self.include_usage:
+            out += self.usage_chunk(delta.usage)
+        return out
+
     def usage_chunk(self, usage: dict) -> bytes:
         self.sent_usage = True
         return self._chunk([], usage=usage)
 
     def _chunk(self, choices: list, usage: dict | None = None) -> bytes:
-        chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+        chunk = {"id": self.id, "object": self.object, "created": self.created,
                  "model": self.block_id, "choices": choices}
+        if self.system_fingerprint is not None:
+            chunk["system_fingerprint"] = self.system_fingerprint
         if usage is not None:
             chunk["usage"] = usage
         return b"data: " + orjson.dumps(chunk) + b"\n\n"

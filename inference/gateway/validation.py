@@ -15,6 +15,10 @@ from inference.gateway.errors import invalid
 from registry import jsonsafe
 
 MAX_N = 8
+# The chat template's overhead where no tokenizer is at hand: ChatML-like templates spend about five
+# tokens framing each message (<|im_start|>role\n ... <|im_end|>\n) and three opening the reply.
+TEMPLATE_TOKENS_PER_MESSAGE = 5
+TEMPLATE_TOKENS_REPLY = 3
 MAX_STOP = 4
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
@@ -122,8 +126,13 @@ def _messages(body: dict) -> tuple[list[dict[str, Any]], int]:
                           "missing_required_parameter")
         if "name" in message and not isinstance(message["name"], str):
             raise invalid(f"'{where}.name' must be a string.", f"{where}.name", "invalid_type")
-    # About four characters a token, plus a few tokens of chat framing per message.
-    return messages, chars // 4 + 4 * len(messages)
+    return messages, estimate_prompt_tokens(chars, len(messages))
+
+
+def estimate_prompt_tokens(chars: int, messages: int) -> int:
+    """About four characters a token, plus the chat template's framing (none for a raw prompt)."""
+    framing = TEMPLATE_TOKENS_PER_MESSAGE * messages + TEMPLATE_TOKENS_REPLY if messages else 0
+    return -(-chars // 4) + framing
 
 
 def _stop(body: dict) -> list[str] | None:
@@ -159,15 +168,17 @@ def _tools(body: dict) -> tuple[list[dict] | None, Any]:
     return tools or None, choice
 
 
-def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> ChatBody:
+def _model(body: dict) -> str:
     model = body.get("model")
     if model is None:
         raise invalid("'model' is a required property.", "model", "missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise invalid("'model' must be a non-empty string.", "model", "invalid_type")
     check_model_name(model)
-    messages, estimated = _messages(body)
+    return model
 
+
+def _stream(body: dict, force_stream: bool) -> tuple[bool, dict | None]:
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -184,6 +195,13 @@ def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> Chat
         if not isinstance(stream_options.get("include_usage", False), bool):
             raise invalid("'stream_options.include_usage' must be a boolean.", "stream_options.include_usage",
                           "invalid_type")
+    return stream, stream_options
+
+
+def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> ChatBody:
+    model = _model(body)
+    messages, estimated = _messages(body)
+    stream, stream_options = _stream(body, force_stream)
 
     # Both are checked even when both are given; max_completion_tokens (OpenAI's newer name) wins.
     max_completion_tokens, legacy_max_tokens = _integer(body, "max_completion_tokens", 1), _integer(body, "max_tokens", 1)
@@ -213,3 +231,49 @@ def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> Chat
     include_usage = bool(stream and stream_options and stream_options.get("include_usage"))
     return ChatBody(request=request, stream=stream, include_usage=include_usage,
                     estimated_prompt_tokens=estimated)
+
+
+# POST /v1/completions: fields the gateway reads; the rest (echo, logprobs, suffix, best_of...) go to `extra`.
+_READ_COMPLETION = {"model", "prompt", "temperature", "top_p", "max_tokens", "stop", "n", "seed", "stream",
+                    "stream_options"}
+
+
+def _prompt(body: dict) -> tuple[str | list[Any], int]:
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise invalid("'prompt' is a required property.", "prompt", "missing_required_parameter")
+    if isinstance(prompt, str):
+        return prompt, len(prompt)
+    # A list of strings, or token ids (a list of integers, or a list of such lists), as OpenAI takes them.
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(p, str) for p in prompt):
+            return prompt, sum(len(p) for p in prompt)
+        if all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
+            return prompt, 4 * len(prompt)
+        if all(isinstance(p, list) and p and all(isinstance(t, int) and not isinstance(t, bool) for t in p)
+               for p in prompt):
+            return prompt, 4 * sum(len(p) for p in prompt)
+    raise invalid("'prompt' must be a string, a non-empty list of strings, or token ids.", "prompt", "invalid_type")
+
+
+def parse_completion_body(body: dict[str, Any]) -> ChatBody:
+    """The body of POST /v1/completions, as a ChatRequest with `prompt` set and no messages."""
+    model = _model(body)
+    prompt, chars = _prompt(body)
+    stream, stream_options = _stream(body, False)
+    request = ChatRequest(
+        messages=[],
+        model=model,
+        prompt=prompt,
+        max_tokens=_integer(body, "max_tokens", 1),
+        temperature=_number(body, "temperature", 0, 2),
+        top_p=_number(body, "top_p", 0, 1),
+        stop=_stop(body),
+        n=_integer(body, "n", 1, MAX_N) or 1,
+        seed=_integer(body, "seed", -(2**63)),
+        stream_options=stream_options,
+        extra={k: v for k, v in body.items() if k not in _READ_COMPLETION},
+    )
+    include_usage = bool(stream and stream_options and stream_options.get("include_usage"))
+    return ChatBody(request=request, stream=stream, include_usage=include_usage,
+                    estimated_prompt_tokens=estimate_prompt_tokens(chars, 0))

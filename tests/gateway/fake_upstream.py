@@ -4,7 +4,8 @@ One server plays many upstreams: the first path segment picks the behaviour, so 
 block gets its own base URL, e.g. http://127.0.0.1:PORT/delay50/v1. Segments combine with
 "-":  ok | status<N> (answer every chat request with N) | flaky<K> (500 for the first K
 requests, then ok) | hang (never answer) | cut<K> (drop the connection after K stream
-events) | delay<MS> (wait before each stream event) | chunks<N> (content chunks, default 16) | nousage (never stream usage) | wait<MS> (wait before a non-streamed answer).
+events) | delay<MS> (wait before each stream event) | chunks<N> (content chunks, default 16) | nousage (never stream usage) | wait<MS> (wait before a non-streamed answer) | ctxlen (a 400
+`context_length_exceeded` API error, as llama_cpp.server sends it) | reqid (answer with an x-request-id of its own).
 It echoes the requested model, so a gateway can pass chunks through untouched.
 `stats` counts requests, streams started/completed/aborted, and when each abort was seen.
 """
@@ -33,6 +34,8 @@ class Scenario:
     chunks: int = 16
     no_usage: bool = False
     wait_ms: float = 0.0
+    context_length: bool = False
+    request_id: bool = False
 
     @classmethod
     def parse(cls, name: str) -> Scenario:
@@ -46,6 +49,10 @@ class Scenario:
                 scenario.hang = True
             if part == "nousage":
                 scenario.no_usage = True
+            if part == "ctxlen":
+                scenario.context_length = True
+            if part == "reqid":
+                scenario.request_id = True
         return scenario
 
 
@@ -59,6 +66,7 @@ class Stats:
     aborted_at: list[float] = field(default_factory=list)
     by_scenario: dict[str, int] = field(default_factory=dict)
     last_body: dict[str, Any] | None = None
+    last_headers: dict[str, str] = field(default_factory=dict)
 
 
 def completion(model: str, chunks: int) -> bytes:
@@ -68,6 +76,27 @@ def completion(model: str, chunks: int) -> bytes:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
     })
+
+
+def text_completion(model: str, chunks: int) -> bytes:
+    """POST /v1/completions: the same tokens as a text_completion."""
+    return orjson.dumps({
+        "id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model,
+        "choices": [{"text": " ".join(f"tok{i}" for i in range(chunks)), "index": 0, "logprobs": None,
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
+    })
+
+
+def text_stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
+    base = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model}
+    events = [{**base, "choices": [{"text": f"tok{i} ", "index": 0, "logprobs": None, "finish_reason": None}]}
+              for i in range(chunks)]
+    events.append({**base, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
+    if include_usage:
+        events.append({**base, "choices": [],
+                       "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks}})
+    return [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
 def stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
@@ -122,11 +151,13 @@ class _Connection(asyncio.Protocol):
                 return
             body = self.buffer[head_end + 4:head_end + 4 + length]
             self.buffer = self.buffer[head_end + 4 + length:]
+            self.server.stats.last_headers = {k.strip().lower(): v.strip()
+                                              for k, _, v in (line.partition(":") for line in lines[1:])}
             asyncio.get_running_loop().create_task(self.respond(method, path, body))
 
-    def send(self, status: int, payload: bytes) -> None:
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                             % (status, REASONS.get(status, "Error").encode(), len(payload), payload))
+    def send(self, status: int, payload: bytes, extra: bytes = b"") -> None:
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+                             % (status, REASONS.get(status, "Error").encode(), len(payload), extra, payload))
 
     async def respond(self, method: str, path: str, body: bytes) -> None:
         stats = self.server.stats
@@ -135,12 +166,19 @@ class _Connection(asyncio.Protocol):
         if method == "GET" and rest.startswith("v1/models"):
             self.send(200, b'{"object":"list","data":[{"id":"fake","object":"model","owned_by":"fake"}]}')
             return
-        if method != "POST" or not rest.startswith("v1/chat/completions"):
+        text = rest.startswith("v1/completions")
+        if method != "POST" or not (rest.startswith("v1/chat/completions") or text):
             self.send(404, b'{"error":{"message":"not found"}}')
             return
         stats.requests += 1
         count = stats.by_scenario[name] = stats.by_scenario.get(name, 0) + 1
         if scenario.hang:
+            return
+        extra = b"x-request-id: upstream-%d\r\n" % stats.requests if scenario.request_id else b""
+        if scenario.context_length:
+            self.send(400, b'{"error":{"message":"Requested tokens (3000) exceed context window of 2048",'
+                           b'"type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}',
+                      extra)
             return
         if scenario.status or count <= scenario.flaky:
             self.send(scenario.status or 500,
@@ -156,14 +194,14 @@ class _Connection(asyncio.Protocol):
                 if self.transport.is_closing():
                     return
                 self.waiting = False
-            self.send(200, completion(model, scenario.chunks))
+            self.send(200, (text_completion if text else completion)(model, scenario.chunks), extra)
             return
         include_usage = bool((request.get("stream_options") or {}).get("include_usage")) and not scenario.no_usage
         self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                             b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n")
+                             b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n%s\r\n" % extra)
         stats.streams_started += 1
         self.streaming = True
-        for i, event in enumerate(stream_events(model, scenario.chunks, include_usage)):
+        for i, event in enumerate((text_stream_events if text else stream_events)(model, scenario.chunks, include_usage)):
             if scenario.delay_ms:
                 await asyncio.sleep(scenario.delay_ms / 1000)
             if self.transport.is_closing():
