@@ -141,7 +141,13 @@ COMPLETION_REQUEST = {
                    "backends that forward them; optional fields may be null (not given), as for chat.",
     "properties": {
         "model": {"type": "string", "minLength": 1, "pattern": "\\S"},
-        "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+        # As OpenAI takes it: text, texts, token ids, or lists of token ids (forwarded to openai blocks;
+        # the built-in model takes text only and answers 400 unsupported_parameter to token ids).
+        "prompt": {"oneOf": [{"type": "string"},
+                             {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                             {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+                             {"type": "array", "minItems": 1,
+                              "items": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}}]},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
         "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},

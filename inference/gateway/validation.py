@@ -238,6 +238,10 @@ _READ_COMPLETION = {"model", "prompt", "temperature", "top_p", "max_tokens", "st
                     "stream_options"}
 
 
+def _token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _prompt(body: dict) -> tuple[str | list[Any], int]:
     prompt = body.get("prompt")
     if prompt is None:
@@ -248,10 +252,9 @@ def _prompt(body: dict) -> tuple[str | list[Any], int]:
     if isinstance(prompt, list) and prompt:
         if all(isinstance(p, str) for p in prompt):
             return prompt, sum(len(p) for p in prompt)
-        if all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
+        if all(_token_id(p) for p in prompt):
             return prompt, 4 * len(prompt)
-        if all(isinstance(p, list) and p and all(isinstance(t, int) and not isinstance(t, bool) for t in p)
-               for p in prompt):
+        if all(isinstance(p, list) and p and all(_token_id(t) for t in p) for p in prompt):
             return prompt, 4 * sum(len(p) for p in prompt)
     raise invalid("'prompt' must be a string, a non-empty list of strings, or token ids.", "prompt", "invalid_type")
 

@@ -151,6 +151,14 @@ def test_completions_refuse_a_body_without_a_prompt_naming_the_param(live_gatewa
     assert reply.status == 400 and reply.json()["error"]["param"] == "prompt"
 
 
+@pytest.mark.parametrize("prompt", [[-1], [[3, -2]], [], [True], [1.5], {"text": "hi"}])
+def test_completions_refuse_a_prompt_that_is_neither_text_nor_token_ids(live_gateway, member, prompt):
+    python_block(member.organization)
+    reply = post(live_gateway, "/completions", member, {"model": "acme-reverse", "prompt": prompt})
+    assert reply.status == 400
+    assert (reply.json()["error"]["param"], reply.json()["error"]["code"]) == ("prompt", "invalid_type")
+
+
 def test_completions_go_through_an_openai_block_for_a_member_streamed_and_not(live_gateway, member, upstream_block,
                                                                                fake_upstream):
     upstream_block(member.organization, block_id="acme-text")
