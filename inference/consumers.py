@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +34,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.utils import timezone
 
 from inference.gateway import pipeline
 from inference.gateway.errors import OpenAIError, invalid, unavailable
@@ -156,6 +158,7 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         self.principal = principal
         self.authorization = authorization
         self.session_key = session_key
+        self.checked_at = time.monotonic()
         if self.watcher is None:
             self.watcher = asyncio.ensure_future(self._watch())
 
@@ -190,18 +193,30 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
         if self.ending or self.principal is None:
             return not self.ending
         try:
+            key = self.principal.api_key
+            if key is not None and not key.is_usable(timezone.now()):
+                # Expiry needs no database: checked here, so an outage never stretches it.
+                raise SessionEnded(CLOSE_UNAUTHENTICATED, OpenAIError(401, "API key is expired or revoked",
+                                                                      code="invalid_api_key"))
             self.principal = await self._principal_now(before_conversation=conversation is not None)
         except SessionEnded as ended:
             await self._end(ended, conversation)
             return False
-        except Exception:
-            # A lookup that failed (the database is down) revokes nothing: the socket goes on as it was
-            # and the next check tries again. Logged once per outage, not once a second.
+        except Exception as exc:
+            # A lookup that failed (the database is down) revokes nothing at once: the socket goes on as
+            # it was and the next check tries again, for as long as a /v1 request with a warm key would
+            # be served (the key cache's lifetime plus DB_OUTAGE_GRACE_S); then it is told and closed.
             if not self.recheck_failing:
                 log.warning("could not re-check a chat socket's credential", exc_info=True)
             self.recheck_failing = True
+            if time.monotonic() - self.checked_at > KEY_CACHE_SECONDS + settings.DB_OUTAGE_GRACE_S:
+                error = unavailable(exc) or OpenAIError(503, "The socket's credential cannot be checked now.",
+                                                        code="service_unavailable")
+                await self._end(SessionEnded(CLOSE_TRY_AGAIN_LATER, error), conversation)
+                return False
         else:
             self.recheck_failing = False
+            self.checked_at = time.monotonic()
         return True
 
     async def _end(self, ended: SessionEnded, conversation: Any = None) -> None:

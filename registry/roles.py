@@ -2,7 +2,7 @@
 
 The operator is trusted; tenants are not (docs/security.md). The operator is anyone acting as an
 owner of the platform organization (settings.SWITCHBOARD_PLATFORM_ORG, which holds the built-in
-model), or a Django superuser through the dashboard or admin. Only the operator may write the
+model), or a Django superuser in person (a dashboard or admin session, never through an API key). Only the operator may write the
 platform organization's blocks, run code or load model files on the server, choose queues, or let a
 block reach internal addresses.
 """
@@ -38,10 +38,11 @@ def is_platform_org(organization: Organization | None) -> bool:
 
 
 def is_operator(principal: Principal) -> bool:
-    user = principal.user
-    if user is None and principal.api_key is not None:
-        user = principal.api_key.created_by
-    if user is not None and getattr(user, "is_superuser", False):
+    # A superuser is the operator only in person (a dashboard or admin session). API keys travel: a
+    # key a superuser made for a tenant organization (the admin records them as its creator) must not
+    # carry the operator's powers into that tenant's hands, so a key is the operator's only in the
+    # platform organization, with the owner role.
+    if principal.api_key is None and getattr(principal.user, "is_superuser", False):
         return True
     return is_platform_org(principal.organization) and caller_role(principal) == Membership.OWNER
 

@@ -32,7 +32,7 @@ def _org_id(slug: str) -> Subquery:
 
 
 def block_resolve(*, organization: Organization, reference: str, queryset: QuerySet[Block] | None = None,
-                  names: bool = True) -> Block | None:
+                  names: bool = True, prefer_kind: str | None = None) -> Block | None:
     """The block that `reference` names for `organization`, or None. The one naming rule (issue 8):
 
     1. the caller's own block by id, then by name (lowest id on a tie);
@@ -45,7 +45,9 @@ def block_resolve(*, organization: Organization, reference: str, queryset: Query
     ("meta-llama/Llama-3"), so the caller's own names rank above it: a tenant whose slug
     happens to prefix a name never takes over what the caller already calls that name.
     `queryset` narrows the candidates (enabled LLMs for the gateway); `names=False` matches ids
-    only (fallbacks, the REST API's /blocks/<id>, rules). One indexed query.
+    only (fallbacks, the REST API's /blocks/<id>, rules). `prefer_kind` breaks a tie *within* one rank
+    (an own LLM and an own optimizer of the same name): the kind never lifts a block above a better
+    rank, so no foreign block outranks a name the caller gave one of its own. One indexed query.
     """
     if not reference:
         return None
@@ -70,9 +72,15 @@ def block_resolve(*, organization: Organization, reference: str, queryset: Query
         candidates.filter(match)
         .annotate(name_rank=Case(*(When(condition, then=Value(rank)) for condition, rank in ranks),
                                  output_field=IntegerField()))
-        .order_by("name_rank", "block_id")
+        .order_by("name_rank", *_kind_order(prefer_kind), "block_id")
         .first()
     )
+
+
+def _kind_order(prefer_kind: str | None) -> list[Any]:
+    if prefer_kind is None:
+        return []
+    return [Case(When(kind=prefer_kind, then=Value(0)), default=Value(1), output_field=IntegerField())]
 
 
 def block_reference(block: Block, *, organization: Organization) -> str:

@@ -59,21 +59,59 @@ class ApiInputMiddleware:
         return self.get_response(request)
 
 
+def _declares_length(scope: dict) -> bool:
+    return any(name == b"content-length" for name, _ in scope.get("headers", ()))
+
+
+async def _answer(send, status: int, message: str) -> None:
+    body = JsonResponse({"success": False, "message": message}).content
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def guard_query_encoding(app):
-    """ASGI wrapper for Django: a query string that is not UTF-8 fails in Django's ASGIRequest,
-    before any middleware, as an empty HTML 400; under /api and /discovery it gets the envelope."""
+    """ASGI wrapper for Django, under /api and /discovery only:
+
+    - a query string that is not UTF-8 fails in Django's ASGIRequest, before any middleware, as an
+      empty HTML 400: it gets the envelope here;
+    - a body sent without Content-Length (chunked) is counted as it arrives and refused with a 413 one
+      chunk past DATA_UPLOAD_MAX_MEMORY_SIZE. Django would otherwise spool all of it and then read it
+      whole into memory to learn its size (a declared length is refused by ApiInputMiddleware unread).
+    """
 
     async def guarded(scope, receive, send):
         if scope["type"] == "http" and is_api_path(scope.get("path", "")):
             try:
                 scope.get("query_string", b"").decode()
             except UnicodeDecodeError:
-                body = b'{"success": false, "message": "query: the query string is not valid UTF-8"}'
-                await send({"type": "http.response.start", "status": 400,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", b"%d" % len(body))]})
-                await send({"type": "http.response.body", "body": body})
+                await _answer(send, 400, "query: the query string is not valid UTF-8")
                 return
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if limit is not None and not _declares_length(scope):
+                messages, size = [], 0
+                while True:
+                    message = await receive()
+                    messages.append(message)
+                    if message["type"] != "http.request":
+                        break
+                    size += len(message.get("body", b""))
+                    if size > limit:
+                        await _answer(send, 413, f"the request body is larger than {limit} bytes")
+                        return
+                    if not message.get("more_body"):
+                        break
+                receive = _replay(messages, receive)
         await app(scope, receive, send)
 
     return guarded
+
+
+def _replay(messages: list[dict], receive):
+    """`receive` that first hands back what was already read, then goes on to the client."""
+    pending = list(messages)
+
+    async def replayed():
+        return pending.pop(0) if pending else await receive()
+
+    return replayed

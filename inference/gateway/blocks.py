@@ -4,8 +4,9 @@ The naming rule is the registry's (registry.selectors.block_resolve): the caller
 then another organization's only by qualified id "<org-slug>/<block-id>", then the platform's
 public blocks. A foreign block never answers to a plain name or id, public or granted.
 
-LLM and optimizer blocks both run; a name reaches an LLM before any optimizer, so every name that
-reached an LLM when only LLMs ran still does. /v1/models lists one kind at a time (LLMs unless asked).
+LLM and optimizer blocks both run, under the one naming rule: an LLM wins only a tie within a rank
+(an own LLM and an own optimizer of one name), so a foreign or platform LLM never takes a name the
+caller gave its own optimizer. /v1/models lists one kind at a time (LLMs unless asked).
 
 The hot path would otherwise query the database on every request. One indexed lookup per
 name, never the organization's whole catalogue (which can hold 100,000 public blocks). A block
@@ -32,18 +33,10 @@ def clear_block_cache() -> None:
     _cache.clear()
 
 
-# Tried in this order: an LLM answers first (one query, as before optimizers ran), then an optimizer.
-RESOLVE_ORDER: tuple[tuple[str, ...], ...] = ((Block.LLM,), (Block.OPTIMIZER,))
-
-
 def _resolve(organization: Organization, model: str, names: bool) -> Block | None:
     close_old_connections()
-    for kinds in RESOLVE_ORDER:
-        block = block_resolve(organization=organization, reference=model,
-                              queryset=callable_blocks(organization, kinds=kinds), names=names)
-        if block is not None:
-            return block
-    return None
+    return block_resolve(organization=organization, reference=model, names=names, prefer_kind=Block.LLM,
+                         queryset=callable_blocks(organization, kinds=(Block.LLM, Block.OPTIMIZER)))
 
 
 def _plain_references(blocks: list[Block], organization: Organization) -> set[str]:
@@ -59,13 +52,16 @@ def _list(organization: Organization, kind: str = Block.LLM) -> list[tuple[str, 
     blocks = list(callable_blocks(organization, kinds=(kind,)).exclude(backend_type=""))
     # A plain id reaches a platform block only when none of the caller's own ids or names shadows it.
     own = {ref for b in blocks if b.organization_id == organization.pk for ref in (b.block_id, b.name)}
-    # Every LLM (runnable or not) answers to its plain names before an optimizer does (_resolve).
-    llms = set() if kind == Block.LLM else _plain_references(list(callable_blocks(organization, kinds=(Block.LLM,))),
-                                                             organization)
+    # An LLM (runnable or not) wins a plain name from an optimizer of the same rank (_resolve): the
+    # caller's own LLMs shadow its own optimizers, and any plainly reachable LLM a platform optimizer.
+    llms = [] if kind == Block.LLM else list(callable_blocks(organization, kinds=(Block.LLM,)))
+    own_llms = _plain_references([b for b in llms if b.organization_id == organization.pk], organization)
+    plain_llms = _plain_references(llms, organization)
     listed = []
     for block in blocks:
         reference = block_reference(block, organization=organization)
-        if (block.organization_id != organization.pk and reference in own) or reference in llms:
+        mine = block.organization_id == organization.pk
+        if (reference in own_llms) if mine else (reference in own or reference in plain_llms):
             reference = block.qualified_id
         listed.append((reference, block))
     return sorted(listed, key=lambda pair: pair[0])

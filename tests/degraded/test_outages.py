@@ -90,6 +90,11 @@ class Stack:
                 return frame, closed.rcvd.code if closed.rcvd else None
         return frame, None
 
+    def held_socket(self, key: str):
+        """A chat WebSocket opened (and its key checked) now, to watch what happens to it later."""
+        return ws_connect(self.url.replace("http://", "ws://") + "/ws/chat/", open_timeout=5, origin=self.url,
+                          additional_headers={"Authorization": f"Bearer {self.keys[key]}"})
+
     def until_chat_works(self, key: str = "owner", model: str = "warm-model", timeout: float = 15.0) -> Reply:
         deadline = time.monotonic() + timeout
         while True:
@@ -201,6 +206,7 @@ def test_with_postgres_stopped_warm_keys_and_blocks_are_served_for_the_grace_and
     # The outsider's key is warm too, and so is its lookup of acme's private block: a 404.
     assert stack.chat("outsider")[0].status == 404
     served_before = stack.metered_requests("warm-model")
+    held = stack.held_socket("owner")
 
     stack.postgres.stop()
     stopped = time.monotonic()
@@ -232,7 +238,15 @@ def test_with_postgres_stopped_warm_keys_and_blocks_are_served_for_the_grace_and
         # Past the grace, the warm entries are refused too: the outage window is bounded.
         time.sleep(max(0.0, stopped + CACHE_TTL_S + GRACE_S + 0.2 - time.monotonic()))
         _assert_unavailable(*stack.chat("owner"), "database_unavailable")
+        # An open chat socket is bounded the same way: told, then closed with "try again later".
+        frames = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                frames.append(json.loads(held.recv(timeout=5)))
+        assert frames and frames[-1]["error"]["code"] == "database_unavailable"
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
     finally:
+        held.close()
         stack.postgres.start()
 
     # The same gateway process reconnects by itself.

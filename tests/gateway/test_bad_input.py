@@ -86,6 +86,22 @@ def test_a_50_mb_body_to_blocks_is_a_413_envelope_over_uvicorn_too(live_gateway,
     assert Block.objects.count() == before
 
 
+def test_a_chunked_api_body_under_the_cap_is_read_and_parsed(live_gateway, owner):
+    # The ASGI guard counts a chunked body as it arrives, then hands Django every byte it read.
+    host, port = live_gateway.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    pieces = [b'{"id": "chunked-ok", ', b'"name": "' + b"n" * 150 + b'", ', b'"visibility": "private"}']
+    try:
+        conn.request("POST", "/api/blocks", body=iter(pieces), encode_chunked=True,
+                     headers={"Authorization": f"Bearer {owner.key}", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        status, body = resp.status, resp.read()
+    finally:
+        conn.close()
+    assert status == 201, body[:300]
+    assert Block.objects.get(block_id="chunked-ok").name == "n" * 150
+
+
 # /v1 in OpenAI's shape.
 
 def test_chat_completions_refuses_invalid_utf8_and_lone_surrogates_with_400(live_gateway, owner, acme_block):

@@ -17,12 +17,14 @@ from asgiref.sync import sync_to_async
 from channels.testing import HttpCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
+from rest_framework.test import APIClient
 
 from inference.backends.aios_grpc import AIOSBackend
 from inference.backends.openai_compat import OpenAIBackend
 from inference.workers.queued import QueuedBackend
 from inference.workers.queues import CPU_QUEUE
-from registry.models import Block
+from registry.models import Block, Membership
+from registry.services import api_key_create
 from registry.tenancy.models import PolicyRule
 from tests.factories import BlockFactory
 from tests.gateway.conftest import request
@@ -156,6 +158,19 @@ def test_only_the_operator_may_mark_a_block_internal(owner, member, outsider, op
     # The operator, too, opens an internal address only by saying so.
     assert_refused(operator.client().post("/api/blocks", openai_block("unflagged", "http://127.0.0.2:1/v1"),
                                           format="json"), "not a public address")
+
+
+def test_a_key_a_superuser_made_for_a_tenant_organization_carries_no_operator_power(org, default_policy,
+                                                                                     django_user_model):
+    # The admin records the superuser who made a key as its creator; the key still acts for the tenant.
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
+    Membership.objects.create(user=root, organization=org, role=Membership.OWNER)
+    _, raw = api_key_create(organization=org, name="made-in-admin", created_by=root)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    body = openai_block("engine", "http://127.0.0.2:30000/v1", internal=True)
+    assert_refused(client.post("/api/blocks", body, format="json"), "internal")
+    assert not Block.objects.filter(block_id="engine").exists()
 
 
 def test_the_operator_opens_address_ranges_and_host_names_with_egress_allow(owner, settings):

@@ -1,7 +1,7 @@
 """Issue 9, finding "KnownLLMOptimizers.run_ai_inference against a server always answers 404": optimizer
 blocks run through /v1/chat/completions like LLM blocks (their backend runs them), under the same
 naming rule, visibility and key restrictions; /v1/models lists LLMs unless ?kind=optimizer asks.
-A name that reached an LLM before still reaches it: LLMs answer to a name before optimizers do.
+An LLM wins a name only from an optimizer of the same rank: the caller's own names come first, whatever their kind.
 
 All against the real gateway (uvicorn subprocess on the test database); the blocks' backend is the
 in-process ReverseTextLLM, so the answer shows which block ran.
@@ -112,22 +112,37 @@ def test_an_unknown_models_kind_is_a_400_naming_the_parameter(live_gateway, owne
     assert "'llm' or 'optimizer'" in reply.json()["error"]["message"]
 
 
-def test_a_name_that_reaches_an_llm_still_reaches_it_when_an_optimizer_shares_it(
+def test_an_own_optimizer_keeps_its_name_against_a_platform_llm_of_the_same_id(
         live_gateway, fake_upstream, owner, upstream_block):
     platform = Organization.objects.create(slug="local", name="Local")
     scenario = "chunks11"  # This test's own segment: the fake upstream counts requests by it.
     upstream_block(platform, scenario, block_id="smollm2-135m-instruct", visibility=Block.PUBLIC)
-    # The caller's own optimizer under the platform LLM's id: before optimizers ran, the id reached the LLM.
+    # The caller's own optimizer under the platform LLM's id: own names rank above the platform's,
+    # whatever the kind (issue 8: the platform's blocks stay reachable "below each organization's own names").
     BlockFactory(organization=owner.organization, block_id="smollm2-135m-instruct", kind=Block.OPTIMIZER)
     before = fake_upstream.stats.by_scenario.get(scenario, 0)
-    reply = chat(live_gateway, owner.key, "smollm2-135m-instruct", "abc")
-    assert reply.status == 200 and reply.json()["choices"][0]["message"]["content"] != "cba"
-    assert fake_upstream.stats.by_scenario[scenario] == before + 1
-    # The optimizer is listed, and runs, by the name that reaches it.
-    assert listed(live_gateway, owner.key, "?kind=optimizer") == ["acme/smollm2-135m-instruct"]
-    mine = chat(live_gateway, owner.key, "acme/smollm2-135m-instruct", "abc")
+    mine = chat(live_gateway, owner.key, "smollm2-135m-instruct", "abc")
     assert mine.status == 200 and mine.json()["choices"][0]["message"]["content"] == "cba"
-    assert mine.json()["model"] == "acme/smollm2-135m-instruct"
+    assert fake_upstream.stats.by_scenario.get(scenario, 0) == before
+    assert listed(live_gateway, owner.key, "?kind=optimizer") == ["smollm2-135m-instruct"]
+    # The platform LLM is still reached, by its qualified id.
+    theirs = chat(live_gateway, owner.key, "local/smollm2-135m-instruct", "abc")
+    assert theirs.status == 200 and theirs.json()["choices"][0]["message"]["content"] != "cba"
+    assert fake_upstream.stats.by_scenario[scenario] == before + 1
+
+
+def test_a_foreign_llm_never_takes_a_name_the_caller_gave_its_own_optimizer(
+        live_gateway, fake_upstream, owner, upstream_block):
+    slugged = Organization.objects.create(slug="meta-llama", name="Meta Llama")
+    scenario = "chunks12"
+    upstream_block(slugged, scenario, block_id="Llama-3", visibility=Block.PUBLIC)
+    BlockFactory(organization=owner.organization, block_id="llama-opt", name="meta-llama/Llama-3",
+                 kind=Block.OPTIMIZER)
+    before = fake_upstream.stats.by_scenario.get(scenario, 0)
+    reply = chat(live_gateway, owner.key, "meta-llama/Llama-3", "abc")
+    assert reply.status == 200 and reply.json()["choices"][0]["message"]["content"] == "cba"
+    assert reply.json()["model"] == "llama-opt"
+    assert fake_upstream.stats.by_scenario.get(scenario, 0) == before  # the prompt never left
 
 
 @pytest.fixture
