@@ -44,6 +44,7 @@ services:
 
 lint: install-test
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # `make pytest ARGS="tests/registry -x"` runs part of the suite with the test environment.
 pytest: install-test services

@@ -27,6 +27,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 
+from inference.models import BlockMetricBucket
 from registry.outages import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -185,8 +186,6 @@ def _put_back(entries: dict[_Key, _Pending]) -> None:
 
 
 def _upsert(block_pk: int, organization_pk: int, minute: int, entry: _Pending) -> None:
-    from inference.models import BlockMetricBucket
-
     when = datetime.fromtimestamp(minute * 60, tz=UTC)
     counters = {"requests": entry.requests, "errors": entry.errors, "latency_ms_sum": entry.latency_ms_sum,
                 "ttft_ms_sum": entry.ttft_ms_sum, "ttft_count": entry.ttft_count,

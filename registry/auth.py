@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -31,6 +32,23 @@ def clear_key_cache() -> None:
 def forget_key(hashed_key: str) -> None:
     """Drop one key from this process's cache (revocation is then immediate here)."""
     _key_cache.pop(hashed_key, None)
+
+
+# Caches of principals kept by the layers above (the gateway's), registered when their module
+# loads: a revocation clears them without this layer importing them.
+_revocation_hooks: list[Callable[[], None]] = []
+
+
+def on_keys_revoked(hook: Callable[[], None]) -> Callable[[], None]:
+    """Call `hook` in this process whenever keys are revoked."""
+    if hook not in _revocation_hooks:
+        _revocation_hooks.append(hook)
+    return hook
+
+
+def keys_revoked() -> None:
+    for hook in _revocation_hooks:
+        hook()
 
 
 def is_loopback(host: str | None) -> bool:

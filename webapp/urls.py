@@ -12,7 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    # Tenancy serves /api/keys, /api/policies, ... and /discovery/*; registry.urls the rest of /api.
+    # Tenancy serves /api/keys, /api/policies, ...; registry.urls the rest of /api; inference /discovery/*.
     path("", include("registry.tenancy.urls")),
     path("api/", include("registry.urls")),
     path("", include("inference.urls")),

@@ -37,6 +37,8 @@ from django.conf import settings
 
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend, UnsupportedFeature
 from inference.backends.content import flatten_content
+from inference.backends.messages import chat_request_from_input
+from registry.builtin import smollm2_gguf_path
 from registry.server_code import llamacpp_config_refusal
 
 # Sampling defaults where the request says nothing (llama.cpp's own defaults).
@@ -305,8 +307,6 @@ class LlamaCppBackend(StreamingBackend):
     def path(self) -> Path:
         if self.model_path is not None:
             return self.model_path
-        from registry.builtin import smollm2_gguf_path
-
         try:
             # Looked up once per backend: it walks the package directory.
             self.model_path = smollm2_gguf_path()
@@ -499,8 +499,6 @@ class LlamaCppBackend(StreamingBackend):
 
     # The seed's synchronous interface.
     def run_inference(self, input_data: dict) -> str:
-        from inference.backends.messages import chat_request_from_input
-
         try:
             request = chat_request_from_input(input_data, model="")
         except ValueError as exc:

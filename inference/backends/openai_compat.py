@@ -20,6 +20,7 @@ from yarl import URL
 from inference.backends import egress
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
 from inference.backends.llamacpp import LlamaCppBackend
+from inference.backends.messages import chat_request_from_input
 from registry.egress import HOPS_HEADER, EgressDenied, check_headers, literal_ip
 
 # Keyed by (loop, base_url, internal): an internal block never shares a connector (nor its DNS cache)
@@ -309,8 +310,6 @@ class OpenAIBackend(StreamingBackend):
 
     # The seed's synchronous interface, for the Python SDK outside an event loop.
     def run_inference(self, input_data: dict) -> str:
-        from inference.backends.messages import chat_request_from_input
-
         async def once() -> str:
             try:
                 result = await self.complete(chat_request_from_input(input_data, model=self.model or ""))

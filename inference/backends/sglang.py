@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
+from inference.backends.engines import EngineChoice, _ready_engines, apick_engine, inflight
 from inference.backends.openai_compat import OpenAIBackend
-from inference.workers.selectors import EngineChoice, apick_engine, inflight
 
 
 class NoEngine(BackendError):
@@ -77,14 +77,10 @@ class SGLangBackend(StreamingBackend):
         raise BackendError("SGLang blocks are served through the gateway (/v1/chat/completions)", status=400)
 
     def check_execute(self, query: dict) -> tuple[bool, Any]:
-        from inference.workers.selectors import _ready_engines
-
         engines = _ready_engines(self.engine_key)
         return bool(engines), {"ready_engines": len(engines)}
 
     def get_current_estimates(self) -> tuple[bool, Any]:
-        from inference.workers.selectors import _ready_engines
-
         engines = _ready_engines(self.engine_key)
         return True, {"ready_engines": len(engines), "capacity": sum(e.capacity for e in engines),
                       "load": sum(e.load for e in engines)}

@@ -31,11 +31,12 @@ from inference.gateway.blocks import resolve_block
 from inference.gateway.errors import OpenAIError
 from inference.gateway.validation import ChatBody, parse_chat_body, parse_completion_body
 from inference.ttlcache import AsyncTTLCache
-from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for
+from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for, on_keys_revoked
 from registry.models import Block
-from registry.policy import Admission, GateError, Policy, admit
 from registry.principal import Principal
 from registry.selectors import block_reference
+from registry.tenancy.admission import admit
+from registry.tenancy.policy import Admission, GateError, Policy
 
 log = logging.getLogger(__name__)
 # One line per finished request, with its x-request-id (a logger of its own, so it can be silenced).
@@ -63,6 +64,10 @@ _principals: AsyncTTLCache[Principal] = AsyncTTLCache(ttl=KEY_CACHE_SECONDS, ref
 
 def clear_principal_cache() -> None:
     _principals.clear()
+
+
+# A revocation (registry.tenancy.services.api_key_revoke) clears it at once in this process.
+on_keys_revoked(clear_principal_cache)
 
 
 def _still_usable(principal: Principal) -> bool:

@@ -19,6 +19,7 @@ from inference.backends.sglang import SGLangBackend
 from inference.ttlcache import AsyncTTLCache
 from inference.workers import streams
 from inference.workers.supervisor import local_endpoint
+from registry.models import Block
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,6 @@ _blocks: AsyncTTLCache[Any] = AsyncTTLCache(ttl=2.0)
 
 
 async def _block(block_id: str, block_pk: int | None):
-    from registry.models import Block
-
     if block_pk is None:  # a task queued before ids became per-organization
         return await _blocks.get(block_id, lambda: Block.objects.aget(block_id=block_id))
     return await _blocks.get(block_pk, lambda: Block.objects.aget(pk=block_pk))

@@ -14,6 +14,8 @@ from typing import Any
 
 import uvloop
 
+from inference.backends.openai_compat import close_sessions
+
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
 
@@ -41,8 +43,6 @@ def run_on_worker_loop(coro: Coroutine[Any, Any, Any], timeout: float | None = N
 
 
 async def _close_clients() -> None:
-    from inference.backends.openai_compat import close_sessions
-
     await close_sessions()
 
 

@@ -28,11 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
+from celery import current_app
 from django.conf import settings
 from kombu.serialization import dumps as kombu_dumps
 
 from inference.workers import streams
 from inference.workers.queues import CPU_QUEUE
+from inference.workers.tasks import run_requests
 
 RUN_REQUESTS = "inference.run_requests"
 
@@ -53,8 +55,8 @@ def batch_limit(queue: str) -> int:
 
 def task_envelope(name: str, args: list[Any], queue: str) -> bytes:
     """The JSON kombu's Redis transport pushes for `apply_async(args, queue=queue)` of task `name`."""
-    from webapp.celery import app
-
+    # webapp.celery's app: the current one in every process that loads Django's settings.
+    app = current_app._get_current_object()
     task_id = str(uuid.uuid4())
     message = app.amqp.as_task_v2(
         task_id, name, args=args, kwargs={}, reply_to=app.thread_oid, ignore_result=True,
@@ -129,8 +131,6 @@ _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EnqueueHub] = weakre
 async def request_enqueue(*, request_id: str, record: dict[str, Any], queue: str) -> None:
     """Store the request record, then put a task that runs it on `queue` (in that order)."""
     if not redis_broker():
-        from inference.workers.tasks import run_requests
-
         await streams.request_store(request_id, record)
         await asyncio.get_running_loop().run_in_executor(
             _publisher, functools.partial(run_requests.apply_async, args=[[request_id]], queue=queue))

@@ -17,10 +17,10 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
+from inference.backends.engines import apick_engine
 from inference.workers import streams
 from inference.workers.publish import request_enqueue
 from inference.workers.queues import queued_request_queue
-from inference.workers.selectors import apick_engine
 
 
 class QueuedBackend(StreamingBackend):

@@ -8,8 +8,8 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from inference.backends.engines import engine_list_for
 from inference.models import Engine
-from inference.workers.selectors import engine_list_for
 from registry.envelope import fail, ok
 
 STATES = [state for state, _ in Engine.STATES]

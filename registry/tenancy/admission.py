@@ -1,4 +1,4 @@
-"""The body of registry.policy.admit: access, constraints, then quota, in that order.
+"""`admit`: access, constraints, then quota, in that order (the types are in policy.py).
 
 Nothing here touches the database on the hot path: the organization's rules come from the
 rules cache, and the quota check is one Redis script call.
@@ -10,9 +10,11 @@ from dataclasses import replace
 
 from channels.db import database_sync_to_async
 
-from registry.policy import Admission, GateError, Policy
+from registry.models import Block
+from registry.principal import Principal
 from registry.selectors import block_key_names, block_resolve, blocks_visible_to
 from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols, request_rule
+from registry.tenancy.policy import Admission, AdmissionRequest, GateError, Policy
 from registry.tenancy.quota import QuotaExceeded, quota_store
 from registry.tenancy.rules import OrgRules, block_is_visible, rules_cache
 
@@ -55,12 +57,19 @@ async def _checked_fallbacks(policy: Policy, *, principal, rules: OrgRules, from
     return replace(policy, fallbacks=tuple(kept))
 
 
-def reserve_tokens(request, policy: Policy, prompt_tokens: int) -> int:
+def reserve_tokens(request: AdmissionRequest, policy: Policy, prompt_tokens: int) -> int:
     completion = getattr(request, "max_tokens", None) or policy.max_output_tokens or DEFAULT_COMPLETION_RESERVE
     return max(0, int(prompt_tokens)) + int(completion)
 
 
-async def admission_for(*, principal, block, request, estimated_prompt_tokens: int) -> Admission:
+async def admit(*, principal: Principal, block: Block, request: AdmissionRequest,
+                estimated_prompt_tokens: int) -> Admission:
+    """Check access and constraints and reserve quota; raise GateError to refuse.
+
+    404 model_not_found (not visible or disabled), 403 model_not_allowed (the key's
+    allowed_models), 400 policy_violation / invalid_request_error (a rule, naming it),
+    429 rate_limit_exceeded / insufficient_quota with Retry-After.
+    """
     organization_id = principal.organization.pk
     rules: OrgRules = await rules_cache.get(organization_id)
     if not block_is_visible(block, organization_id, rules) or not block.enabled:

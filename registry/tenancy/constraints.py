@@ -12,7 +12,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from registry.policy import GateError, Policy
+from registry.tenancy.policy import GateError, Policy
 
 MAX_TOKENS_LIMIT = 10_000_000
 MAX_FALLBACKS = 10

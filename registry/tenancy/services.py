@@ -38,12 +38,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     # This process stops accepting the keys at once; others within auth.KEY_CACHE_SECONDS.
     for key in revoked:
         auth.forget_key(key.hashed_key)
-    try:
-        from inference.gateway.pipeline import clear_principal_cache
-    except ImportError:  # the gateway keeps its own principal cache once it is merged
-        pass
-    else:
-        clear_principal_cache()
+    auth.keys_revoked()  # the gateway's principal cache, where this process has one
     return api_key
 
 

@@ -19,6 +19,4 @@ urlpatterns = [
     path("api/quotas/<int:pk>", views.QuotaDetailView.as_view(), name="quota"),
     path("api/usage", views.UsageView.as_view(), name="usage"),
     path("api/whoami", views.WhoAmIView.as_view(), name="whoami"),
-    path("discovery/estimate", views.EstimateView.as_view(), name="discovery-estimate"),
-    path("discovery/check_execute", views.CheckExecuteView.as_view(), name="discovery-check-execute"),
 ]

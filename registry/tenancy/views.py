@@ -9,20 +9,17 @@ the role of the user who created it. Anything belonging to another organization 
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.views import APIView
 
 from registry import roles
 from registry.envelope import Unprocessable, fail, ok
-from registry.fields import StrictCharField
 from registry.models import ApiKey
 from registry.roles import caller_role
 from registry.services import KeyRightsError, api_key_create, api_key_limits_under
 from registry.tenancy import services
-from registry.tenancy.estimator import check_execute, estimate
-from registry.tenancy.estimator import remaining_quota as remaining_quota_of
 from registry.tenancy.models import OrgModel, PolicyRule, Quota
 from registry.tenancy.selectors import (
     api_keys_of,
@@ -32,6 +29,7 @@ from registry.tenancy.selectors import (
     org_models_of,
     policy_rules_of,
     quotas_of,
+    remaining_quota,
 )
 from registry.tenancy.serializers import (
     ApiKeyCreateSerializer,
@@ -336,80 +334,7 @@ class QuotaDetailView(APIView):
 class UsageView(APIView):
     @extend_schema(responses={200: ENVELOPE})
     def get(self, request):
-        return ok(remaining_quota_of(request.user))
-
-
-# What registry.tenancy.estimator reads (messages_from_query, input_size_of), for /api/schema/.
-_TEXT = {"type": "string", "minLength": 1}
-SEARCH_QUERY_SCHEMA = {
-    "description": "A prompt string, a list of messages, the seed's input_data ({messages | prompts | text | "
-                   "prompt | query | input}), or {\"input_size\": <prompt tokens>}.",
-    "anyOf": [
-        _TEXT,
-        {"type": "array", "minItems": 1, "items": {"type": "object"}},
-        {"type": "object", "required": ["input_size"], "properties": {"input_size": {"type": "integer", "minimum": 0}}},
-        *({"type": "object", "required": [key], "not": {"required": ["input_size"]},
-           "properties": {key: {"type": "array", "minItems": 1, "items": {"type": "object"}}}}
-          for key in ("messages", "prompts")),
-        *({"type": "object", "required": [key], "not": {"required": ["input_size"]}, "properties": {key: _TEXT}}
-          for key in ("text", "prompt", "query", "input")),
-    ],
-}
-_MAX_TOKENS = {"type": "integer", "minimum": 1, "nullable": True}
-
-
-@extend_schema_field(SEARCH_QUERY_SCHEMA)
-class SearchQueryField(serializers.JSONField):
-    pass
-
-
-@extend_schema_field({"type": "object", "properties": {"max_tokens": _MAX_TOKENS, "max_completion_tokens": _MAX_TOKENS},
-                      "description": "e.g. {\"max_tokens\": 64}"})
-class QueryParamsField(serializers.DictField):
-    pass
-
-
-EstimateRequest = inline_serializer("EstimateRequest", fields={
-    "search_query": SearchQueryField(),
-    "block_id": StrictCharField(max_length=200, help_text="unknown or not visible: 404"),
-})
-CheckExecuteRequest = inline_serializer("CheckExecuteRequest", fields={
-    "search_query": SearchQueryField(),
-    "query_params": QueryParamsField(required=False),
-    "block_id": StrictCharField(max_length=200, help_text="unknown or not visible: 404"),
-})
-
-
-class _DiscoveryInput(serializers.Serializer):
-    search_query = serializers.JSONField()
-    query_params = serializers.DictField(required=False, default=dict)
-    block_id = StrictCharField(max_length=200)
-
-
-def _discovery(request, answer):
-    serializer = _DiscoveryInput(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    data = serializer.validated_data
-    block = block_visible_get(organization=request.user.organization, block_id=data["block_id"])
-    if block is None:
-        return fail(f"unknown block {data['block_id']!r}", status=status.HTTP_404_NOT_FOUND)
-    try:
-        return ok(answer(principal=request.user, block=block, search_query=data["search_query"],
-                         query_params=data.get("query_params")))
-    except ValueError as exc:
-        return fail(str(exc))
-
-
-class EstimateView(APIView):
-    @extend_schema(request=EstimateRequest, responses={200: ENVELOPE})
-    def post(self, request):
-        return _discovery(request, estimate)
-
-
-class CheckExecuteView(APIView):
-    @extend_schema(request=CheckExecuteRequest, responses={200: ENVELOPE})
-    def post(self, request):
-        return _discovery(request, check_execute)
+        return ok(remaining_quota(request.user))
 
 
 class WhoAmIView(APIView):

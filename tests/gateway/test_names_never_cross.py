@@ -20,8 +20,8 @@ from django.test import override_settings
 from inference import dispatch
 from inference.backends.base import BackendError
 from inference.gateway.blocks import BLOCK_CACHE_SECONDS
+from inference.sdk import KnownLLMs, RegistryError
 from registry.models import Block, BlockGrant, Organization
-from registry.sdk import KnownLLMs, RegistryError
 from registry.selectors import block_resolve
 from registry.services import api_key_create
 from registry.tenancy.models import PolicyRule

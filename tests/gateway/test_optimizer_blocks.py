@@ -16,11 +16,11 @@ import pytest
 from inference.gateway.errors import OpenAIError
 from inference.gateway.pipeline import ChatCall
 from inference.gateway.validation import parse_chat_body
+from inference.sdk import KnownLLMOptimizers, RegistryError
 from registry.models import Block, Organization
-from registry.policy import Admission, Policy
 from registry.principal import Principal
-from registry.sdk import KnownLLMOptimizers, RegistryError
 from registry.services import api_key_create
+from registry.tenancy.policy import Admission, Policy
 from tests.factories import BlockFactory
 from tests.gateway.conftest import request
 

@@ -9,8 +9,8 @@ from inference.gateway.errors import OpenAIError
 from inference.gateway.pipeline import ChatCall
 from inference.gateway.validation import parse_chat_body
 from registry.models import Block
-from registry.policy import Admission, Policy
 from registry.principal import Principal
+from registry.tenancy.policy import Admission, Policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

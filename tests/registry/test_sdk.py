@@ -1,4 +1,4 @@
-"""The seed's Python API (registry.sdk) in-process (ORM) and remote (real HTTP to a live server)."""
+"""The seed's Python API (inference.sdk) in-process (ORM) and remote (real HTTP to a live server)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from django.db import connection
 
 from inference.backends.base import LLMInferenceAPI
+from inference.sdk import Block, BlocksQueryManager, KnownLLMOptimizers, KnownLLMs, RegistryError
 from registry.models import Block as BlockModel
-from registry.sdk import Block, BlocksQueryManager, KnownLLMOptimizers, KnownLLMs, RegistryError
 from tests.factories import BlockFactory
 from tests.tenancy.servers import LiveASGI
 
@@ -217,11 +217,11 @@ def test_block_data_is_normalized_and_validated():
 
 
 def test_remote_queries_follow_pages(live_server, owner, monkeypatch):
-    import registry.sdk
+    import inference.sdk
 
     for n in range(5):
         BlockFactory(block_id=f"paged-{n}", organization=owner.organization, tags=["paged"])
-    monkeypatch.setattr(registry.sdk, "PAGE_SIZE", 2)
+    monkeypatch.setattr(inference.sdk, "PAGE_SIZE", 2)
     manager = BlocksQueryManager(base_url=live_server.url, api_key=owner.key)
     found = manager.filter_data([{"variable": "tags", "operator": "==", "value": "paged"}])
     assert [b.id for b in found] == [f"paged-{n}" for n in range(5)]
@@ -252,7 +252,7 @@ def env_without_django() -> dict[str, str]:
 
 REMOTE_RECIPE = """
 import json, sys
-from registry.sdk import KnownLLMs
+from inference.sdk import KnownLLMs
 
 llms = KnownLLMs(base_url=sys.argv[1], api_key=sys.argv[2])
 llms.add_llm(name="small", block_id="reverse-llm")
@@ -316,7 +316,7 @@ def test_in_process_failures_raise_registry_error_too(db, owner):
 
 IN_PROCESS_RECIPE = """
 import json
-from registry.sdk import BlocksQueryManager, KnownLLMs
+from inference.sdk import BlocksQueryManager, KnownLLMs
 
 llms = KnownLLMs(organization="acme")
 llms.add_llm(name="rev", block_id="reverse-llm")

@@ -122,7 +122,7 @@ def test_the_operator_can_create_a_python_block_from_an_allowed_module(operator)
 
 def test_an_in_process_inference_object_is_never_stored_so_no_http_caller_reaches_it(owner):
     from inference.backends.examples import ReverseTextLLM
-    from registry.sdk import KnownLLMs
+    from inference.sdk import KnownLLMs
 
     llms = KnownLLMs(organization=owner.organization)
     llms.create_custom_llm_block("in-proc", "", [], ["text/plain"], ["text/plain"],

@@ -9,10 +9,11 @@ import redis
 from django.conf import settings
 
 from registry.models import Block, BlockGrant
-from registry.policy import GateError, admit
 from registry.principal import Principal
 from registry.services import api_key_create
+from registry.tenancy.admission import admit
 from registry.tenancy.models import PolicyRule
+from registry.tenancy.policy import GateError
 from registry.tenancy.rules import RULES_POLL_S, VERSION_KEY
 from tests.factories import BlockFactory
 from tests.tenancy.conftest import chat, principal_of

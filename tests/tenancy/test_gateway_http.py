@@ -1,7 +1,7 @@
 """Quotas, constraints, retries and fallbacks through the real HTTP path: /v1/chat/completions.
 
 These need the gateway (issue 3); on a branch without its /v1 routes they are skipped. The gateway executes the retries/fallbacks loop with the Policy that
-registry.policy.admit returns; the fake upstream (tests/tenancy/servers.py) injects the faults.
+registry.tenancy.admission.admit returns; the fake upstream (tests/tenancy/servers.py) injects the faults.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ async def test_200_concurrent_http_requests_against_a_budget_for_50(org, owner, 
     # Settled with real usage (9 tokens each): what is recorded never exceeds the budget.
     def used():
         from registry.principal import Principal
-        from registry.tenancy.estimator import remaining_quota
+        from registry.tenancy.selectors import remaining_quota
 
         state = remaining_quota(Principal(organization=org))["organization"]["token_budget"]
         return state["used"] if state["used"] == 50 * 9 else None

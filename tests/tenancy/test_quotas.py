@@ -8,9 +8,10 @@ import multiprocessing
 import pytest
 from django.conf import settings
 
-from registry.policy import GateError, admit
 from registry.services import api_key_create
+from registry.tenancy.admission import admit
 from registry.tenancy.models import Quota
+from registry.tenancy.policy import GateError
 from registry.tenancy.quota import (
     Limits,
     MemoryQuotaStore,

@@ -9,11 +9,11 @@ import pytest
 from django.utils import timezone
 
 from inference.backends.base import BackendError, ChatRequest
+from inference.backends.engines import forget_cache, inflight
 from inference.backends.factory import backend_for_block
 from inference.backends.openai_compat import close_sessions
 from inference.backends.sglang import SGLangBackend
 from inference.models import Engine
-from inference.workers.selectors import forget_cache, inflight
 from tests.factories import BlockFactory
 from tests.workers.conftest import start_fake_engine, stop_process
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from inference.backends.engines import _ready_engines
 from inference.models import Engine
-from inference.workers.selectors import _ready_engines
 from tests.factories import BlockFactory
 
 pytestmark = pytest.mark.django_db

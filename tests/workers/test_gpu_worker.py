@@ -14,11 +14,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from inference.backends.base import ChatRequest
+from inference.backends.engines import _ready_engines, engine_list_for, forget_cache, pick
 from inference.backends.factory import backend_for_block
 from inference.backends.openai_compat import close_sessions
 from inference.models import Engine
 from inference.workers import services
-from inference.workers.selectors import _ready_engines, engine_list_for, forget_cache, pick
 from tests.factories import BlockFactory
 from tests.workers.conftest import ROOT, Worker, get_json, wait_for
 

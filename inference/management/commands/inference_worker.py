@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import socket
 
+from celery import current_app
+from celery.signals import worker_shutting_down
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.workers.queues import CPU_QUEUE, gpu_queue
+from inference.workers.supervisor import EngineSpec, EngineSupervisor, free_port
 from registry.selectors import blocks_named_anywhere
 
 
@@ -34,12 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args, **opts) -> None:
-        from celery.signals import worker_shutting_down
-
-        from inference.workers.queues import CPU_QUEUE, gpu_queue
-        from inference.workers.supervisor import EngineSpec, EngineSupervisor, free_port
-        from webapp.celery import app
-
+        # webapp.celery's app: the current one in every process that loads Django's settings.
+        app = current_app._get_current_object()
         if opts["gpu"] is None and not opts["cpu"]:
             raise CommandError("give --gpu N (with --model) or --cpu")
         if opts["gpu"] is not None and not opts["model"]:

@@ -1,4 +1,6 @@
-"""Which engine serves a block's next request: ready, heartbeat fresh, least loaded."""
+"""Which engine serves a block's next request: ready, heartbeat fresh, least loaded.
+
+Beside the backends, which choose with it (sglang.py); the workers' queued dispatch uses it too."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The seed's Python API: KnownLLMs, KnownLLMOptimizers, BlocksQueryManager and Block.
 
-    from registry.sdk import KnownLLMs, KnownLLMOptimizers, BlocksQueryManager
+    from inference.sdk import KnownLLMs, KnownLLMOptimizers, BlocksQueryManager
 
 Two modes, same methods:
 - remote (`base_url="http://host:8000"`): HTTP to the REST API with `Authorization:
@@ -11,6 +11,9 @@ Two modes, same methods:
   API uses, acting for `organization` (an Organization or its slug; default the
   built-in "local" organization). Creating one calls django.setup() if Django is not set
   up yet (DJANGO_SETTINGS_MODULE, default webapp.settings).
+  The Django-using modules (registry's selectors and services, inference.dispatch) are
+  imported inside the in-process methods, so a remote caller's plain script never loads
+  Django; the layers allow them at module level (tests/test_layers.py lists this file).
 
 The managers keep their own name -> Block table (add_llm, add_custom_llm,
 create_custom_llm_block, list_llms, remove_llm), as the seed does; registering a name is

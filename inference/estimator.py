@@ -16,19 +16,27 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
+from kombu.exceptions import ChannelError
 
+from inference.backends.factory import own_backend_for_block
+from inference.backends.messages import messages_from_input
+from inference.metrics import merge_histograms, percentile
+from inference.models import BlockMetricBucket, Engine
+from inference.workers.queues import queued_request_queue
 from registry.selectors import block_reference
 from registry.tenancy.admission import DEFAULT_COMPLETION_RESERVE
 from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols
-from registry.tenancy.quota import quota_store
+from registry.tenancy.policy import GateError
 from registry.tenancy.rules import load_org_rules
+from registry.tenancy.selectors import remaining_quota
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +47,6 @@ GIVEN_INPUT_SIZE = "input_size, as given"
 
 def messages_from_query(search_query: Any) -> list[dict[str, Any]]:
     """A string is one user message; a list is messages; a dict is the seed's input_data."""
-    from inference.backends.messages import messages_from_input
-
     if isinstance(search_query, str):
         if not search_query:
             raise ValueError("search_query is empty")
@@ -82,8 +88,6 @@ def approximate_tokens(messages: list[dict[str, Any]]) -> int:
 def count_prompt_tokens(block, messages: list[dict[str, Any]]) -> tuple[int, str]:
     """(tokens, how they were counted)."""
     try:
-        from inference.backends.factory import own_backend_for_block
-
         # A queued block is counted with the backend its worker runs, not the queue in front of it.
         backend = own_backend_for_block(block)
         counter = getattr(backend, "count_tokens", None)
@@ -97,9 +101,6 @@ def count_prompt_tokens(block, messages: list[dict[str, Any]]) -> tuple[int, str
 def latency_summary(block, *, organization) -> dict[str, Any]:
     """Recent latency, from the per-minute metric buckets: of every caller for the block's owner,
     of `organization`'s own requests for anyone else (a shared block's traffic is its owner's to see)."""
-    from inference.metrics import merge_histograms, percentile
-    from inference.models import BlockMetricBucket
-
     since = timezone.now() - timedelta(minutes=LATENCY_WINDOW_MIN)
     buckets = BlockMetricBucket.objects.filter(block=block, minute__gte=since)
     if block.organization_id != organization.pk:
@@ -126,9 +127,6 @@ def latency_summary(block, *, organization) -> dict[str, Any]:
 
 def _queues_of(block) -> list[str]:
     """The Celery queues a queued block's requests wait in, chosen as QueuedBackend chooses."""
-    from inference.models import Engine
-    from inference.workers.queues import queued_request_queue
-
     config = block.backend_config or {}
     if config.get("dispatch") != "queued":
         return []  # served in-process: nothing waits in a broker
@@ -145,13 +143,9 @@ def _waiting_tasks(queues: list[str]) -> int:
     """Messages waiting in the broker's queues; a passive declare works on Redis and RabbitMQ alike."""
     if not queues or settings.CELERY_BROKER_URL.startswith("memory://"):
         return 0
-    from kombu.exceptions import ChannelError
-
-    from webapp.celery import app
-
     depth = 0
     try:
-        with app.connection_for_read() as connection:
+        with current_app.connection_for_read() as connection:
             for queue in queues:
                 try:
                     depth += connection.default_channel.queue_declare(queue=queue, passive=True).message_count
@@ -163,24 +157,20 @@ def _waiting_tasks(queues: list[str]) -> int:
 
 
 def queue_summary(block) -> dict[str, Any]:
-    from inference.models import Engine
-
     engines = Engine.objects.filter(block=block, state=Engine.READY).aggregate(load=Sum("load"),
                                                                                 capacity=Sum("capacity"))
     return {"queueDepth": _waiting_tasks(_queues_of(block)), "engineLoad": engines["load"] or 0.0,
             "engineCapacity": engines["capacity"] or 0}
 
 
-def remaining_quota(principal) -> dict[str, Any]:
-    rules = load_org_rules(principal.organization.pk)
-    api_key = getattr(principal, "api_key", None)
-    store = quota_store()
-    out: dict[str, Any] = {}
-    for scope, limits in (("organization", rules.quotas.get(None)),
-                          ("apiKey", rules.quotas.get(api_key.pk) if api_key is not None else None)):
-        if limits is not None:
-            out[scope] = store.remaining(limits)
-    return out
+@dataclass
+class EstimateRequest:
+    """The request an estimate is about, as admission reads one (registry.tenancy.policy.AdmissionRequest)."""
+
+    messages: list[dict[str, Any]]
+    max_tokens: int | None
+    model: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -199,13 +189,13 @@ def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"query_params.{key} must be a positive integer")
     max_tokens = query_params.get("max_tokens") or query_params.get("max_completion_tokens")
-    request = SimpleNamespace(messages=messages, max_tokens=max_tokens, extra={})
+    request = EstimateRequest(messages=messages, max_tokens=max_tokens)
     problems = check_constraints(policy=policy, request=request, prompt_tokens=prompt_tokens,
                                  protocols=request_protocols(request, None))
     reference = block_reference(block, organization=principal.organization)
     if not principal.allows_block(block):
-        problems.append(SimpleNamespace(rule="allowed_models",
-                                        message=f"This API key is not allowed to use the model '{reference}'."))
+        problems.append(GateError(f"This API key is not allowed to use the model '{reference}'.", status=403,
+                                  code="model_not_allowed", rule="allowed_models"))
     needed = prompt_tokens + (max_tokens or policy.max_output_tokens or DEFAULT_COMPLETION_RESERVE)
     quota = remaining_quota(principal)
     quota_problems = [

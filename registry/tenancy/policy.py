@@ -1,18 +1,34 @@
 """The contract between the gateway and tenancy: who may run what, under which rules.
 
-The gateway calls `admit` once per request before any backend call, then `settle` with
-the real usage when it is done (or `release` when nothing ran). `admit` answers with the
-block's effective Policy, which the gateway's call loop executes (timeouts, retries,
-fallbacks). The rules live in registry.tenancy (admission.py: access, constraints,
-quota; constraints.py: precedence request > block > organization > defaults).
+The gateway calls `registry.tenancy.admission.admit` once per request before any backend
+call, then `settle` with the real usage when it is done (or `release` when nothing ran).
+`admit` answers with the block's effective Policy, which the gateway's call loop executes
+(timeouts, retries, fallbacks). The types live here, below admission.py (access,
+constraints, quota) and constraints.py (precedence request > block > organization >
+defaults), which both use them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
+
+from registry.tenancy.quota import Reservation
+
+
+class AdmissionRequest(Protocol):
+    """What admission reads off a request (the gateway's ChatRequest, the estimator's stand-in).
+
+    `max_tokens` is written back when a policy caps the answer; `extra` holds the body's
+    unknown fields, the `switchboard` request rule among them.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int | None
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -44,8 +60,8 @@ class GateError(Exception):
 @dataclass
 class Admission:
     policy: Policy
-    # A registry.tenancy.quota.Reservation, or None when no quota applies.
-    reservation: Any = None
+    # None when no quota applies.
+    reservation: Reservation | None = None
 
     async def settle(self, *, prompt_tokens: int, completion_tokens: int) -> None:
         """Record real usage against the reservation (charges or refunds the difference; once)."""
@@ -57,15 +73,3 @@ class Admission:
         if self.reservation is not None:
             await self.reservation.release()
 
-
-async def admit(*, principal, block, request, estimated_prompt_tokens: int) -> Admission:
-    """Check access and constraints and reserve quota; raise GateError to refuse.
-
-    404 model_not_found (not visible or disabled), 403 model_not_allowed (the key's
-    allowed_models), 400 policy_violation / invalid_request_error (a rule, naming it),
-    429 rate_limit_exceeded / insufficient_quota with Retry-After.
-    """
-    from registry.tenancy.admission import admission_for
-
-    return await admission_for(principal=principal, block=block, request=request,
-                               estimated_prompt_tokens=estimated_prompt_tokens)

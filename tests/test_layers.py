@@ -1,0 +1,92 @@
+"""Layers point one way (issue 9): registry -> registry.tenancy -> inference.backends ->
+inference.workers -> transports and features -> webapp.
+
+import-linter checks the module-level imports against the contracts in pyproject.toml; an
+import inside a function would slip past it (and hide a cycle), so this test forbids those
+for the project's own modules, apart from the few listed below with their reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("registry", "inference", "webapp")
+
+# Files whose functions may import the project's modules, and why (never to dodge a cycle).
+LAZY_ON_PURPOSE = {
+    # The seed's SDK and the dispatch under it: a remote caller runs them in a plain script with
+    # no Django; the in-process path imports the ORM-backed modules when it is used.
+    "inference/sdk.py",
+    "inference/dispatch.py",
+}
+
+
+def _own_module(node: ast.Import | ast.ImportFrom) -> str | None:
+    if isinstance(node, ast.ImportFrom):
+        names = [node.module or ""] if node.level == 0 else ["." * node.level]
+    else:
+        names = [alias.name for alias in node.names]
+    for name in names:
+        if name.startswith(".") or name.split(".")[0] in PACKAGES:
+            return name
+    return None
+
+
+def _in_function_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        # An AppConfig.ready() importing its signal handlers is Django's way of wiring them.
+        if path.name == "apps.py" and function.name == "ready":
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import | ast.ImportFrom) and (module := _own_module(node)):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module} inside {function.name}()")
+    return found
+
+
+def _project_files() -> list[Path]:
+    return [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))
+            if "migrations" not in path.parts and "grpc_gen" not in path.parts]
+
+
+def test_no_module_imports_the_project_inside_a_function():
+    files = _project_files()
+    assert len(files) > 50  # the walk found the packages
+    found = [hit for path in files if str(path.relative_to(ROOT)) not in LAZY_ON_PURPOSE
+             for hit in _in_function_imports(path)]
+    assert found == []
+
+
+def test_the_files_allowed_lazy_imports_still_need_them():
+    # A listed file that no longer imports lazily must leave the list, so the list never grows stale.
+    for name in LAZY_ON_PURPOSE:
+        assert _in_function_imports(ROOT / name), name
+
+
+def test_no_project_import_is_wrapped_in_try_except_import_error():
+    found = []
+    for path in _project_files():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Try):
+                continue
+            catches = {getattr(h.type, "id", None) for h in node.handlers} | {
+                getattr(elt, "id", None) for h in node.handlers if isinstance(h.type, ast.Tuple) for elt in h.type.elts}
+            if {"ImportError", "ModuleNotFoundError"} & catches:
+                found += [f"{path.relative_to(ROOT)}:{inner.lineno}" for stmt in node.body for inner in ast.walk(stmt)
+                          if isinstance(inner, ast.Import | ast.ImportFrom) and _own_module(inner)]
+    assert found == []
+
+
+def test_the_layers_contract_is_kept():
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
