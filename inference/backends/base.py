@@ -118,22 +118,10 @@ class StreamingBackend(LLMInferenceAPI):
 
     async def complete_text(self, request: ChatRequest) -> dict[str, Any]:
         """A whole text_completion object, for backends with serves_completions."""
-        texts: dict[int, list[str]] = {}
-        finish: dict[int, str | None] = {}
-        usage: dict[str, int] | None = None
-        stream = self.stream_completion(request)
-        try:
-            async for delta in stream:
-                texts.setdefault(delta.index, []).append(delta.content)
-                if delta.finish_reason:
-                    finish[delta.index] = delta.finish_reason
-                if delta.usage:
-                    usage = delta.usage
-        finally:
-            await stream.aclose()
-        choices = [{"text": "".join(texts.get(index, [])), "index": index, "logprobs": None,
-                    "finish_reason": finish.get(index, "stop")} for index in sorted(texts) or [0]]
-        return {"object": "text_completion", "model": request.model, "choices": choices, "usage": usage or {}}
+        drained = await _drain(self.stream_completion(request))
+        choices = [{"text": drained.text(index), "index": index, "logprobs": None,
+                    "finish_reason": drained.finish.get(index, "stop")} for index in drained.indexes()]
+        return {"object": "text_completion", "model": request.model, "choices": choices, "usage": drained.usage}
 
     @abstractmethod
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
@@ -141,31 +129,50 @@ class StreamingBackend(LLMInferenceAPI):
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
         """A whole chat.completion object. Backends with a cheaper non-streaming call override this."""
-        texts: dict[int, list[str]] = {}
-        finish: dict[int, str | None] = {}
-        tool_calls: dict[int, list[dict[str, Any]]] = {}
-        usage: dict[str, int] | None = None
-        stream = self.stream_chat(request)
-        try:
-            async for delta in stream:
-                texts.setdefault(delta.index, []).append(delta.content)
-                if delta.finish_reason:
-                    finish[delta.index] = delta.finish_reason
-                if delta.tool_calls:
-                    tool_calls.setdefault(delta.index, []).extend(delta.tool_calls)
-                if delta.usage:
-                    usage = delta.usage
-        finally:
-            await stream.aclose()
+        drained = await _drain(self.stream_chat(request))
         choices = []
-        for index in sorted(texts) or [0]:
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(texts.get(index, []))}
-            if tool_calls.get(index):
-                message["tool_calls"] = tool_calls[index]
+        for index in drained.indexes():
+            message: dict[str, Any] = {"role": "assistant", "content": drained.text(index)}
+            if drained.tool_calls.get(index):
+                message["tool_calls"] = drained.tool_calls[index]
             choices.append({"index": index, "message": message,
-                            "finish_reason": finish.get(index, "stop")})
+                            "finish_reason": drained.finish.get(index, "stop")})
         return {"object": "chat.completion", "model": request.model, "choices": choices,
-                "usage": usage or {}}
+                "usage": drained.usage}
 
     async def aclose(self) -> None:
         """Release pooled connections or engines."""
+
+
+@dataclass
+class _Drained:
+    """A whole stream of deltas, gathered per choice index."""
+
+    texts: dict[int, list[str]] = field(default_factory=dict)
+    finish: dict[int, str | None] = field(default_factory=dict)
+    tool_calls: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def indexes(self) -> list[int]:
+        return sorted(self.texts) or [0]
+
+    def text(self, index: int) -> str:
+        return "".join(self.texts.get(index, []))
+
+
+async def _drain(stream: AsyncIterator[ChatDelta]) -> _Drained:
+    """Read `stream` to its end (closing it whatever happens): what complete() and complete_text()
+    build their one-shot answers from."""
+    drained = _Drained()
+    try:
+        async for delta in stream:
+            drained.texts.setdefault(delta.index, []).append(delta.content)
+            if delta.finish_reason:
+                drained.finish[delta.index] = delta.finish_reason
+            if delta.tool_calls:
+                drained.tool_calls.setdefault(delta.index, []).extend(delta.tool_calls)
+            if delta.usage:
+                drained.usage = delta.usage
+    finally:
+        await stream.aclose()
+    return drained
