@@ -217,11 +217,7 @@ def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> Chat
         messages=messages,
         model=model,
         max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1),
-        stop=_stop(body),
-        n=_integer(body, "n", 1, MAX_N) or 1,
-        seed=_integer(body, "seed", -(2**63)),
+        **_sampling(body),
         tools=tools,
         tool_choice=tool_choice,
         response_format=response_format,
@@ -231,6 +227,17 @@ def parse_chat_body(body: dict[str, Any], *, force_stream: bool = False) -> Chat
     include_usage = bool(stream and stream_options and stream_options.get("include_usage"))
     return ChatBody(request=request, stream=stream, include_usage=include_usage,
                     estimated_prompt_tokens=estimated)
+
+
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    """The sampling fields chat and text completions share, validated in this order."""
+    return {
+        "temperature": _number(body, "temperature", 0, 2),
+        "top_p": _number(body, "top_p", 0, 1),
+        "stop": _stop(body),
+        "n": _integer(body, "n", 1, MAX_N) or 1,
+        "seed": _integer(body, "seed", -(2**63)),
+    }
 
 
 # POST /v1/completions: fields the gateway reads; the rest (echo, logprobs, suffix, best_of...) go to `extra`.
@@ -269,11 +276,7 @@ def parse_completion_body(body: dict[str, Any]) -> ChatBody:
         model=model,
         prompt=prompt,
         max_tokens=_integer(body, "max_tokens", 1),
-        temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1),
-        stop=_stop(body),
-        n=_integer(body, "n", 1, MAX_N) or 1,
-        seed=_integer(body, "seed", -(2**63)),
+        **_sampling(body),
         stream_options=stream_options,
         extra={k: v for k, v in body.items() if k not in _READ_COMPLETION},
     )
