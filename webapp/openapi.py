@@ -171,36 +171,34 @@ REQUEST_ID_HEADERS = {"x-request-id": {"schema": {"type": "string"},
                                        "description": "The request's id: the upstream's, else the gateway's."}}
 
 
+def _generation(operation_id: str, summary: str, request_schema: str, answer: str) -> dict[str, Any]:
+    """A /v1 generating operation: a JSON answer, or its chunks as server-sent events."""
+    return {"post": {
+        "operationId": operation_id, "summary": summary, "tags": ["v1"], "security": BEARER,
+        "requestBody": {"required": True, "content": _json_of(f"#/components/schemas/{request_schema}")},
+        "responses": {
+            "200": {"description": f"{answer}, or its chunks as server-sent events.",
+                    "headers": REQUEST_ID_HEADERS,
+                    "content": {**_json_of("#/components/schemas/ChatCompletion"),
+                                "text/event-stream": {"schema": SSE_EVENT}}},
+            **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504),
+        },
+    }}
+
+
+def _json_of(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": ref}}}
+
+
 def _v1_paths() -> dict[str, Any]:
-    json_of = lambda ref: {"application/json": {"schema": {"$ref": ref}}}  # noqa: E731
     request_id = [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
-        "/v1/chat/completions": {"post": {
-            "operationId": "v1_chat_completions",
-            "summary": "Chat completion (OpenAI-compatible), streamed when stream is true",
-            "tags": ["v1"], "security": BEARER,
-            "requestBody": {"required": True, "content": json_of("#/components/schemas/ChatCompletionRequest")},
-            "responses": {
-                "200": {"description": "The answer, or its chunks as server-sent events.",
-                        "headers": REQUEST_ID_HEADERS,
-                        "content": {**json_of("#/components/schemas/ChatCompletion"),
-                                    "text/event-stream": {"schema": SSE_EVENT}}},
-                **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504),
-            },
-        }},
-        "/v1/completions": {"post": {
-            "operationId": "v1_completions",
-            "summary": "Text completion (OpenAI's legacy endpoint), streamed when stream is true",
-            "tags": ["v1"], "security": BEARER,
-            "requestBody": {"required": True, "content": json_of("#/components/schemas/CompletionRequest")},
-            "responses": {
-                "200": {"description": "The text_completion, or its chunks as server-sent events.",
-                        "headers": REQUEST_ID_HEADERS,
-                        "content": {**json_of("#/components/schemas/ChatCompletion"),
-                                    "text/event-stream": {"schema": SSE_EVENT}}},
-                **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504),
-            },
-        }},
+        "/v1/chat/completions": _generation("v1_chat_completions",
+                                            "Chat completion (OpenAI-compatible), streamed when stream is true",
+                                            "ChatCompletionRequest", "The answer"),
+        "/v1/completions": _generation("v1_completions",
+                                       "Text completion (OpenAI's legacy endpoint), streamed when stream is true",
+                                       "CompletionRequest", "The text_completion"),
         "/v1/models": {"get": {
             "operationId": "v1_models_list", "summary": "The models (blocks) your key may use",
             "tags": ["v1"], "security": BEARER,
@@ -218,7 +216,7 @@ def _v1_paths() -> dict[str, Any]:
             "operationId": "v1_models_get", "summary": "One model",
             "tags": ["v1"], "security": BEARER,
             "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "The model.", "content": json_of("#/components/schemas/Model")},
+            "responses": {"200": {"description": "The model.", "content": _json_of("#/components/schemas/Model")},
                           **_openai_errors(400, 401, 404, 405, 503)},
         }},
         "/v1/requests/{request_id}/stream": {"get": {
