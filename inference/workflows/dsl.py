@@ -422,7 +422,7 @@ def check_input(document: dict[str, Any], value: Any) -> list[str]:
     if declared is None:
         return []
     errors = []
-    for name, spec in declared.items():
+    for name, spec in sorted(declared.items()):  # stored as jsonb, whose key order is not the document's
         if name not in value:
             if spec.get("required", True):
                 errors.append(f"input.{name}: required ({spec.get('type', 'any')})")
@@ -432,5 +432,5 @@ def check_input(document: dict[str, Any], value: Any) -> list[str]:
         if (isinstance(got, bool) and spec.get("type") in ("number", "integer")) or not isinstance(got, expected):
             errors.append(f"input.{name}: expected {spec.get('type')}, got {type(got).__name__}")
     for name in sorted(set(value) - set(declared)):
-        errors.append(f"input.{name}: not an input of this workflow (known: {', '.join(declared) or 'none'})")
+        errors.append(f"input.{name}: not an input of this workflow (known: {', '.join(sorted(declared)) or 'none'})")
     return errors

@@ -12,6 +12,7 @@ import pytest
 from inference import metrics
 from inference.gateway.blocks import clear_block_cache
 from inference.gateway.pipeline import clear_principal_cache
+from inference.workers.loop import close_worker_loop
 from inference.workflows.models import Approval, NodeRun, WorkflowRun
 from registry.models import Block
 from tests.factories import BlockFactory
@@ -29,6 +30,12 @@ def _in_process_executor(settings):
     clear_principal_cache()
     yield
     metrics.discard_pending()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_node_loop() -> Iterator[None]:
+    yield
+    close_worker_loop()  # block calls ran on the shared loop: close its pooled upstream sessions
 
 
 @pytest.fixture(scope="session")
