@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "registry",
     "registry.tenancy",
     "inference",
+    "inference.workflows",
 ]
 
 MIDDLEWARE = [
@@ -231,6 +232,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 540)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 570)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = False
+# The workflow sweeper (inference/workflows): approval deadlines, lost nodes. Beat, never countdowns.
+CELERY_BEAT_SCHEDULE = {
+    "workflows-sweep": {"task": "workflows.sweep", "schedule": envfloat("WORKFLOW_SWEEP_INTERVAL_S", 5.0)},
+}
 
 # Inference.
 SWITCHBOARD_BUILTIN_BLOCK_ID = "smollm2-135m-instruct"
@@ -296,6 +301,18 @@ WORKER_LEASE_S = envfloat("WORKER_LEASE_S", 5.0)
 WORKER_DISPATCH_BATCH = envint("WORKER_DISPATCH_BATCH", 16)
 ENGINE_HEARTBEAT_S = envfloat("ENGINE_HEARTBEAT_S", 1.0)
 ENGINE_START_TIMEOUT_S = envfloat("ENGINE_START_TIMEOUT_S", 900.0)
+# Workflows (inference/workflows, docs/workflows.md): nodes run as Celery tasks when Redis is configured,
+# else on a thread pool in the serving process (the embedded default), with the same database records.
+WORKFLOW_EXECUTOR = envstr("WORKFLOW_EXECUTOR", "celery" if REDIS_URL else "inprocess")
+WORKFLOW_QUEUE = envstr("WORKFLOW_QUEUE", "default")
+WORKFLOW_INPROCESS_WORKERS = envint("WORKFLOW_INPROCESS_WORKERS", 8)
+# A running node renews its lease every heartbeat (and sees a cancel then); a node whose lease ran out
+# (its worker died) is given to another executor by the sweeper.
+WORKFLOW_HEARTBEAT_S = envfloat("WORKFLOW_HEARTBEAT_S", 0.5)
+WORKFLOW_LEASE_S = envfloat("WORKFLOW_LEASE_S", 30.0)
+WORKFLOW_SWEEP_INTERVAL_S = envfloat("WORKFLOW_SWEEP_INTERVAL_S", 5.0)
+# The embedded default has no beat: its serving process runs the sweeper on a thread.
+WORKFLOW_SWEEPER_THREAD = envbool("WORKFLOW_SWEEPER_THREAD", WORKFLOW_EXECUTOR == "inprocess" and EMBEDDED)
 
 # Bad input (registry/jsonsafe.py, registry/parsers.py, webapp/middleware.py, the gateway's consumers).
 # Largest REST API body (/api, /discovery); bigger ones are a 413 envelope.

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("registry.tenancy.urls")),
     path("api/", include("registry.urls")),
     path("", include("inference.urls")),
+    path("", include("inference.workflows.urls")),
     path("", include("webapp.dashboard.urls")),
 ]
 

@@ -1,0 +1,161 @@
+"""The workflows API (docs/workflows.md). Thin views: validate, call one service, answer with the
+registry's envelope. Members read, start and cancel their own runs; owners publish workflows and
+cancel any run; approvers decide. Another organization's objects answer 404, like missing ones."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.views import APIView
+
+from inference.workflows import selectors, services
+from inference.workflows.models import Approval
+from inference.workflows.serializers import (
+    DecisionSerializer,
+    RunStartSerializer,
+    approval_dict,
+    run_dict,
+    version_dict,
+    workflow_dict,
+)
+from registry import roles
+from registry.envelope import fail, ok
+from registry.models import Membership
+
+ENVELOPE = OpenApiResponse(OpenApiTypes.OBJECT, description='{"success": true, "data": ...}')
+ERROR = OpenApiResponse(OpenApiTypes.OBJECT, description='{"success": false, "message": "...", "errors": [...]}')
+ERRORS = {400: ERROR, 403: ERROR, 404: ERROR}
+
+
+def _refused(exc: services.WorkflowError):
+    return fail("; ".join(exc.errors), status=exc.status, errors=exc.errors)
+
+
+def _workflow(request, pk: int):
+    workflow = selectors.workflow_get(organization=request.user.organization, pk=pk)
+    if workflow is None:
+        raise Http404("Not found.")
+    return workflow
+
+
+def _run(request, pk: int):
+    run = selectors.run_get(organization=request.user.organization, pk=pk)
+    if run is None:
+        raise Http404("Not found.")
+    return run
+
+
+class WorkflowsView(APIView):
+    @extend_schema(operation_id="api_workflows_list", responses={200: ENVELOPE})
+    def get(self, request):
+        return ok([workflow_dict(w) for w in selectors.workflows_of(request.user.organization)])
+
+    @extend_schema(operation_id="api_workflows_publish", request=OpenApiTypes.OBJECT,
+                   responses={200: ENVELOPE, 201: ENVELOPE, 409: ERROR, **ERRORS},
+                   description='The workflow document as JSON, or {"document": "<JSON or YAML text>"}. '
+                               "A new version of the workflow of that name; the same document again is 200.")
+    def post(self, request):
+        roles.require_owner(request.user, "publish workflows")
+        data = request.data
+        raw = data["document"] if isinstance(data, dict) and set(data) == {"document"} else data
+        try:
+            version, created = services.workflow_publish(principal=request.user, raw=raw)
+        except services.WorkflowError as exc:
+            return _refused(exc)
+        return ok({**workflow_dict(version.workflow), "version": version_dict(version)},
+                  status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class WorkflowDetailView(APIView):
+    @extend_schema(responses={200: ENVELOPE, 404: ERROR})
+    def get(self, request, pk: int):
+        workflow = _workflow(request, pk)
+        return ok(workflow_dict(workflow, versions=list(workflow.versions.order_by("number"))))
+
+
+class WorkflowVersionView(APIView):
+    @extend_schema(responses={200: ENVELOPE, 404: ERROR})
+    def get(self, request, pk: int, number: int):
+        version = _workflow(request, pk).versions.filter(number=number).first()
+        if version is None:
+            raise Http404("Not found.")
+        return ok(version_dict(version))
+
+
+class WorkflowRunsView(APIView):
+    @extend_schema(operation_id="api_workflow_runs_list", responses={200: ENVELOPE, 404: ERROR})
+    def get(self, request, pk: int):
+        return ok([run_dict(r) for r in selectors.runs_of(workflow=_workflow(request, pk))[:100]])
+
+    @extend_schema(request=RunStartSerializer, responses={201: ENVELOPE, **ERRORS})
+    def post(self, request, pk: int):
+        workflow = _workflow(request, pk)
+        serializer = RunStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            version = services.version_for_run(workflow=workflow, number=serializer.validated_data.get("version"))
+            run = services.run_start(version=version, principal=request.user,
+                                     input=serializer.validated_data["input"])
+        except services.WorkflowError as exc:
+            return _refused(exc)
+        return ok(run_dict(run), status=status.HTTP_201_CREATED)
+
+
+class RunDetailView(APIView):
+    @extend_schema(operation_id="api_workflow_run", responses={200: ENVELOPE, 404: ERROR})
+    def get(self, request, pk: int):
+        run = _run(request, pk)
+        return ok(run_dict(run, nodes=list(selectors.nodes_of(run)), approvals=list(run.approvals.all())))
+
+
+class RunCancelView(APIView):
+    @extend_schema(request=None, responses={200: ENVELOPE, 403: ERROR, 404: ERROR, 409: ERROR})
+    def post(self, request, pk: int):
+        run = _run(request, pk)
+        person = services.person_of(request.user)
+        if roles.caller_role(request.user) != Membership.OWNER and (person is None or person.pk != run.created_by_id):
+            return fail("Only organization owners, or the member who started it, may cancel a run.", status=403)
+        if not services.run_cancel(run=run):
+            run.refresh_from_db()
+            return fail(f"the run already {run.state}", status=409)
+        run.refresh_from_db()
+        return ok(run_dict(run))
+
+
+class ApprovalsView(APIView):
+    @extend_schema(operation_id="api_approvals_list", responses={200: ENVELOPE, 400: ERROR},
+                   parameters=[OpenApiParameter("state", str, enum=[s for s, _ in Approval.STATES])])
+    def get(self, request):
+        state = request.query_params.get("state")
+        if state is not None and state not in dict(Approval.STATES):
+            return fail(f"state: one of {', '.join(dict(Approval.STATES))}")
+        approvals = selectors.approvals_of(organization=request.user.organization, state=state).order_by("-pk")
+        return ok([approval_dict(a) for a in approvals[:500]])
+
+
+def _approval(request, pk: int) -> Approval:
+    approval = selectors.approval_get(organization=request.user.organization, pk=pk)
+    if approval is None:
+        raise Http404("Not found.")
+    return approval
+
+
+class ApprovalDetailView(APIView):
+    @extend_schema(operation_id="api_approval", responses={200: ENVELOPE, 404: ERROR})
+    def get(self, request, pk: int):
+        return ok(approval_dict(_approval(request, pk)))
+
+
+class ApprovalDecisionView(APIView):
+    @extend_schema(request=DecisionSerializer, responses={200: ENVELOPE, 409: ERROR, **ERRORS})
+    def post(self, request, pk: int):
+        approval = _approval(request, pk)
+        serializer = DecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            approval = services.approval_decide(approval=approval, principal=request.user, **serializer.validated_data)
+        except services.WorkflowError as exc:
+            return _refused(exc)
+        return ok(approval_dict(approval))
