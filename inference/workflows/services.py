@@ -300,11 +300,14 @@ def _approval_arrive(node_run: NodeRun, token: str, node: dict[str, Any], contex
     else:
         review = next(iter(parents.values())) if len(parents) == 1 else parents
     now = timezone.now()
-    if not _node_finish_waiting(node_run.pk, token, review):
-        return "lost-claim"
-    approval = Approval.objects.get(run_id=node_run.run_id, node_id=node_run.node_id)
-    due = now + timedelta(seconds=approval.deadline_s) if approval.deadline_s else None
-    Approval.objects.filter(pk=approval.pk, reached_at__isnull=True).update(reached_at=now, review=review, due_at=due)
+    # One transaction: whoever sees the node waiting also sees the approval reached, with its deadline.
+    with transaction.atomic():
+        if not _node_finish_waiting(node_run.pk, token, review):
+            return "lost-claim"
+        approval = Approval.objects.get(run_id=node_run.run_id, node_id=node_run.node_id)
+        due = now + timedelta(seconds=approval.deadline_s) if approval.deadline_s else None
+        Approval.objects.filter(pk=approval.pk, reached_at__isnull=True) \
+            .update(reached_at=now, review=review, due_at=due)
     _approval_apply(approval.pk)
     return "waiting"
 
