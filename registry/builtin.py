@@ -53,7 +53,7 @@ def builtin_embedding_block_load(*, organization: Organization) -> Block:
         "name": EMBEDDING_MODEL,
         "description": f"{EMBEDDING_MODEL} sentence embeddings ({EMBEDDING_DIMENSIONS} dimensions, 4-bit, on the "
                        "CPU); bundled, no download. Serves /v1/embeddings only.",
-        "tags": ["embeddings", "builtin", "cpu", "multilingual"],
+        "tags": ["embeddings", "bundled", "cpu", "multilingual"],
         "input_protocols": ["text/plain"],
         "output_protocols": ["application/json"],
         "metadata": {"dimensions": EMBEDDING_DIMENSIONS, "maxInputTokens": 512},
