@@ -53,7 +53,7 @@ class PlannerConfigSerializer(serializers.Serializer):
 class SchemaDescriptionSerializer(serializers.Serializer):
     name = StrictCharField(max_length=200)
     description = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    schema = serializers.JSONField(required=False)
+    schema = serializers.JSONField(required=False, allow_null=True)
 
 
 class PlannerSelectSerializer(serializers.Serializer):
