@@ -150,3 +150,12 @@ def test_the_builtin_embedding_block_is_public_and_loaded_with_the_chat_model(bu
     block = Block.objects.get(block_id=EMBED)
     assert (block.backend_type, block.visibility, block.enabled, block.kind) == ("embedding", Block.PUBLIC, True,
                                                                                  Block.LLM)
+
+
+def test_a_tenant_embedding_block_takes_no_configuration(owner):
+    refused = owner.client().post("/api/blocks", {"id": "acme-embed", "backend": {
+        "type": "embedding", "config": {"model_path": "/tmp/other.bin"}}}, format="json")
+    assert refused.status_code == 400 and "model_path" in refused.json()["message"]
+    created = owner.client().post("/api/blocks", {"id": "acme-embed", "backend": {"type": "embedding"}},
+                                  format="json")
+    assert created.status_code == 201

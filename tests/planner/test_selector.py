@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from inference.planner.routing import Route
 from inference.planner.selector import (
     LLMSelectorPlanner,
     OptimizerSelector,
@@ -12,6 +13,7 @@ from inference.planner.selector import (
     Task,
     strip_code_fences,
 )
+from registry.models import Block
 
 CANDIDATES = [
     {"id": "acme-translate", "description": "Translates German text into English.", "tags": ["translation"],
@@ -105,3 +107,13 @@ async def test_the_optimizer_selector_asks_for_an_optimizer():
     selection = await OptimizerSelector(ask).select(TASK, CANDIDATES)
     assert selection.id == "acme-summarize"
     assert "optimizer" in asked[0][0][0]["content"]
+
+
+def test_the_route_header_is_plain_ascii_whatever_the_planner_wrote():
+    route = Route(block=Block(block_id="acme-de"), model="acme-de", mode="plan", score=0.84, runner_up="acme-fr",
+                  runner_up_score=0.8, planner="acme-planner", source="planner",
+                  reason='Übersetzt "Deutsch"\nins Englische ✓')
+    header = route.header()
+    assert header == ('mode=plan; score=0.8400; runner-up=acme-fr (0.8000); planner=acme-planner; source=planner; '
+                      "reason=\"Ubersetzt 'Deutsch' ins Englische\"")
+    header.encode("ascii")
