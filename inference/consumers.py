@@ -341,8 +341,12 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
                         await self.send_json(frame)
             # Forgotten before the last frame, so the client may reuse the id as soon as it sees it.
             self._forget(conversation)
-            await self.send_json({"type": "done", "id": conversation, "model": call.model_name,
-                                  "usage": call.usage, "finish_reason": call.finish_reason})
+            done: dict[str, Any] = {"type": "done", "id": conversation, "model": call.model_name,
+                                    "usage": call.usage, "finish_reason": call.finish_reason}
+            if call.route is not None:
+                # How `model: "auto"` chose the block (the HTTP reply's x-switchboard-route, as an object).
+                done["route"] = call.route.to_dict()
+            await self.send_json(done)
         except asyncio.CancelledError:
             self._forget(conversation)
             with contextlib.suppress(Exception):

@@ -61,3 +61,38 @@ class Engine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.block_id}@{self.node} ({self.state})"
+
+
+class PlannerConfig(models.Model):
+    """How `model: "auto"` chooses a block for one organization (no row: the defaults below).
+
+    Modes: `hardcoded` always runs `default_block`; `tags` ranks by the blocks' tags found in the
+    conversation; `similarity` by meaning (embeddings); `plan` searches by similarity, then asks
+    `planner_block` (an LLM) to choose among the best candidates. When no block fits, `default_block` runs
+    if set, else the request is a 404 `no_fitting_model`.
+    """
+
+    HARDCODED = "hardcoded"
+    TAGS = "tags"
+    SIMILARITY = "similarity"
+    PLAN = "plan"
+    MODES = [(HARDCODED, "Hard-coded block"), (TAGS, "By tags"), (SIMILARITY, "By similarity"),
+             (PLAN, "Plan, search, retrieve, execute")]
+
+    organization = models.OneToOneField("registry.Organization", on_delete=models.CASCADE,
+                                        related_name="planner_config")
+    mode = models.CharField(max_length=20, choices=MODES, default=SIMILARITY)
+    # The LLM that chooses in `plan` mode (and for POST /api/planner/select when none is named).
+    planner_block = models.ForeignKey("registry.Block", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    # Runs when nothing fits (and always in `hardcoded` mode).
+    default_block = models.ForeignKey("registry.Block", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    # Below this similarity score nothing fits; null: the server's calibrated PLANNER_MIN_SIMILARITY.
+    min_score = models.FloatField(null=True, blank=True)
+    # How many of the best-ranked blocks the planner chooses among in `plan` mode.
+    candidates = models.PositiveSmallIntegerField(default=8)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"planner {self.organization_id}: {self.mode}"

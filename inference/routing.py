@@ -6,6 +6,7 @@ from inference.consumers import ChatSocketConsumer
 from inference.gateway.consumers import (
     ChatCompletionsConsumer,
     CompletionsConsumer,
+    EmbeddingsConsumer,
     ModelsConsumer,
     NotFoundConsumer,
 )
@@ -14,6 +15,7 @@ from inference.workers.consumers import CancelConsumer, ResumeConsumer
 http_urlpatterns: list = [
     path("v1/chat/completions", ChatCompletionsConsumer.as_asgi()),
     path("v1/completions", CompletionsConsumer.as_asgi()),
+    path("v1/embeddings", EmbeddingsConsumer.as_asgi()),
     path("v1/models", ModelsConsumer.as_asgi()),
     path("v1/models/<path:model>", ModelsConsumer.as_asgi()),
     # Queued requests (inference/workers): resume a token stream, cancel a request.

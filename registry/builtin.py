@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from registry.embeddings import EMBEDDING_DIMENSIONS, EMBEDDING_MODEL
 from registry.models import Block, Organization
 
 
@@ -38,6 +39,29 @@ def builtin_block_load(*, organization: Organization) -> Block:
     block, _ = Block.objects.update_or_create(
         organization=organization,
         block_id=settings.SWITCHBOARD_BUILTIN_BLOCK_ID,
+        defaults=described,
+        create_defaults={**described, "backend_config": {}, "visibility": Block.PUBLIC, "enabled": True},
+    )
+    return block
+
+
+def builtin_embedding_block_load(*, organization: Organization) -> Block:
+    """The built-in embedding model's block (POST /v1/embeddings), kept like the chat model's: what
+    describes the model is refreshed, what the operator decided is kept."""
+    described = {
+        "kind": Block.LLM,
+        "name": EMBEDDING_MODEL,
+        "description": f"{EMBEDDING_MODEL} sentence embeddings ({EMBEDDING_DIMENSIONS} dimensions, 4-bit, on the "
+                       "CPU); bundled, no download. Serves /v1/embeddings only.",
+        "tags": ["embeddings", "bundled", "cpu", "multilingual"],
+        "input_protocols": ["text/plain"],
+        "output_protocols": ["application/json"],
+        "metadata": {"dimensions": EMBEDDING_DIMENSIONS, "maxInputTokens": 512},
+        "backend_type": "embedding",
+    }
+    block, _ = Block.objects.update_or_create(
+        organization=organization,
+        block_id=settings.SWITCHBOARD_EMBEDDING_BLOCK_ID,
         defaults=described,
         create_defaults={**described, "backend_config": {}, "visibility": Block.PUBLIC, "enabled": True},
     )

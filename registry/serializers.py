@@ -18,7 +18,8 @@ from registry.models import Block
 BLOCK_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$"
 # Path segments under /api/blocks/ that are endpoints, not blocks ("metrics" and "grants" follow
 # an id, so "<org-slug>/metrics" would read as a sub-resource, not a qualified id).
-RESERVED_IDS = {"query", "similarity", "metrics", "grants"}
+# "auto" is what `model: "auto"` asks the planner for (inference/planner/routing.py).
+RESERVED_IDS = {"query", "similarity", "metrics", "grants", "auto"}
 MAX_LIST_ITEMS = 100
 # Keys that Block.to_dict() emits but a client cannot set; accepted and ignored so a
 # block fetched from one registry can be posted to another as it is.

@@ -86,4 +86,9 @@ def server_code_refusal(*, backend_type: str, config: dict[str, Any], operator: 
                     f"{', '.join(LLAMACPP_OPERATOR_KEYS)} (a tenant's llamacpp block runs the bundled "
                     "model with the server's settings)")
         return llamacpp_config_refusal(config)
+    if backend_type == "embedding":
+        # The server's one embedding model: nothing to choose, so nothing to configure.
+        unknown = sorted(set(config) - {"timeout_s"})
+        if unknown:
+            return f"backend.config.{unknown[0]}: the embedding backend takes no configuration (timeout_s only)"
     return None

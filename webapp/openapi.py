@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.gateway.validation import MAX_N, MAX_STOP
+from inference.gateway.validation import (
+    ENCODING_FORMATS,
+    INPUT_TYPES,
+    MAX_DIMENSIONS,
+    MAX_EMBEDDING_INPUTS,
+    MAX_N,
+    MAX_STOP,
+)
 from registry.query_schema import block_query_schema, query_node_schema, similarity_schema
 from registry.serializers import READ_ONLY_KEYS, RESERVED_IDS
 
@@ -159,6 +166,47 @@ COMPLETION_REQUEST = {
     },
     "example": {"model": "acme-llm", "prompt": "The capital of France is", "max_tokens": 8},
 }
+_TOKEN_IDS = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
+EMBEDDING_REQUEST = {
+    "type": "object",
+    "required": ["model", "input"],
+    "description": "OpenAI's embeddings request. Served by the built-in embedding model (embed-e5-small, 384 "
+                   "dimensions) and forwarded to OpenAI-compatible (`openai`) blocks; a chat model answers 400 "
+                   "unsupported_endpoint.",
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "pattern": "\\S",
+                  "description": "An embedding block your organization may use."},
+        "input": {"oneOf": [{"type": "string", "minLength": 1},
+                            {"type": "array", "minItems": 1, "maxItems": MAX_EMBEDDING_INPUTS,
+                             "items": {"type": "string", "minLength": 1}},
+                            _TOKEN_IDS,
+                            {"type": "array", "minItems": 1, "maxItems": MAX_EMBEDDING_INPUTS, "items": _TOKEN_IDS}],
+                  "description": "Text, texts, or token ids (forwarded to openai blocks; the built-in model "
+                                 "answers 400 unsupported_parameter to token ids)."},
+        "encoding_format": {"type": "string", "enum": list(ENCODING_FORMATS), "nullable": True,
+                            "description": "float (default) or base64 of little-endian float32."},
+        "dimensions": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSIONS, "nullable": True,
+                       "description": "Only the model's own size for the built-in model (400 otherwise)."},
+        "input_type": {"type": "string", "enum": list(INPUT_TYPES), "nullable": True,
+                       "description": "E5's prefix: query (default; also for symmetric tasks) or passage."},
+    },
+    "example": {"model": "embed-e5-small", "input": ["The capital of France is Paris."]},
+}
+EMBEDDING_LIST = {
+    "type": "object",
+    "required": ["object", "data", "model", "usage"],
+    "properties": {
+        "object": {"type": "string", "enum": ["list"]},
+        "data": {"type": "array", "items": {
+            "type": "object", "required": ["object", "index", "embedding"],
+            "properties": {"object": {"type": "string", "enum": ["embedding"]}, "index": {"type": "integer"},
+                           "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}},
+                                                   {"type": "string"}]}}}},
+        "model": {"type": "string"},
+        "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"],
+                  "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}}},
+    },
+}
 BEARER = [{"bearerAuth": []}]
 # One server-sent event (schemathesis validates each event of a text/event-stream reply against it).
 SSE_EVENT = {"type": "object", "required": ["data"],
@@ -199,6 +247,15 @@ def _v1_paths() -> dict[str, Any]:
         "/v1/completions": _generation("v1_completions",
                                        "Text completion (OpenAI's legacy endpoint), streamed when stream is true",
                                        "CompletionRequest", "The text_completion"),
+        "/v1/embeddings": {"post": {
+            "operationId": "v1_embeddings", "summary": "Embeddings (OpenAI-compatible)", "tags": ["v1"],
+            "security": BEARER,
+            "requestBody": {"required": True, "content": _json_of("#/components/schemas/EmbeddingRequest")},
+            "responses": {"200": {"description": "The embeddings, in the order of the inputs.",
+                                  "headers": REQUEST_ID_HEADERS,
+                                  "content": _json_of("#/components/schemas/EmbeddingList")},
+                          **_openai_errors(400, 401, 403, 404, 405, 413, 429, 502, 503, 504)},
+        }},
         "/v1/models": {"get": {
             "operationId": "v1_models_list", "summary": "The models (blocks) your key may use",
             "tags": ["v1"], "security": BEARER,
@@ -266,10 +323,23 @@ def _tighten_block_write(schemas: dict, paths: dict) -> None:
 
 
 def _require_bodies(paths: dict) -> None:
-    """Raw request schemas (registry.query_schema) come out of drf-spectacular as optional bodies."""
-    operation = paths.get("/api/blocks/similarity", {}).get("post")
-    if operation and "requestBody" in operation:
-        operation["requestBody"]["required"] = True
+    """Raw request schemas (registry.query_schema, the planner's explain) come out of drf-spectacular as
+    optional bodies."""
+    for path in ("/api/blocks/similarity", "/api/planner/explain"):
+        operation = paths.get(path, {}).get("post")
+        if operation and "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+
+
+def _planner_explain_request() -> dict[str, Any]:
+    """A chat request whose model is "auto" (the default) or "auto:<tag>"."""
+    properties = {**CHAT_REQUEST["properties"],
+                  "model": {"type": "string", "pattern": "^auto(:.*\\S.*)?$", "default": "auto",
+                            "description": '"auto" or "auto:<tag>" (blocks with that tag only).'}}
+    properties.pop("stream")
+    return {"type": "object", "required": ["messages"], "properties": properties,
+            "description": "A /v1/chat/completions body; nothing runs but the planner model, when the mode asks it.",
+            "example": {"model": "auto", "messages": [{"role": "user", "content": "Translate 'hello' to German"}]}}
 
 
 def postprocess(result: dict, generator, request, public) -> dict:
@@ -279,7 +349,8 @@ def postprocess(result: dict, generator, request, public) -> dict:
     _require_bodies(result.get("paths", {}))
     schemas.update(Envelope=ENVELOPE_OK, EnvelopeError=ENVELOPE_ERROR, OpenAIError=OPENAI_ERROR, Model=MODEL,
                    ChatMessage=MESSAGE, ChatCompletionRequest=CHAT_REQUEST, ChatCompletion=CHAT_COMPLETION,
-                   CompletionRequest=COMPLETION_REQUEST)
+                   CompletionRequest=COMPLETION_REQUEST, EmbeddingRequest=EMBEDDING_REQUEST,
+                   EmbeddingList=EMBEDDING_LIST, PlannerExplainRequest=_planner_explain_request())
     _document_api_errors(result)
     result.setdefault("paths", {}).update(_v1_paths())
     return result

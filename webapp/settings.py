@@ -239,6 +239,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # Inference.
 SWITCHBOARD_BUILTIN_BLOCK_ID = "smollm2-135m-instruct"
+# The built-in embedding model's block (registry/embeddings.py), served on POST /v1/embeddings.
+SWITCHBOARD_EMBEDDING_BLOCK_ID = "embed-e5-small"
+# `model: "auto"` by similarity: below this score nothing fits (an organization may set its own,
+# PUT /api/planner/config minScore). Calibrated on the relevance fixture (docs/planner.md).
+PLANNER_MIN_SIMILARITY = envfloat("PLANNER_MIN_SIMILARITY", 0.0)
 # The operator's own organization: it holds the built-in model, its public blocks answer to
 # unqualified names for every organization, and its owners are the operator (registry/roles.py).
 SWITCHBOARD_PLATFORM_ORG = envstr("SWITCHBOARD_PLATFORM_ORG", "local")

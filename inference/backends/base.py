@@ -60,6 +60,19 @@ class ChatRequest:
 
 
 @dataclass
+class EmbeddingRequest(ChatRequest):
+    """A POST /v1/embeddings request. It is a ChatRequest with no messages so that it rides the chat
+    pipeline unchanged: admission, quotas, the policy loop (timeouts, retries, fallbacks) and metrics."""
+
+    # Texts, or token ids (a list of integers, or a list of such lists) for backends that take them.
+    input: list[Any] = field(default_factory=list)
+    encoding_format: str = "float"
+    dimensions: int | None = None
+    # "query" or "passage" for models trained with both prefixes (E5); None: the backend's default.
+    input_type: str | None = None
+
+
+@dataclass
 class ChatDelta:
     """One piece of a streamed answer. `usage` and `finish_reason` come on the last one."""
 
@@ -104,6 +117,9 @@ class StreamingBackend(LLMInferenceAPI):
 
     # Whether the backend serves POST /v1/completions (stream_completion / complete_text).
     serves_completions: bool = False
+    # Whether it serves chat (every backend but an embedding model's) and POST /v1/embeddings (embed).
+    serves_chat: bool = True
+    serves_embeddings: bool = False
     # False for a backend whose usage is an approximation (words, not tokens): the gateway labels it.
     reports_usage: bool = True
 
@@ -122,6 +138,16 @@ class StreamingBackend(LLMInferenceAPI):
         choices = [{"text": drained.text(index), "index": index, "logprobs": None,
                     "finish_reason": drained.finish.get(index, "stop")} for index in drained.indexes()]
         return {"object": "text_completion", "model": request.model, "choices": choices, "usage": drained.usage}
+
+    def check_embedding_request(self, request: EmbeddingRequest) -> None:
+        """Raise a 400 BackendError naming the `param` this backend cannot honour; called before
+        admission, so a refused request reserves no quota."""
+        if not self.serves_embeddings:
+            raise UnsupportedEndpoint(f"{type(self).__name__} does not serve /v1/embeddings")
+
+    async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
+        """An OpenAI embeddings `list` object for request.input, for backends with serves_embeddings."""
+        raise UnsupportedEndpoint(f"{type(self).__name__} does not serve /v1/embeddings")
 
     @abstractmethod
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:

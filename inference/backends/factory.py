@@ -16,7 +16,11 @@ BACKEND_CLASSES: dict[str, str] = {
     "aios_grpc": "inference.backends.aios_grpc.AIOSBackend",
     "orgllm_grpc": "inference.backends.orgllm_grpc.OrgLLMBackend",
     "sglang": "inference.backends.sglang.SGLangBackend",
+    # The server's embedding model (registry/embeddings.py): POST /v1/embeddings only.
+    "embedding": "inference.backends.embedding.BuiltinEmbeddingBackend",
 }
+# Backends that serve no chat: never a candidate when `model: "auto"` chooses a block.
+EMBEDDING_ONLY_BACKENDS: tuple[str, ...] = ("embedding",)
 # A block configured `dispatch: queued` runs as a Celery task; the gateway relays its token stream.
 QUEUED_BACKEND = "inference.workers.queued.QueuedBackend"
 # Keys that say how a block's requests reach a worker, not how its backend runs there.

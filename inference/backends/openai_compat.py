@@ -18,7 +18,7 @@ from django.conf import settings
 from yarl import URL
 
 from inference.backends import egress
-from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
+from inference.backends.base import BackendError, ChatDelta, ChatRequest, EmbeddingRequest, StreamingBackend
 from inference.backends.llamacpp import LlamaCppBackend
 from inference.backends.messages import chat_request_from_input
 from registry.egress import HOPS_HEADER, EgressDenied, check_headers, literal_ip
@@ -163,6 +163,8 @@ class OpenAIBackend(StreamingBackend):
     registered); otherwise every connection passes the egress policy (inference/backends/egress.py)."""
 
     serves_completions = True
+    # Forwarded to the upstream's /embeddings; an upstream that serves none answers for itself.
+    serves_embeddings = True
 
     def __init__(self, *, base_url: str, api_key: str | None = None, model: str | None = None,
                  timeout_s: float | None = None, connect_timeout_s: float | None = None,
@@ -170,6 +172,7 @@ class OpenAIBackend(StreamingBackend):
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
         self.completions_url = f"{self.base_url}/completions"
+        self.embeddings_url = f"{self.base_url}/embeddings"
         # "builtin": the upstream serves the built-in GGUF, so its tokenizer counts the prompt when
         # the upstream reports no usage (llama_cpp.server does not stream usage).
         self.tokenizer = LlamaCppBackend() if tokenizer == "builtin" else None
@@ -221,17 +224,19 @@ class OpenAIBackend(StreamingBackend):
         return aiohttp.ClientTimeout(total=request.timeout_s or self.timeout_s,
                                      sock_connect=self.connect_timeout_s)
 
-    def _post(self, request: ChatRequest, *, stream: bool):
-        body = request_body(request, model=self.model or request.model, stream=stream)
+    def _post(self, request: ChatRequest, *, stream: bool, url: str | None = None, body: dict | None = None):
+        """`url` and `body`: another endpoint's (embeddings); by default the request's completion endpoint."""
+        if body is None:
+            body = request_body(request, model=self.model or request.model, stream=stream)
+        if url is None:
+            url = self.completions_url if request.prompt is not None else self.url
         headers = self._headers(request.hops)
         if request.request_id:
             # One small dict a request: the upstream logs the same id the client and our logs see.
             headers = {**headers, REQUEST_ID_HEADER: request.request_id}
         # No redirects: a 3xx to another address would skip the literal-address check.
-        return self._session().post(
-            self.completions_url if request.prompt is not None else self.url, data=orjson.dumps(body),
-            headers=headers, timeout=self._timeout(request), allow_redirects=False,
-        )
+        return self._session().post(url, data=orjson.dumps(body), headers=headers, timeout=self._timeout(request),
+                                    allow_redirects=False)
 
     async def complete_text(self, request: ChatRequest) -> dict[str, Any]:
         return await self.complete(request)
@@ -239,9 +244,24 @@ class OpenAIBackend(StreamingBackend):
     def stream_completion(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         return self.stream_chat(request)
 
+    def check_embedding_request(self, request: EmbeddingRequest) -> None:
+        """Nothing to refuse here: the upstream judges the input, dimensions and model (its 4xx travels)."""
+
+    async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {**request.extra, "model": self.model or request.model, "input": request.input,
+                                "encoding_format": request.encoding_format}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if request.input_type is not None:
+            body["input_type"] = request.input_type
+        return await self._json_reply(request, url=self.embeddings_url, body=body)
+
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
+        return await self._json_reply(request)
+
+    async def _json_reply(self, request: ChatRequest, **post: Any) -> dict[str, Any]:
         try:
-            async with self._post(request, stream=False) as resp:
+            async with self._post(request, stream=False, **post) as resp:
                 request.upstream_request_id = resp.headers.get(REQUEST_ID_HEADER)
                 payload = await resp.read()
                 if resp.status != 200:

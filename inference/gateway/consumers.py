@@ -18,6 +18,7 @@ from django.conf import settings
 
 from inference.gateway import pipeline
 from inference.gateway.blocks import list_blocks
+from inference.gateway.embeddings import EmbeddingCall, prepare_embeddings
 from inference.gateway.errors import OpenAIError, unavailable
 from inference.gateway.sse import DONE, ChunkWriter, error_event
 from inference.gateway.validation import check_model_name, parse_json
@@ -36,6 +37,12 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-
 REQUEST_ID = b"x-request-id"
 # Present (value "estimated") when the usage in the response is the gateway's estimate, not a token count.
 USAGE_HEADER = (b"x-switchboard-usage", b"estimated")
+# Present when `model: "auto"` chose the block: how (inference/planner/routing.py, Route.header).
+ROUTE_HEADER = b"x-switchboard-route"
+
+
+def route_headers(call: pipeline.ChatCall) -> list[tuple[bytes, bytes]]:
+    return [] if call.route is None else [(ROUTE_HEADER, call.route.header().encode("latin-1"))]
 
 
 def _header_safe(value: str | None) -> bytes | None:
@@ -153,7 +160,7 @@ class ChatCompletionsConsumer(OpenAIConsumer):
     async def reply(self, call: pipeline.ChatCall) -> None:
         body = orjson.dumps(await call.complete())
         estimated = call.usage_estimated or (call.backend is not None and not call.backend.reports_usage)
-        await self.send_json(200, body, [USAGE_HEADER] if estimated else None)
+        await self.send_json(200, body, [*route_headers(call), *([USAGE_HEADER] if estimated else [])])
 
     async def until_hangup(self, work) -> None:
         # The work runs beside a listener for http.disconnect, so a client that hangs up
@@ -209,7 +216,7 @@ class ChatCompletionsConsumer(OpenAIConsumer):
                 if not started:
                     if state["error"] is not None and not outbox:
                         raise state["error"]  # Nothing sent yet: handle() answers with a real status.
-                    headers = [*SSE_HEADERS, self.request_id_header()]
+                    headers = [*SSE_HEADERS, self.request_id_header(), *route_headers(call)]
                     if call.include_usage and call.backend is not None and not call.backend.reports_usage:
                         # Known before the first byte: this backend's usage is an approximation.
                         headers.append(USAGE_HEADER)
@@ -243,6 +250,22 @@ class CompletionsConsumer(ChatCompletionsConsumer):
     policies as chat; backends that cannot complete raw text answer 400 `unsupported_endpoint`."""
 
     text = True
+
+
+class EmbeddingsConsumer(ChatCompletionsConsumer):
+    """POST /v1/embeddings (inference/gateway/embeddings.py): the chat path's auth, admission, quotas,
+    policies, metrics and x-request-id around a backend's embed()."""
+
+    async def respond(self, body: bytes) -> None:
+        hops = pipeline.loop_guard(self.header(HOPS_HEADER_KEY))
+        principal = await self.principal()
+        call = await prepare_embeddings(principal, parse_json(body), hops=hops, request_id=self.request_id)
+        self.call = call
+        await self.until_hangup(self.reply_embeddings(call))
+
+    async def reply_embeddings(self, call: EmbeddingCall) -> None:
+        body = orjson.dumps(await call.embed())
+        await self.send_json(200, body, [USAGE_HEADER] if call.usage_estimated else None)
 
 
 def model_object(block: Block, reference: str) -> dict:

@@ -30,6 +30,8 @@ from inference.backends.factory import backend_for_block
 from inference.gateway.blocks import resolve_block
 from inference.gateway.errors import OpenAIError
 from inference.gateway.validation import ChatBody, parse_chat_body, parse_completion_body
+from inference.planner.routing import BadAutoModel, NoFittingModel, Route, is_auto, route_conversation
+from inference.planner.selector import Ask, PlannerUnavailable
 from inference.ttlcache import AsyncTTLCache
 from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for, on_keys_revoked
 from registry.models import Block
@@ -133,19 +135,81 @@ async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: b
     chat.request.organization_id = principal.organization.pk
     chat.request.hops = hops
     chat.request.request_id = request_id
-    block = await resolve_model(principal, chat.request.model)
+    route = None
+    if is_auto(chat.request.model):
+        if text:
+            raise OpenAIError(400, "'auto' chooses a model from a conversation: use /v1/chat/completions, or name "
+                                   "a model here.", param="model", code="unsupported_value")
+        route = await route_auto(principal, chat, hops=hops, request_id=request_id)
+        block = route.block
+        chat.request.model = route.model  # admission, logs and the reply name the block chosen
+    else:
+        block = await resolve_model(principal, chat.request.model)
     if not block.backend_type:
         raise OpenAIError(400, f"The model '{chat.request.model}' is a registry entry with no inference backend; "
                                "give it a backend to run it.", param="model", code="model_not_runnable")
     if text:
         check_serves_completions(block, chat.request.model)
+    else:
+        check_serves_chat(block, chat.request.model)
     # 4. The organization's policy: quotas, limits, and the rules the call below follows.
     try:
         admission = await admit(principal=principal, block=block, request=chat.request,
                                 estimated_prompt_tokens=chat.estimated_prompt_tokens)
     except GateError as exc:
         raise OpenAIError(exc.status, exc.message, code=exc.code, headers=exc.headers) from None
-    return ChatCall(principal=principal, chat=chat, block=block, admission=admission, started=started)
+    return ChatCall(principal=principal, chat=chat, block=block, admission=admission, started=started, route=route)
+
+
+async def route_auto(principal: Principal, chat: ChatBody, *, hops: int = 0, request_id: str | None = None) -> Route:
+    """The block `model: "auto"` (or "auto:<tag>") runs on (inference/planner/routing.py); a planner model,
+    when the organization's mode asks one, runs through prepare() like any chat."""
+    try:
+        return await route_conversation(
+            principal=principal, request=chat.request, prompt_tokens=chat.estimated_prompt_tokens,
+            ask_for=lambda planner: planner_ask(principal, planner, hops=hops, request_id=request_id))
+    except BadAutoModel as exc:
+        raise OpenAIError(400, str(exc), param="model", code="invalid_value") from None
+    except NoFittingModel as exc:
+        raise OpenAIError(404, exc.message, param="model", code="no_fitting_model") from None
+
+
+# Enough for {"id": ..., "reason": ...} with a reason of up to 200 characters.
+PLANNER_MAX_TOKENS = 300
+
+
+def planner_ask(principal: Principal, planner: Block, *, hops: int = 0, request_id: str | None = None) -> Ask:
+    """How the planner package asks `planner` (an LLM block) for its choice: a chat at temperature 0 under
+    the caller's own admission, quota and metrics; any refusal or failure is PlannerUnavailable."""
+    reference = block_reference(planner, organization=principal.organization)
+
+    async def ask(messages: list[dict[str, Any]], response_format: dict[str, Any] | None) -> str:
+        body: dict[str, Any] = {"model": reference, "messages": messages, "temperature": 0,
+                                "max_tokens": PLANNER_MAX_TOKENS}
+        if response_format is not None:
+            body["response_format"] = response_format
+        try:
+            call = await prepare(principal, body, hops=hops, request_id=request_id)
+            reply = await call.complete()
+        except OpenAIError as exc:
+            raise PlannerUnavailable(f"{reference} answered {exc.status}: {exc.message}") from None
+        try:
+            return reply["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise PlannerUnavailable(f"{reference} sent no message") from None
+
+    return ask
+
+
+def check_serves_chat(block: Block, model: str) -> None:
+    """400 `unsupported_endpoint` before admission for a block whose backend serves no chat (an embedding model)."""
+    try:
+        serves = backend_for_block(block).serves_chat
+    except BackendError as exc:
+        raise _upstream_error(exc) from None
+    if not serves:
+        raise OpenAIError(400, f"The model '{model}' ({block.backend_type} backend) serves /v1/embeddings only.",
+                          param="model", code="unsupported_endpoint")
 
 
 def check_serves_completions(block: Block, model: str) -> None:
@@ -180,8 +244,10 @@ def _attempt_timeout(policy: Policy, block: Block) -> float:
 # 5-6. Running it under the policy, then accounting.
 class ChatCall:
     def __init__(self, *, principal: Principal, chat: ChatBody, block: Block, admission: Admission,
-                 started: float | None = None):
+                 started: float | None = None, route: Route | None = None):
         self.principal = principal
+        # How `model: "auto"` chose the block (x-switchboard-route); None when the caller named it.
+        self.route = route
         self.chat = chat
         self.block = block  # The block that finally served (a fallback, maybe).
         self.admission = admission

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from inference.backends.base import ChatRequest
+from inference.backends.base import ChatRequest, EmbeddingRequest
 from inference.gateway.errors import invalid
 from registry import jsonsafe
 
@@ -282,4 +282,67 @@ def parse_completion_body(body: dict[str, Any]) -> ChatBody:
     )
     include_usage = bool(stream and stream_options and stream_options.get("include_usage"))
     return ChatBody(request=request, stream=stream, include_usage=include_usage,
+                    estimated_prompt_tokens=estimate_prompt_tokens(chars, 0))
+
+
+# POST /v1/embeddings: fields the gateway reads; the rest (user, vendor extras) go to `extra`.
+_READ_EMBEDDING = {"model", "input", "encoding_format", "dimensions", "input_type"}
+ENCODING_FORMATS = ("float", "base64")
+# For models trained with a prefix per side (E5): "query" (also for symmetric tasks), "passage" (documents).
+INPUT_TYPES = ("query", "passage")
+# OpenAI's own caps: 2048 inputs a request.
+MAX_EMBEDDING_INPUTS = 2048
+MAX_DIMENSIONS = 65536
+
+
+def _embedding_input(body: dict) -> tuple[list[Any], int]:
+    """(the inputs as a list, their characters): a string, a list of strings, or token ids, as OpenAI takes them."""
+    value = body.get("input")
+    if value is None:
+        raise invalid("'input' is a required property.", "input", "missing_required_parameter")
+    if isinstance(value, str):
+        value = [value]
+    elif isinstance(value, list) and value and all(_token_id(t) for t in value):
+        value = [value]  # one text as token ids
+    if not isinstance(value, list) or not value:
+        raise invalid("'input' must be a string, a non-empty list of strings, or token ids.", "input", "invalid_type")
+    if len(value) > MAX_EMBEDDING_INPUTS:
+        raise invalid(f"'input' takes at most {MAX_EMBEDDING_INPUTS} items.", "input", "invalid_value")
+    chars = 0
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            if not item:
+                raise invalid(f"'input[{i}]' is empty; every input needs some text.", f"input[{i}]", "invalid_value")
+            chars += len(item)
+        elif isinstance(item, list) and item and all(_token_id(t) for t in item):
+            chars += 4 * len(item)
+        else:
+            raise invalid("'input' must be a string, a non-empty list of strings, or token ids.", "input",
+                          "invalid_type")
+    return value, chars
+
+
+def parse_embedding_body(body: dict[str, Any]) -> ChatBody:
+    """The body of POST /v1/embeddings, as an EmbeddingRequest (a ChatRequest with no messages)."""
+    model = _model(body)
+    inputs, chars = _embedding_input(body)
+    encoding_format = body.get("encoding_format")
+    if encoding_format is None:
+        encoding_format = "float"
+    if encoding_format not in ENCODING_FORMATS:
+        raise invalid(f"'encoding_format' must be one of {', '.join(ENCODING_FORMATS)}.", "encoding_format",
+                      "invalid_value")
+    input_type = body.get("input_type")
+    if input_type is not None and input_type not in INPUT_TYPES:
+        raise invalid(f"'input_type' must be one of {', '.join(INPUT_TYPES)}.", "input_type", "invalid_value")
+    request = EmbeddingRequest(
+        messages=[],
+        model=model,
+        input=inputs,
+        encoding_format=encoding_format,
+        dimensions=_integer(body, "dimensions", 1, MAX_DIMENSIONS),
+        input_type=input_type,
+        extra={k: v for k, v in body.items() if k not in _READ_EMBEDDING},
+    )
+    return ChatBody(request=request, stream=False, include_usage=False,
                     estimated_prompt_tokens=estimate_prompt_tokens(chars, 0))

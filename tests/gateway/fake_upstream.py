@@ -5,14 +5,20 @@ block gets its own base URL, e.g. http://127.0.0.1:PORT/delay50/v1. Segments com
 "-":  ok | status<N> (answer every chat request with N) | flaky<K> (500 for the first K
 requests, then ok) | hang (never answer) | cut<K> (drop the connection after K stream
 events) | delay<MS> (wait before each stream event) | chunks<N> (content chunks, default 16) | nousage (never stream usage) | wait<MS> (wait before a non-streamed answer) | ctxlen (a 400
-`context_length_exceeded` API error, as llama_cpp.server sends it) | reqid (answer with an x-request-id of its own).
-It echoes the requested model, so a gateway can pass chunks through untouched.
+`context_length_exceeded` API error, as llama_cpp.server sends it) | reqid (answer with an x-request-id of its own) |
+script<name> (answer each chat with the next content given to `script(name, ...)`, the last one again once
+they run out: a planner model's replies).
+It echoes the requested model, so a gateway can pass chunks through untouched. POST .../v1/embeddings answers
+8-dimensional vectors derived from each input (floats, or base64 float32 when asked).
 `stats` counts requests, streams started/completed/aborted, and when each abort was seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +42,7 @@ class Scenario:
     wait_ms: float = 0.0
     context_length: bool = False
     request_id: bool = False
+    script: str = ""
 
     @classmethod
     def parse(cls, name: str) -> Scenario:
@@ -53,6 +60,8 @@ class Scenario:
                 scenario.context_length = True
             if part == "reqid":
                 scenario.request_id = True
+            if part.startswith("script") and len(part) > len("script"):
+                scenario.script = part[len("script"):]
         return scenario
 
 
@@ -66,6 +75,8 @@ class Stats:
     aborted_at: list[float] = field(default_factory=list)
     by_scenario: dict[str, int] = field(default_factory=dict)
     last_body: dict[str, Any] | None = None
+    # Every request body a script<name> scenario received, by name.
+    scripted_bodies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     last_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,6 +87,33 @@ def completion(model: str, chunks: int) -> bytes:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
     })
+
+
+def scripted_completion(model: str, content: str) -> bytes:
+    return orjson.dumps({
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 4, "total_tokens": 12},
+    })
+
+
+def fake_vector(text: Any) -> list[float]:
+    """8 floats that depend on the text only (a stand-in embedding)."""
+    digest = hashlib.sha256(orjson.dumps(text)).digest()
+    return [round(b / 255 - 0.5, 4) for b in digest[:8]]
+
+
+def embeddings(model: str, inputs: Any, encoding_format: str | None) -> bytes:
+    items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else list(inputs or [])
+    data = []
+    for index, item in enumerate(items):
+        vector = fake_vector(item)
+        if encoding_format == "base64":
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(item.split()) if isinstance(item, str) else len(item) for item in items)
+    return orjson.dumps({"object": "list", "data": data, "model": model,
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
 def text_completion(model: str, chunks: int) -> bytes:
@@ -167,7 +205,8 @@ class _Connection(asyncio.Protocol):
             self.send(200, b'{"object":"list","data":[{"id":"fake","object":"model","owned_by":"fake"}]}')
             return
         text = rest.startswith("v1/completions")
-        if method != "POST" or not (rest.startswith("v1/chat/completions") or text):
+        embedding = rest.startswith("v1/embeddings")
+        if method != "POST" or not (rest.startswith("v1/chat/completions") or text or embedding):
             self.send(404, b'{"error":{"message":"not found"}}')
             return
         stats.requests += 1
@@ -187,6 +226,13 @@ class _Connection(asyncio.Protocol):
         request = orjson.loads(body or b"{}")
         stats.last_body = request
         model = request.get("model", "fake")
+        if embedding:
+            self.send(200, embeddings(model, request.get("input"), request.get("encoding_format")), extra)
+            return
+        if scenario.script:
+            stats.scripted_bodies.setdefault(scenario.script, []).append(request)
+            self.send(200, scripted_completion(model, self.server.next_scripted(scenario.script)), extra)
+            return
         if not request.get("stream"):
             if scenario.wait_ms:
                 self.waiting = True
@@ -223,8 +269,19 @@ class FakeUpstream:
         self.host = host
         self.port = port
         self.stats = Stats()
+        self._scripts: dict[str, list[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
+
+    def script(self, name: str, *replies: str) -> str:
+        """Queue the contents a `script<name>` scenario answers with; returns its base URL."""
+        self._scripts[name] = list(replies)
+        self.stats.scripted_bodies.pop(name, None)
+        return self.base_url(f"script{name}")
+
+    def next_scripted(self, name: str) -> str:
+        replies = self._scripts.get(name) or [""]
+        return replies.pop(0) if len(replies) > 1 else replies[0]
 
     def base_url(self, scenario: str = "ok") -> str:
         return f"http://{self.host}:{self.port}/{scenario}/v1"
