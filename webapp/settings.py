@@ -311,6 +311,8 @@ WORKFLOW_INPROCESS_WORKERS = envint("WORKFLOW_INPROCESS_WORKERS", 8)
 WORKFLOW_HEARTBEAT_S = envfloat("WORKFLOW_HEARTBEAT_S", 0.5)
 WORKFLOW_LEASE_S = envfloat("WORKFLOW_LEASE_S", 30.0)
 WORKFLOW_SWEEP_INTERVAL_S = envfloat("WORKFLOW_SWEEP_INTERVAL_S", 5.0)
+# An open live feed of a run (SSE or WebSocket) reads its new events this often.
+WORKFLOW_EVENTS_POLL_S = envfloat("WORKFLOW_EVENTS_POLL_S", 0.2)
 # The embedded default has no beat: its serving process runs the sweeper on a thread.
 WORKFLOW_SWEEPER_THREAD = envbool("WORKFLOW_SWEEPER_THREAD", WORKFLOW_EXECUTOR == "inprocess" and EMBEDDED)
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from inference.workers.loop import run_on_worker_loop
-from inference.workflows import dsl, execution, executor, templates
+from inference.workflows import dsl, events, execution, executor, templates
 from inference.workflows import graph as dag
 from inference.workflows.models import Approval, NodeRun, Workflow, WorkflowRun, WorkflowVersion
 from registry.models import Membership
@@ -108,6 +108,7 @@ def run_start(*, version: WorkflowVersion, principal: Principal, input: Any) -> 
                      deadline_s=dsl.parse_duration(n["deadline"]) if "deadline" in n else None,
                      on_timeout=n.get("on_timeout"), schema=n.get("schema"))
             for n in document["nodes"] if n["type"] == "approval"])
+        events.run_event_record(run_id=run.pk, kind=events.RUN_STARTED, data={"version": version.number})
         ids = list(NodeRun.objects.filter(run=run, state=NodeRun.QUEUED).values_list("pk", flat=True))
         transaction.on_commit(lambda: dispatch(ids))
     return run
@@ -163,6 +164,8 @@ def node_execute(*, node_run_id: int) -> str:
     document = run.version.document
     graph = dag.build(document["nodes"])
     node = _node_spec(document, node_run.node_id)
+    events.run_event_record(run_id=run.pk, kind=events.NODE_STARTED, node_id=node_run.node_id,
+                            data={"nodeType": node_run.node_type, "attempt": node_run.attempts})
     try:
         context = _context(run, graph, node["id"])
         parents = _parents_outputs(context, graph, node["id"])
@@ -181,7 +184,8 @@ def node_execute(*, node_run_id: int) -> str:
                 timeout=settings.CELERY_TASK_SOFT_TIME_LIMIT)
             node_input = {**node_input, "parents": parents}
     except execution.NodeCancelled:
-        _node_finish(node_run_id, token, state=NodeRun.CANCELLED, error="cancelled")
+        if _node_finish(node_run_id, token, state=NodeRun.CANCELLED, error="cancelled"):
+            events.run_event_record(run_id=run.pk, kind=events.NODE_CANCELLED, node_id=node["id"])
         return "cancelled"
     except (execution.NodeFailure, templates.TemplateError) as exc:
         return _node_failed(run, node_run_id, token, str(exc))
@@ -189,6 +193,7 @@ def node_execute(*, node_run_id: int) -> str:
         return _node_failed(run, node_run_id, token, "the node ran past the task time limit")
     if not _node_finish(node_run_id, token, state=NodeRun.SUCCEEDED, input=node_input, output=output):
         return "lost-claim"
+    events.run_event_record(run_id=run.pk, kind=events.NODE_SUCCEEDED, node_id=node["id"], data={"output": output})
     _advance(run, graph, document, [node["id"]])
     return "succeeded"
 
@@ -211,6 +216,7 @@ def _node_finish(node_run_id: int, token: str, *, state: str, **values: Any) -> 
 def _node_failed(run: WorkflowRun, node_run_id: int, token: str, error: str) -> str:
     if _node_finish(node_run_id, token, state=NodeRun.FAILED, error=error):
         node_id = NodeRun.objects.filter(pk=node_run_id).values_list("node_id", flat=True).first()
+        events.run_event_record(run_id=run.pk, kind=events.NODE_FAILED, node_id=node_id, data={"error": error})
         _run_stop(run, WorkflowRun.FAILED, f"node '{node_id}' failed: {error}")
     return "failed"
 
@@ -224,6 +230,7 @@ def _run_stop(run: WorkflowRun, state: str, error: str) -> bool:
         NodeRun.objects.filter(run=run, state__in=(NodeRun.PENDING, NodeRun.QUEUED, NodeRun.WAITING)) \
             .update(state=NodeRun.CANCELLED, finished_at=timezone.now(), lease_until=None)
         Approval.objects.filter(run=run, state=Approval.PENDING).update(state=Approval.CANCELLED)
+        events.run_event_record(run_id=run.pk, kind=events.RUN_FINISHED, data={"state": state, "error": error})
     return bool(stopped)
 
 
@@ -257,6 +264,7 @@ def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finis
             if _skipped(child, graph, states, outputs):
                 if NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
                         .update(state=NodeRun.SKIPPED, finished_at=now):
+                    events.run_event_record(run_id=run.pk, kind=events.NODE_SKIPPED, node_id=child)
                     work.append(child)
                     states[child] = NodeRun.SKIPPED
             elif NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
@@ -280,8 +288,10 @@ def _maybe_finish(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any]) 
     except templates.TemplateError as exc:
         _run_stop(run, WorkflowRun.FAILED, f"output: {exc}")
         return
-    WorkflowRun.objects.filter(pk=run.pk, state=WorkflowRun.RUNNING) \
-        .update(state=WorkflowRun.SUCCEEDED, output=output, finished_at=timezone.now())
+    if WorkflowRun.objects.filter(pk=run.pk, state=WorkflowRun.RUNNING) \
+            .update(state=WorkflowRun.SUCCEEDED, output=output, finished_at=timezone.now()):
+        events.run_event_record(run_id=run.pk, kind=events.RUN_FINISHED,
+                                data={"state": WorkflowRun.SUCCEEDED, "output": output})
 
 
 def run_cancel(*, run: WorkflowRun) -> bool:
@@ -308,6 +318,9 @@ def _approval_arrive(node_run: NodeRun, token: str, node: dict[str, Any], contex
         due = now + timedelta(seconds=approval.deadline_s) if approval.deadline_s else None
         Approval.objects.filter(pk=approval.pk, reached_at__isnull=True) \
             .update(reached_at=now, review=review, due_at=due)
+        events.run_event_record(run_id=node_run.run_id, kind=events.NODE_WAITING, node_id=node_run.node_id,
+                                data={"approval": approval.pk, "review": review,
+                                      "dueAt": due.isoformat() if due else None})
     _approval_apply(approval.pk)
     return "waiting"
 
@@ -330,12 +343,16 @@ def _approval_apply(approval_id: int) -> None:
             "its deadline" if approval.decision.startswith("timeout") else "an API key")
         error = f"rejected by {who}" + (f": {approval.comment}" if approval.comment else "")
         if nodes.update(state=NodeRun.FAILED, error=error, finished_at=now):
+            events.run_event_record(run_id=run.pk, kind=events.NODE_FAILED, node_id=approval.node_id,
+                                    data={"error": error, "decision": approval.decision})
             _run_stop(run, WorkflowRun.FAILED, f"approval '{approval.node_id}' {error}")
         return
     output = approval.output if approval.decision in ("edit", "timeout-default") else approval.review
     if approval.decision == "edit" and approval.diff is None:
         Approval.objects.filter(pk=approval.pk).update(diff=json_diff(approval.review, approval.output))
     if nodes.update(state=NodeRun.SUCCEEDED, output=output, finished_at=now):
+        events.run_event_record(run_id=run.pk, kind=events.NODE_SUCCEEDED, node_id=approval.node_id,
+                                data={"output": output, "decision": approval.decision})
         document = run.version.document
         _advance(run, dag.build(document["nodes"]), document, [approval.node_id])
 
@@ -420,7 +437,11 @@ def _approval_timeout(approval: Approval, now: datetime) -> str:
             moved = Approval.objects.filter(due, escalated=False).update(
                 approvers=on_timeout["escalate"], escalated=True,
                 due_at=now + timedelta(seconds=dsl.parse_duration(on_timeout["deadline"]) or 0))
-            return "escalated" if moved else "raced"
+            if not moved:
+                return "raced"
+            events.run_event_record(run_id=approval.run_id, kind=events.APPROVAL_ESCALATED, node_id=approval.node_id,
+                                    data={"approval": approval.pk, "approvers": on_timeout["escalate"]})
+            return "escalated"
         on_timeout = on_timeout.get("then", "reject")
     if on_timeout == "approve":
         values = {"state": Approval.APPROVED, "decision": "timeout-approve"}
@@ -443,11 +464,15 @@ def workflows_sweep(*, now: datetime | None = None, batch: int = 500) -> dict[st
         if _approval_timeout(approval, now) != "raced":
             counts["deadlines"] += 1
     # A lease that ran out: the executor died (a renewing one never lets it lapse). Claim by the lease.
-    stale = list(NodeRun.objects.filter(state=NodeRun.RUNNING, lease_until__lt=now,
-                                        run__state=WorkflowRun.RUNNING).values_list("pk", "claim")[:batch])
-    released = [pk for pk, claim in stale
-                if NodeRun.objects.filter(pk=pk, claim=claim, state=NodeRun.RUNNING, lease_until__lt=now)
-                .update(state=NodeRun.QUEUED, queued_at=now, claim="")]
+    stale = list(NodeRun.objects.filter(state=NodeRun.RUNNING, lease_until__lt=now, run__state=WorkflowRun.RUNNING)
+                 .values_list("pk", "claim", "run_id", "node_id")[:batch])
+    released = []
+    for pk, claim, run_id, node_id in stale:
+        if NodeRun.objects.filter(pk=pk, claim=claim, state=NodeRun.RUNNING, lease_until__lt=now) \
+                .update(state=NodeRun.QUEUED, queued_at=now, claim=""):
+            released.append(pk)
+            events.run_event_record(run_id=run_id, kind=events.NODE_REQUEUED, node_id=node_id,
+                                    data={"reason": "its executor's lease lapsed"})
     counts["released"] = len(released)
     # Queued for longer than a lease with nobody claiming it: its message was lost. The claim makes a
     # duplicate harmless.
