@@ -153,19 +153,20 @@ def node_execute(*, node_run_id: int) -> str:
     token = uuid.uuid4().hex
     now = timezone.now()
     claimable = Q(state=NodeRun.QUEUED) | Q(state=NodeRun.RUNNING, lease_until__lt=now)
-    claimed = (NodeRun.objects.filter(claimable, pk=node_run_id, run__state=WorkflowRun.RUNNING)
-               .update(state=NodeRun.RUNNING, claim=token, attempts=F("attempts") + 1, started_at=now,
-                       lease_until=now + timedelta(seconds=settings.WORKFLOW_LEASE_S), error=""))
-    if not claimed:
-        return "not-claimed"
-    node_run = NodeRun.objects.select_related("run__version", "run__organization", "run__api_key",
-                                              "run__created_by").get(pk=node_run_id)
+    with transaction.atomic():  # the claim and its event: one commit
+        claimed = (NodeRun.objects.filter(claimable, pk=node_run_id, run__state=WorkflowRun.RUNNING)
+                   .update(state=NodeRun.RUNNING, claim=token, attempts=F("attempts") + 1, started_at=now,
+                           lease_until=now + timedelta(seconds=settings.WORKFLOW_LEASE_S), error=""))
+        if not claimed:
+            return "not-claimed"
+        node_run = NodeRun.objects.select_related("run__version", "run__organization", "run__api_key",
+                                                  "run__created_by").get(pk=node_run_id)
+        events.run_event_record(run_id=node_run.run_id, kind=events.NODE_STARTED, node_id=node_run.node_id,
+                                data={"nodeType": node_run.node_type, "attempt": node_run.attempts})
     run = node_run.run
     document = run.version.document
     graph = dag.build(document["nodes"])
     node = _node_spec(document, node_run.node_id)
-    events.run_event_record(run_id=run.pk, kind=events.NODE_STARTED, node_id=node_run.node_id,
-                            data={"nodeType": node_run.node_type, "attempt": node_run.attempts})
     try:
         context = _context(run, graph, node["id"])
         parents = _parents_outputs(context, graph, node["id"])
@@ -184,16 +185,15 @@ def node_execute(*, node_run_id: int) -> str:
                 timeout=settings.CELERY_TASK_SOFT_TIME_LIMIT)
             node_input = {**node_input, "parents": parents}
     except execution.NodeCancelled:
-        if _node_finish(node_run_id, token, state=NodeRun.CANCELLED, error="cancelled"):
-            events.run_event_record(run_id=run.pk, kind=events.NODE_CANCELLED, node_id=node["id"])
+        _node_finish(run.pk, node["id"], node_run_id, token, state=NodeRun.CANCELLED, error="cancelled")
         return "cancelled"
     except (execution.NodeFailure, templates.TemplateError) as exc:
-        return _node_failed(run, node_run_id, token, str(exc))
+        return _node_failed(run, node["id"], node_run_id, token, str(exc))
     except TimeoutError:
-        return _node_failed(run, node_run_id, token, "the node ran past the task time limit")
-    if not _node_finish(node_run_id, token, state=NodeRun.SUCCEEDED, input=node_input, output=output):
+        return _node_failed(run, node["id"], node_run_id, token, "the node ran past the task time limit")
+    if not _node_finish(run.pk, node["id"], node_run_id, token, state=NodeRun.SUCCEEDED, event={"output": output},
+                        input=node_input, output=output):
         return "lost-claim"
-    events.run_event_record(run_id=run.pk, kind=events.NODE_SUCCEEDED, node_id=node["id"], data={"output": output})
     _advance(run, graph, document, [node["id"]])
     return "succeeded"
 
@@ -208,15 +208,30 @@ def _renew(node_run_id: int, token: str) -> bool:
 _arenew = sync_to_async(_renew, thread_sensitive=False)
 
 
-def _node_finish(node_run_id: int, token: str, *, state: str, **values: Any) -> bool:
-    return bool(NodeRun.objects.filter(pk=node_run_id, claim=token, state=NodeRun.RUNNING)
-                .update(state=state, finished_at=timezone.now(), lease_until=None, **values))
+def _update_with_event(rows, values: dict[str, Any], *, run_id: int, kind: str, node_id: str = "",
+                       data: dict[str, Any] | None = None) -> bool:
+    """A conditional UPDATE and, when it changed a row, its event, in one commit: the WAL flush of a
+    commit is most of what a small write costs, and it sits between a node's end and its child's start."""
+    with transaction.atomic():
+        changed = rows.update(**values)
+        if changed:
+            events.run_event_record(run_id=run_id, kind=kind, node_id=node_id, data=data)
+    return bool(changed)
 
 
-def _node_failed(run: WorkflowRun, node_run_id: int, token: str, error: str) -> str:
-    if _node_finish(node_run_id, token, state=NodeRun.FAILED, error=error):
-        node_id = NodeRun.objects.filter(pk=node_run_id).values_list("node_id", flat=True).first()
-        events.run_event_record(run_id=run.pk, kind=events.NODE_FAILED, node_id=node_id, data={"error": error})
+_FINISH_EVENTS = {NodeRun.SUCCEEDED: events.NODE_SUCCEEDED, NodeRun.FAILED: events.NODE_FAILED,
+                  NodeRun.CANCELLED: events.NODE_CANCELLED}
+
+
+def _node_finish(run_id: int, node_id: str, node_run_id: int, token: str, *, state: str,
+                 event: dict[str, Any] | None = None, **values: Any) -> bool:
+    return _update_with_event(NodeRun.objects.filter(pk=node_run_id, claim=token, state=NodeRun.RUNNING),
+                              {"state": state, "finished_at": timezone.now(), "lease_until": None, **values},
+                              run_id=run_id, kind=_FINISH_EVENTS[state], node_id=node_id, data=event)
+
+
+def _node_failed(run: WorkflowRun, node_id: str, node_run_id: int, token: str, error: str) -> str:
+    if _node_finish(run.pk, node_id, node_run_id, token, state=NodeRun.FAILED, event={"error": error}, error=error):
         _run_stop(run, WorkflowRun.FAILED, f"node '{node_id}' failed: {error}")
     return "failed"
 
@@ -254,23 +269,24 @@ def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finis
         children = graph.children[node_id]
         if not children:
             continue
-        rows = NodeRun.objects.filter(run=run).values_list("node_id", "state", "output")
-        states = {n: s for n, s, _ in rows}
-        outputs = {n: o for n, s, o in rows if s == NodeRun.SUCCEEDED and n in conditions}
+        rows = NodeRun.objects.filter(run=run).values_list("node_id", "state", "output", "pk")
+        states = {n: s for n, s, _, _ in rows}
+        outputs = {n: o for n, s, o, _ in rows if s == NodeRun.SUCCEEDED and n in conditions}
+        pks = {n: pk for n, _, _, pk in rows}
         for child in children:
             if states[child] != NodeRun.PENDING or any(states[p] not in NodeRun.DONE for p in graph.parents[child]):
                 continue
             now = timezone.now()
             if _skipped(child, graph, states, outputs):
-                if NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
-                        .update(state=NodeRun.SKIPPED, finished_at=now):
-                    events.run_event_record(run_id=run.pk, kind=events.NODE_SKIPPED, node_id=child)
+                if _update_with_event(NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING),
+                                      {"state": NodeRun.SKIPPED, "finished_at": now},
+                                      run_id=run.pk, kind=events.NODE_SKIPPED, node_id=child):
                     work.append(child)
                     states[child] = NodeRun.SKIPPED
             elif NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
                     .update(state=NodeRun.QUEUED, queued_at=now):
                 states[child] = NodeRun.QUEUED
-                to_dispatch.append(NodeRun.objects.get(run=run, node_id=child).pk)
+                to_dispatch.append(pks[child])
     dispatch(to_dispatch)
     _maybe_finish(run, graph, document)
 
@@ -288,10 +304,9 @@ def _maybe_finish(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any]) 
     except templates.TemplateError as exc:
         _run_stop(run, WorkflowRun.FAILED, f"output: {exc}")
         return
-    if WorkflowRun.objects.filter(pk=run.pk, state=WorkflowRun.RUNNING) \
-            .update(state=WorkflowRun.SUCCEEDED, output=output, finished_at=timezone.now()):
-        events.run_event_record(run_id=run.pk, kind=events.RUN_FINISHED,
-                                data={"state": WorkflowRun.SUCCEEDED, "output": output})
+    _update_with_event(WorkflowRun.objects.filter(pk=run.pk, state=WorkflowRun.RUNNING),
+                       {"state": WorkflowRun.SUCCEEDED, "output": output, "finished_at": timezone.now()},
+                       run_id=run.pk, kind=events.RUN_FINISHED, data={"state": WorkflowRun.SUCCEEDED, "output": output})
 
 
 def run_cancel(*, run: WorkflowRun) -> bool:
@@ -342,17 +357,17 @@ def _approval_apply(approval_id: int) -> None:
         who = approval.decided_by.get_username() if approval.decided_by_id else (
             "its deadline" if approval.decision.startswith("timeout") else "an API key")
         error = f"rejected by {who}" + (f": {approval.comment}" if approval.comment else "")
-        if nodes.update(state=NodeRun.FAILED, error=error, finished_at=now):
-            events.run_event_record(run_id=run.pk, kind=events.NODE_FAILED, node_id=approval.node_id,
-                                    data={"error": error, "decision": approval.decision})
+        if _update_with_event(nodes, {"state": NodeRun.FAILED, "error": error, "finished_at": now}, run_id=run.pk,
+                              kind=events.NODE_FAILED, node_id=approval.node_id,
+                              data={"error": error, "decision": approval.decision}):
             _run_stop(run, WorkflowRun.FAILED, f"approval '{approval.node_id}' {error}")
         return
     output = approval.output if approval.decision in ("edit", "timeout-default") else approval.review
     if approval.decision == "edit" and approval.diff is None:
         Approval.objects.filter(pk=approval.pk).update(diff=json_diff(approval.review, approval.output))
-    if nodes.update(state=NodeRun.SUCCEEDED, output=output, finished_at=now):
-        events.run_event_record(run_id=run.pk, kind=events.NODE_SUCCEEDED, node_id=approval.node_id,
-                                data={"output": output, "decision": approval.decision})
+    if _update_with_event(nodes, {"state": NodeRun.SUCCEEDED, "output": output, "finished_at": now}, run_id=run.pk,
+                          kind=events.NODE_SUCCEEDED, node_id=approval.node_id,
+                          data={"output": output, "decision": approval.decision}):
         document = run.version.document
         _advance(run, dag.build(document["nodes"]), document, [approval.node_id])
 
