@@ -1,3 +1,15 @@
-"""The gateway's request threads keep database connections: drop them before the test database goes."""
+"""Gateway requests in these tests keep database connections on their threads and record metrics:
+drop both before a later test (or the end of the session) would trip over them."""
 
+from __future__ import annotations
+
+import pytest
+
+from inference import metrics
 from tests.workers.conftest import _drop_stray_connections  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_left_behind():
+    yield
+    metrics.discard_pending()
