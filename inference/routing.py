@@ -11,6 +11,7 @@ from inference.gateway.consumers import (
     NotFoundConsumer,
 )
 from inference.workers.consumers import CancelConsumer, ResumeConsumer
+from inference.workflows.consumers import RunEventsSocket
 
 http_urlpatterns: list = [
     path("v1/chat/completions", ChatCompletionsConsumer.as_asgi()),
@@ -26,4 +27,5 @@ http_urlpatterns: list = [
 ]
 websocket_urlpatterns: list = [
     path("ws/chat/", ChatSocketConsumer.as_asgi()),
+    path("ws/workflow-runs/<int:pk>/events", RunEventsSocket.as_asgi()),
 ]

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "registry.tenancy",
     "inference",
     "inference.workflows",
+    "inference.context_window",
 ]
 
 MIDDLEWARE = [
@@ -316,6 +317,10 @@ WORKFLOW_INPROCESS_WORKERS = envint("WORKFLOW_INPROCESS_WORKERS", 8)
 WORKFLOW_HEARTBEAT_S = envfloat("WORKFLOW_HEARTBEAT_S", 0.5)
 WORKFLOW_LEASE_S = envfloat("WORKFLOW_LEASE_S", 30.0)
 WORKFLOW_SWEEP_INTERVAL_S = envfloat("WORKFLOW_SWEEP_INTERVAL_S", 5.0)
+# An open live feed of a run (SSE or WebSocket) reads its new events this often.
+WORKFLOW_EVENTS_POLL_S = envfloat("WORKFLOW_EVENTS_POLL_S", 0.2)
+# The context window API (inference/context_window): the most messages one session keeps.
+CONTEXT_SESSION_MAX_MESSAGES = envint("CONTEXT_SESSION_MAX_MESSAGES", 2000)
 # The embedded default has no beat: its serving process runs the sweeper on a thread.
 WORKFLOW_SWEEPER_THREAD = envbool("WORKFLOW_SWEEPER_THREAD", WORKFLOW_EXECUTOR == "inprocess" and EMBEDDED)
 

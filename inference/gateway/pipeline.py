@@ -27,6 +27,7 @@ from django.utils import timezone
 from inference import metrics
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
 from inference.backends.factory import backend_for_block
+from inference.context_window.hook import SessionTurn, attach_session
 from inference.gateway.blocks import resolve_block
 from inference.gateway.errors import OpenAIError
 from inference.gateway.validation import ChatBody, parse_chat_body, parse_completion_body
@@ -130,6 +131,7 @@ async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: b
     """`hops`: how many gateways the request already went through (loop_guard); `request_id`: the
     x-request-id the transport answers with; `text`: a POST /v1/completions body (a prompt, no messages)."""
     started = time.perf_counter()
+    body, session = await attach_session(principal, body, text=text)  # `session_id`: the history goes first
     chat = parse_completion_body(body) if text else parse_chat_body(body, force_stream=force_stream)
     # Queued streams are resumable and cancellable by their own organization only.
     chat.request.organization_id = principal.organization.pk
@@ -158,7 +160,8 @@ async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: b
                                 estimated_prompt_tokens=chat.estimated_prompt_tokens)
     except GateError as exc:
         raise OpenAIError(exc.status, exc.message, code=exc.code, headers=exc.headers) from None
-    return ChatCall(principal=principal, chat=chat, block=block, admission=admission, started=started, route=route)
+    return ChatCall(principal=principal, chat=chat, block=block, admission=admission, started=started,
+                    route=route, session=session)
 
 
 async def route_auto(principal: Principal, chat: ChatBody, *, hops: int = 0, request_id: str | None = None) -> Route:
@@ -244,7 +247,7 @@ def _attempt_timeout(policy: Policy, block: Block) -> float:
 # 5-6. Running it under the policy, then accounting.
 class ChatCall:
     def __init__(self, *, principal: Principal, chat: ChatBody, block: Block, admission: Admission,
-                 started: float | None = None, route: Route | None = None):
+                 started: float | None = None, route: Route | None = None, session: SessionTurn | None = None):
         self.principal = principal
         # How `model: "auto"` chose the block (x-switchboard-route); None when the caller named it.
         self.route = route
@@ -268,6 +271,8 @@ class ChatCall:
         # The backend and request of the attempt that served (for its tokenizer).
         self.backend: StreamingBackend | None = None
         self.attempt_request: ChatRequest | None = None
+        # The context window session the request named: its answer is appended once complete.
+        self.session = session
 
     @property
     def model_name(self) -> str:
@@ -359,6 +364,8 @@ class ChatCall:
             reply.setdefault("object", "text_completion" if self.text else "chat.completion")
             reply.setdefault("created", int(time.time()))
             usage = await self._fill_usage(reply)
+            if self.session is not None:
+                await self.session.answered((reply.get("choices") or [{}])[0].get("message", {}).get("content") or "")
             ok = True
             return reply
         finally:
@@ -410,6 +417,7 @@ class ChatCall:
         left = False
         usage: dict[str, int] = {}
         pieces = 0
+        answer: list[str] = []
         ttft_ms: float | None = None
         deltas: AsyncIterator[ChatDelta] | None = None
         try:
@@ -424,6 +432,8 @@ class ChatCall:
                     usage = delta.usage
                 if delta.content:
                     pieces += 1
+                    if self.session is not None:
+                        answer.append(delta.content)
                 if delta.finish_reason:
                     self.finish_reason = delta.finish_reason
                 yield delta
@@ -431,6 +441,8 @@ class ChatCall:
                     delta = await anext(deltas)
                 except StopAsyncIteration:
                     delta = None
+            if self.session is not None:
+                await self.session.answered("".join(answer))
             ok = True
         except (asyncio.CancelledError, GeneratorExit):
             ok = True  # The client went away: not the block's failure.

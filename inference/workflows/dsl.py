@@ -56,8 +56,11 @@ KNOWN_FIELDS = {
     "approval": {"id", "type", "after", "description", "approvers", "deadline", "on_timeout", "schema", "review"},
     "planner": {"id", "type", "after", "description"},
 }
-KNOWN_FIELDS["optimizer"] = KNOWN_FIELDS["block"]
 KNOWN_FIELDS["map"] = KNOWN_FIELDS["block"] | {"over", "max_items", "concurrency"}
+# A block call may keep a conversation in the context window store (`session`, a template naming its
+# session_id), as a chat request that names one does; a map's many calls would interleave in one session.
+KNOWN_FIELDS["block"] = KNOWN_FIELDS["block"] | {"session"}
+KNOWN_FIELDS["optimizer"] = KNOWN_FIELDS["block"]
 
 
 class DocumentError(ValueError):
@@ -141,6 +144,8 @@ def _call_errors(where: str, node: dict[str, Any]) -> list[str]:
         errors.append(f"{where}.prompt: a string template")
     if "system" in node and not isinstance(node["system"], str):
         errors.append(f"{where}.system: a string template")
+    if "session" in node and (not isinstance(node["session"], str) or not node["session"].strip()):
+        errors.append(f"{where}.session: a string template naming a context window session")
     if has_messages:
         messages = node["messages"]
         if not isinstance(messages, list) or not messages or not all(
@@ -242,7 +247,7 @@ def _template_errors(where: str, value: Any, *, graph: dag.Graph, node_id: str |
 
 
 def _node_templates(node: dict[str, Any]) -> dict[str, Any]:
-    fields = ("prompt", "system", "messages", "review")
+    fields = ("prompt", "system", "messages", "review", "session")
     found = {name: node[name] for name in fields if name in node}
     if isinstance(node.get("if"), dict):
         found["if"] = {k: v for k, v in node["if"].items() if k in ("left", "right")}

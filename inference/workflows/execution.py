@@ -38,8 +38,11 @@ def messages_for(node: dict[str, Any], context: dict[str, Any]) -> list[dict[str
     return [{**m, "content": templates.as_text(m["content"])} for m in messages]
 
 
-async def call_block(principal: Principal, node: dict[str, Any], messages: list[dict[str, Any]]) -> Any:
+async def call_block(principal: Principal, node: dict[str, Any], messages: list[dict[str, Any]],
+                     session_id: str | None = None) -> Any:
     body = {"model": node["block"], "messages": messages, **(node.get("params") or {})}
+    if session_id:
+        body["session_id"] = session_id  # the gateway's context window hook, as for a /v1 request
     try:
         call = await prepare(principal, body)
         reply = await call.complete()
@@ -57,8 +60,10 @@ async def call_block(principal: Principal, node: dict[str, Any], messages: list[
 async def run_call(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:
     """(the node's recorded input, its output) for a block or optimizer node."""
     messages = messages_for(node, context)
-    return {"block": node["block"], "messages": messages, "params": node.get("params") or {}}, \
-        await call_block(principal, node, messages)
+    session_id = templates.as_text(templates.render(node["session"], context)) if "session" in node else None
+    recorded = {"block": node["block"], "messages": messages, "params": node.get("params") or {},
+                **({"session": session_id} if session_id else {})}
+    return recorded, await call_block(principal, node, messages, session_id)
 
 
 async def run_map(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:

@@ -156,3 +156,25 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"approval {self.node_id} of run {self.run_id} ({self.state})"
+
+
+class RunEvent(models.Model):
+    """One step of a run, for the live feed (SSE and WebSocket) and its resumption. `seq` counts 1, 2,
+    3... per run, and a reader never sees a later number before an earlier one (events.py), so a
+    client that saw `seq` N asks for what follows N (SSE's Last-Event-ID) and misses nothing."""
+
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    # run.started, node.started, node.succeeded, node.failed, node.cancelled, node.skipped, node.waiting,
+    # node.requeued, approval.escalated, run.finished
+    kind = models.CharField(max_length=32)
+    node_id = models.CharField(max_length=64, blank=True, default="")
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="run_event_seq")]
+        ordering = ["run", "seq"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.seq} of run {self.run_id}"

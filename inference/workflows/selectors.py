@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from inference.workflows.models import Approval, NodeRun, Workflow, WorkflowRun
+from inference.workflows.models import Approval, NodeRun, RunEvent, Workflow, WorkflowRun
 from registry.models import Organization
 
 
@@ -37,3 +37,12 @@ def approvals_of(*, organization: Organization, state: str | None = None) -> Que
 
 def approval_get(*, organization: Organization, pk: int) -> Approval | None:
     return approvals_of(organization=organization).filter(pk=pk).first()
+
+
+def events_after(*, run_id: int, seq: int, limit: int = 500) -> list[RunEvent]:
+    """A run's events numbered after `seq`, in order (events.py: no later number shows before an earlier)."""
+    return list(RunEvent.objects.filter(run_id=run_id, seq__gt=seq).order_by("seq")[:limit])
+
+
+def run_finished(run_id: int) -> bool:
+    return WorkflowRun.objects.filter(pk=run_id, state__in=WorkflowRun.FINISHED).exists()

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from inference.workflows.models import Approval, NodeRun, Workflow, WorkflowRun, WorkflowVersion
+from inference.workflows.models import Approval, NodeRun, RunEvent, Workflow, WorkflowRun, WorkflowVersion
 from inference.workflows.services import DECISIONS
 
 
@@ -76,3 +76,8 @@ def approval_dict(approval: Approval) -> dict[str, Any]:
             "decidedByKey": approval.decided_by_key_id, "decidedAt": _time(approval.decided_at),
             "output": approval.output, "diff": approval.diff, "comment": approval.comment or None,
             "reachedAt": _time(approval.reached_at), "createdAt": _time(approval.created_at)}
+
+
+def event_dict(event: RunEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "type": event.kind, "run": event.run_id, "node": event.node_id or None,
+            "at": _time(event.created_at), **event.data}

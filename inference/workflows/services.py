@@ -23,7 +23,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from inference.workers.loop import run_on_worker_loop
-from inference.workflows import dsl, execution, executor, templates
+from inference.workflows import dsl, events, execution, executor, templates
 from inference.workflows import graph as dag
 from inference.workflows.models import Approval, NodeRun, Workflow, WorkflowRun, WorkflowVersion
 from registry.models import Membership
@@ -108,6 +108,7 @@ def run_start(*, version: WorkflowVersion, principal: Principal, input: Any) -> 
                      deadline_s=dsl.parse_duration(n["deadline"]) if "deadline" in n else None,
                      on_timeout=n.get("on_timeout"), schema=n.get("schema"))
             for n in document["nodes"] if n["type"] == "approval"])
+        events.run_event_record(run_id=run.pk, kind=events.RUN_STARTED, data={"version": version.number})
         ids = list(NodeRun.objects.filter(run=run, state=NodeRun.QUEUED).values_list("pk", flat=True))
         transaction.on_commit(lambda: dispatch(ids))
     return run
@@ -152,13 +153,16 @@ def node_execute(*, node_run_id: int) -> str:
     token = uuid.uuid4().hex
     now = timezone.now()
     claimable = Q(state=NodeRun.QUEUED) | Q(state=NodeRun.RUNNING, lease_until__lt=now)
-    claimed = (NodeRun.objects.filter(claimable, pk=node_run_id, run__state=WorkflowRun.RUNNING)
-               .update(state=NodeRun.RUNNING, claim=token, attempts=F("attempts") + 1, started_at=now,
-                       lease_until=now + timedelta(seconds=settings.WORKFLOW_LEASE_S), error=""))
-    if not claimed:
-        return "not-claimed"
-    node_run = NodeRun.objects.select_related("run__version", "run__organization", "run__api_key",
-                                              "run__created_by").get(pk=node_run_id)
+    with transaction.atomic():  # the claim and its event: one commit
+        claimed = (NodeRun.objects.filter(claimable, pk=node_run_id, run__state=WorkflowRun.RUNNING)
+                   .update(state=NodeRun.RUNNING, claim=token, attempts=F("attempts") + 1, started_at=now,
+                           lease_until=now + timedelta(seconds=settings.WORKFLOW_LEASE_S), error=""))
+        if not claimed:
+            return "not-claimed"
+        node_run = NodeRun.objects.select_related("run__version", "run__organization", "run__api_key",
+                                                  "run__created_by").get(pk=node_run_id)
+        events.run_event_record(run_id=node_run.run_id, kind=events.NODE_STARTED, node_id=node_run.node_id,
+                                data={"nodeType": node_run.node_type, "attempt": node_run.attempts})
     run = node_run.run
     document = run.version.document
     graph = dag.build(document["nodes"])
@@ -181,13 +185,14 @@ def node_execute(*, node_run_id: int) -> str:
                 timeout=settings.CELERY_TASK_SOFT_TIME_LIMIT)
             node_input = {**node_input, "parents": parents}
     except execution.NodeCancelled:
-        _node_finish(node_run_id, token, state=NodeRun.CANCELLED, error="cancelled")
+        _node_finish(run.pk, node["id"], node_run_id, token, state=NodeRun.CANCELLED, error="cancelled")
         return "cancelled"
     except (execution.NodeFailure, templates.TemplateError) as exc:
-        return _node_failed(run, node_run_id, token, str(exc))
+        return _node_failed(run, node["id"], node_run_id, token, str(exc))
     except TimeoutError:
-        return _node_failed(run, node_run_id, token, "the node ran past the task time limit")
-    if not _node_finish(node_run_id, token, state=NodeRun.SUCCEEDED, input=node_input, output=output):
+        return _node_failed(run, node["id"], node_run_id, token, "the node ran past the task time limit")
+    if not _node_finish(run.pk, node["id"], node_run_id, token, state=NodeRun.SUCCEEDED, event={"output": output},
+                        input=node_input, output=output):
         return "lost-claim"
     _advance(run, graph, document, [node["id"]])
     return "succeeded"
@@ -203,14 +208,30 @@ def _renew(node_run_id: int, token: str) -> bool:
 _arenew = sync_to_async(_renew, thread_sensitive=False)
 
 
-def _node_finish(node_run_id: int, token: str, *, state: str, **values: Any) -> bool:
-    return bool(NodeRun.objects.filter(pk=node_run_id, claim=token, state=NodeRun.RUNNING)
-                .update(state=state, finished_at=timezone.now(), lease_until=None, **values))
+def _update_with_event(rows, values: dict[str, Any], *, run_id: int, kind: str, node_id: str = "",
+                       data: dict[str, Any] | None = None) -> bool:
+    """A conditional UPDATE and, when it changed a row, its event, in one commit: the WAL flush of a
+    commit is most of what a small write costs, and it sits between a node's end and its child's start."""
+    with transaction.atomic():
+        changed = rows.update(**values)
+        if changed:
+            events.run_event_record(run_id=run_id, kind=kind, node_id=node_id, data=data)
+    return bool(changed)
 
 
-def _node_failed(run: WorkflowRun, node_run_id: int, token: str, error: str) -> str:
-    if _node_finish(node_run_id, token, state=NodeRun.FAILED, error=error):
-        node_id = NodeRun.objects.filter(pk=node_run_id).values_list("node_id", flat=True).first()
+_FINISH_EVENTS = {NodeRun.SUCCEEDED: events.NODE_SUCCEEDED, NodeRun.FAILED: events.NODE_FAILED,
+                  NodeRun.CANCELLED: events.NODE_CANCELLED}
+
+
+def _node_finish(run_id: int, node_id: str, node_run_id: int, token: str, *, state: str,
+                 event: dict[str, Any] | None = None, **values: Any) -> bool:
+    return _update_with_event(NodeRun.objects.filter(pk=node_run_id, claim=token, state=NodeRun.RUNNING),
+                              {"state": state, "finished_at": timezone.now(), "lease_until": None, **values},
+                              run_id=run_id, kind=_FINISH_EVENTS[state], node_id=node_id, data=event)
+
+
+def _node_failed(run: WorkflowRun, node_id: str, node_run_id: int, token: str, error: str) -> str:
+    if _node_finish(run.pk, node_id, node_run_id, token, state=NodeRun.FAILED, event={"error": error}, error=error):
         _run_stop(run, WorkflowRun.FAILED, f"node '{node_id}' failed: {error}")
     return "failed"
 
@@ -224,6 +245,7 @@ def _run_stop(run: WorkflowRun, state: str, error: str) -> bool:
         NodeRun.objects.filter(run=run, state__in=(NodeRun.PENDING, NodeRun.QUEUED, NodeRun.WAITING)) \
             .update(state=NodeRun.CANCELLED, finished_at=timezone.now(), lease_until=None)
         Approval.objects.filter(run=run, state=Approval.PENDING).update(state=Approval.CANCELLED)
+        events.run_event_record(run_id=run.pk, kind=events.RUN_FINISHED, data={"state": state, "error": error})
     return bool(stopped)
 
 
@@ -247,22 +269,24 @@ def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finis
         children = graph.children[node_id]
         if not children:
             continue
-        rows = NodeRun.objects.filter(run=run).values_list("node_id", "state", "output")
-        states = {n: s for n, s, _ in rows}
-        outputs = {n: o for n, s, o in rows if s == NodeRun.SUCCEEDED and n in conditions}
+        rows = NodeRun.objects.filter(run=run).values_list("node_id", "state", "output", "pk")
+        states = {n: s for n, s, _, _ in rows}
+        outputs = {n: o for n, s, o, _ in rows if s == NodeRun.SUCCEEDED and n in conditions}
+        pks = {n: pk for n, _, _, pk in rows}
         for child in children:
             if states[child] != NodeRun.PENDING or any(states[p] not in NodeRun.DONE for p in graph.parents[child]):
                 continue
             now = timezone.now()
             if _skipped(child, graph, states, outputs):
-                if NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
-                        .update(state=NodeRun.SKIPPED, finished_at=now):
+                if _update_with_event(NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING),
+                                      {"state": NodeRun.SKIPPED, "finished_at": now},
+                                      run_id=run.pk, kind=events.NODE_SKIPPED, node_id=child):
                     work.append(child)
                     states[child] = NodeRun.SKIPPED
             elif NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
                     .update(state=NodeRun.QUEUED, queued_at=now):
                 states[child] = NodeRun.QUEUED
-                to_dispatch.append(NodeRun.objects.get(run=run, node_id=child).pk)
+                to_dispatch.append(pks[child])
     dispatch(to_dispatch)
     _maybe_finish(run, graph, document)
 
@@ -280,8 +304,9 @@ def _maybe_finish(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any]) 
     except templates.TemplateError as exc:
         _run_stop(run, WorkflowRun.FAILED, f"output: {exc}")
         return
-    WorkflowRun.objects.filter(pk=run.pk, state=WorkflowRun.RUNNING) \
-        .update(state=WorkflowRun.SUCCEEDED, output=output, finished_at=timezone.now())
+    _update_with_event(WorkflowRun.objects.filter(pk=run.pk, state=WorkflowRun.RUNNING),
+                       {"state": WorkflowRun.SUCCEEDED, "output": output, "finished_at": timezone.now()},
+                       run_id=run.pk, kind=events.RUN_FINISHED, data={"state": WorkflowRun.SUCCEEDED, "output": output})
 
 
 def run_cancel(*, run: WorkflowRun) -> bool:
@@ -308,6 +333,9 @@ def _approval_arrive(node_run: NodeRun, token: str, node: dict[str, Any], contex
         due = now + timedelta(seconds=approval.deadline_s) if approval.deadline_s else None
         Approval.objects.filter(pk=approval.pk, reached_at__isnull=True) \
             .update(reached_at=now, review=review, due_at=due)
+        events.run_event_record(run_id=node_run.run_id, kind=events.NODE_WAITING, node_id=node_run.node_id,
+                                data={"approval": approval.pk, "review": review,
+                                      "dueAt": due.isoformat() if due else None})
     _approval_apply(approval.pk)
     return "waiting"
 
@@ -329,13 +357,17 @@ def _approval_apply(approval_id: int) -> None:
         who = approval.decided_by.get_username() if approval.decided_by_id else (
             "its deadline" if approval.decision.startswith("timeout") else "an API key")
         error = f"rejected by {who}" + (f": {approval.comment}" if approval.comment else "")
-        if nodes.update(state=NodeRun.FAILED, error=error, finished_at=now):
+        if _update_with_event(nodes, {"state": NodeRun.FAILED, "error": error, "finished_at": now}, run_id=run.pk,
+                              kind=events.NODE_FAILED, node_id=approval.node_id,
+                              data={"error": error, "decision": approval.decision}):
             _run_stop(run, WorkflowRun.FAILED, f"approval '{approval.node_id}' {error}")
         return
     output = approval.output if approval.decision in ("edit", "timeout-default") else approval.review
     if approval.decision == "edit" and approval.diff is None:
         Approval.objects.filter(pk=approval.pk).update(diff=json_diff(approval.review, approval.output))
-    if nodes.update(state=NodeRun.SUCCEEDED, output=output, finished_at=now):
+    if _update_with_event(nodes, {"state": NodeRun.SUCCEEDED, "output": output, "finished_at": now}, run_id=run.pk,
+                          kind=events.NODE_SUCCEEDED, node_id=approval.node_id,
+                          data={"output": output, "decision": approval.decision}):
         document = run.version.document
         _advance(run, dag.build(document["nodes"]), document, [approval.node_id])
 
@@ -420,7 +452,11 @@ def _approval_timeout(approval: Approval, now: datetime) -> str:
             moved = Approval.objects.filter(due, escalated=False).update(
                 approvers=on_timeout["escalate"], escalated=True,
                 due_at=now + timedelta(seconds=dsl.parse_duration(on_timeout["deadline"]) or 0))
-            return "escalated" if moved else "raced"
+            if not moved:
+                return "raced"
+            events.run_event_record(run_id=approval.run_id, kind=events.APPROVAL_ESCALATED, node_id=approval.node_id,
+                                    data={"approval": approval.pk, "approvers": on_timeout["escalate"]})
+            return "escalated"
         on_timeout = on_timeout.get("then", "reject")
     if on_timeout == "approve":
         values = {"state": Approval.APPROVED, "decision": "timeout-approve"}
@@ -443,11 +479,15 @@ def workflows_sweep(*, now: datetime | None = None, batch: int = 500) -> dict[st
         if _approval_timeout(approval, now) != "raced":
             counts["deadlines"] += 1
     # A lease that ran out: the executor died (a renewing one never lets it lapse). Claim by the lease.
-    stale = list(NodeRun.objects.filter(state=NodeRun.RUNNING, lease_until__lt=now,
-                                        run__state=WorkflowRun.RUNNING).values_list("pk", "claim")[:batch])
-    released = [pk for pk, claim in stale
-                if NodeRun.objects.filter(pk=pk, claim=claim, state=NodeRun.RUNNING, lease_until__lt=now)
-                .update(state=NodeRun.QUEUED, queued_at=now, claim="")]
+    stale = list(NodeRun.objects.filter(state=NodeRun.RUNNING, lease_until__lt=now, run__state=WorkflowRun.RUNNING)
+                 .values_list("pk", "claim", "run_id", "node_id")[:batch])
+    released = []
+    for pk, claim, run_id, node_id in stale:
+        if NodeRun.objects.filter(pk=pk, claim=claim, state=NodeRun.RUNNING, lease_until__lt=now) \
+                .update(state=NodeRun.QUEUED, queued_at=now, claim=""):
+            released.append(pk)
+            events.run_event_record(run_id=run_id, kind=events.NODE_REQUEUED, node_id=node_id,
+                                    data={"reason": "its executor's lease lapsed"})
     counts["released"] = len(released)
     # Queued for longer than a lease with nobody claiming it: its message was lost. The claim makes a
     # duplicate harmless.

@@ -4,13 +4,18 @@ cancel any run; approvers decide. Another organization's objects answer 404, lik
 
 from __future__ import annotations
 
-from django.http import Http404
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.views import APIView
 
-from inference.workflows import selectors, services
+from inference.workflows import live, selectors, services
 from inference.workflows.models import Approval
 from inference.workflows.serializers import (
     DecisionSerializer,
@@ -108,6 +113,61 @@ class RunDetailView(APIView):
     def get(self, request, pk: int):
         run = _run(request, pk)
         return ok(run_dict(run, nodes=list(selectors.nodes_of(run)), approvals=list(run.approvals.all())))
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets `Accept: text/event-stream` through content negotiation; a refusal (404, 400) still goes
+    out as the JSON envelope."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = None
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None) -> bytes:
+        return json.dumps(data).encode()
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+async def _event_stream(feed: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[bytes]:
+    # A browser's EventSource reconnects after `retry` ms, sending the last id as Last-Event-ID.
+    yield b"retry: 1000\n\n"
+    try:
+        async for batch in feed:
+            yield b"".join(_sse(e) for e in batch) if batch else b": keepalive\n\n"
+        yield b"event: end\ndata: {}\n\n"
+    except live.CredentialEnded as ended:
+        payload = json.dumps({"success": False, "status": ended.status, "message": ended.message})
+        yield f"event: error\ndata: {payload}\n\n".encode()
+
+
+def _after(request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query_params.get("after") or "0"
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+
+
+class RunEventsView(APIView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(operation_id="api_workflow_run_events", responses={
+        (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="SSE: id = the event's number"),
+        400: ERROR, 404: ERROR},
+        parameters=[OpenApiParameter("after", int, description="resume after this event number "
+                                                               "(or the Last-Event-ID header)")])
+    def get(self, request, pk: int):
+        run = _run(request, pk)
+        after = _after(request)
+        if after is None:
+            return fail("Last-Event-ID / after: a non-negative event number")
+        session = getattr(request, "session", None)
+        session_key = session.session_key if request.auth is None and session is not None else None
+        feed = live.follow(run_id=run.pk, after=after, principal=request.user, session_key=session_key)
+        response = StreamingHttpResponse(_event_stream(feed), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the stream back
+        return response
 
 
 class RunCancelView(APIView):
