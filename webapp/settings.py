@@ -318,7 +318,7 @@ if EMBEDDINGS_DISPATCH not in ("celery", "thread", "off"):
 SIMILARITY_EMBED_ON_DEMAND_MAX = envint("SIMILARITY_EMBED_ON_DEMAND_MAX", 64)
 # Below this cosine similarity of the best hit, no block fits the task (the API's `abstain`; the planner's
 # 404 no_fitting_model). Calibrated on tests/registry/fixtures/relevance.json: see docs/planning.md.
-SIMILARITY_MIN_SCORE = envfloat("SIMILARITY_MIN_SCORE", 0.23)
+SIMILARITY_MIN_SCORE = envfloat("SIMILARITY_MIN_SCORE", 0.205)
 # Task embeddings kept per process (LRU), so a repeated prompt is embedded once.
 SIMILARITY_QUERY_CACHE_SIZE = envint("SIMILARITY_QUERY_CACHE_SIZE", 1024)
 # pgvector's HNSW search breadth (hnsw.ef_search, at least the number of results asked for).

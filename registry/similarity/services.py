@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from celery import current_app
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
 
 from registry.embeddings import EMBEDDING_MODEL_VERSION, embed_passages
@@ -146,7 +146,8 @@ class _EmbeddingThread:
             except Exception:
                 log.exception("embedding %d blocks failed; they stay pending", len(pks))
             finally:
-                close_old_connections()
+                # This thread's own connection: closed between jobs, so it never holds one while idle.
+                connections.close_all()
                 self._queue.task_done()
 
 

@@ -150,14 +150,25 @@ def _nearest_pgvector(candidates: QuerySet[Block], query: np.ndarray, limit: int
 
 
 def _run(rows: QuerySet[Block], *, ef_search: int, index: bool) -> list[Block]:
+    connection = connections[rows.db]
+    settings_sql = ("SELECT set_config('hnsw.ef_search', %s, {local}), "
+                    "set_config('hnsw.iterative_scan', 'relaxed_order', {local})")
+    if index and ef_search == settings.SIMILARITY_HNSW_EF_SEARCH and not connection.in_atomic_block:
+        # The usual case: the search settings once per connection (a session setting), then the query
+        # alone, one round trip. relaxed_order (pgvector 0.8+; an unused setting before): the scan goes
+        # on past ef_search until enough rows pass the filter, in nearly distance order (the caller
+        # restores the exact order).
+        connection.ensure_connection()
+        if getattr(connection, "_switchboard_hnsw", None) is not connection.connection:
+            with connection.cursor() as cursor:
+                cursor.execute(settings_sql.format(local="false"), [str(ef_search)])
+            connection._switchboard_hnsw = connection.connection
+        return list(rows)
+    # Otherwise local to a transaction: a wider ef_search for a long page, or index scans off.
     with transaction.atomic(using=rows.db):
-        with connections[rows.db].cursor() as cursor:
-            # Local to this transaction. relaxed_order (pgvector 0.8+; a no-op setting before): the scan
-            # goes on past ef_search until enough rows pass the filter, in nearly distance order (the
-            # exact order is restored by the caller).
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
-                           "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                           "set_config('enable_indexscan', %s, true)", [str(ef_search), "on" if index else "off"])
+        with connection.cursor() as cursor:
+            cursor.execute(settings_sql.format(local="true") + ", set_config('enable_indexscan', %s, true)",
+                           [str(ef_search), "on" if index else "off"])
         return list(rows)
 
 
