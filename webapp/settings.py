@@ -322,7 +322,7 @@ SIMILARITY_MIN_SCORE = envfloat("SIMILARITY_MIN_SCORE", 0.205)
 # Task embeddings kept per process (LRU), so a repeated prompt is embedded once.
 SIMILARITY_QUERY_CACHE_SIZE = envint("SIMILARITY_QUERY_CACHE_SIZE", 1024)
 # pgvector's HNSW search breadth (hnsw.ef_search, at least the number of results asked for).
-SIMILARITY_HNSW_EF_SEARCH = envint("SIMILARITY_HNSW_EF_SEARCH", 100)
+SIMILARITY_HNSW_EF_SEARCH = envint("SIMILARITY_HNSW_EF_SEARCH", 400)
 # The hybrid policy fuses each list's best this many (or the results asked for, if more) with RRF's k.
 SIMILARITY_HYBRID_DEPTH = envint("SIMILARITY_HYBRID_DEPTH", 50)
 SIMILARITY_RRF_K = envint("SIMILARITY_RRF_K", 60)
