@@ -88,7 +88,7 @@ class PlannerConfig(models.Model):
     # Runs when nothing fits (and always in `hardcoded` mode).
     default_block = models.ForeignKey("registry.Block", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
-    # Below this similarity score nothing fits; null: the server's calibrated PLANNER_MIN_SIMILARITY.
+    # Below this similarity score nothing fits; null: the server's calibrated SIMILARITY_MIN_SCORE.
     min_score = models.FloatField(null=True, blank=True)
     # How many of the best-ranked blocks the planner chooses among in `plan` mode.
     candidates = models.PositiveSmallIntegerField(default=8)

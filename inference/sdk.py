@@ -227,13 +227,13 @@ class _LocalRegistry:
 
     def similarity(self, payload: Any) -> list[dict]:
         from registry.query import QueryError
-        from registry.selectors import blocks_similar
+        from registry.similarity import blocks_similar_to_payload, hit_to_dict
 
         try:
-            ranked = blocks_similar(organization=self.organization, payload=payload)
+            _, hits = blocks_similar_to_payload(organization=self.organization, payload=payload)
         except QueryError as exc:
             raise RegistryError(str(exc), 400) from None
-        return [{**b.to_dict(), "score": score} for b, score in ranked]
+        return [hit_to_dict(hit) for hit in hits]
 
 
 def _registry(base_url: str | None, api_key: str | None, organization: Any):
@@ -418,13 +418,14 @@ class BlocksQueryManager:
     def similarity_search(
         self,
         conditions: Any,
-        policy_code_path: str = "text-overlap",
+        policy_code_path: str | None = None,
         max_results: int = 10,
         top_k: int | None = None,
     ) -> list[Block]:
         """Blocks ranked against the task description given as a `task_description` LIKE
-        condition; the other conditions narrow the candidates. The policy must be a built-in
-        one (the server never runs policy code it is sent)."""
+        condition; the other conditions narrow the candidates. `policy_code_path` names a registered
+        policy (None: the server's default, cosine; the server never runs policy code it is sent).
+        Each Block carries `score` and `parts`."""
         cluster = filter_payload(conditions)["body"]["values"]["filter"]
         parameters: dict[str, Any] = {"filterRule": cluster}
         if top_k is not None:

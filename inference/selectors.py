@@ -6,16 +6,19 @@ foreign private block is indistinguishable from a missing one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.conf import settings
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from inference import metrics
 from inference.models import BlockMetricBucket
 from registry.models import Block, Organization
 from registry.selectors import blocks_visible_to
+from registry.similarity.performance import BlockPerformance
 
 WINDOWS: dict[str, timedelta] = {
     "1m": timedelta(minutes=1),
@@ -84,3 +87,24 @@ def block_metrics(*, block: Block, window: str, viewer: Organization, now: datet
         "tokensIn": totals["tokens_in"] or 0,
         "tokensOut": totals["tokens_out"] or 0,
     }
+
+
+def blocks_performance(viewer: Organization, block_pks: Sequence[int], *, window: str | None = None,
+                       now: datetime | None = None) -> dict[int, BlockPerformance]:
+    """p50 latency and error rate of each block over the window, as block_metrics counts them for
+    `viewer` (every caller's requests for its own blocks, only its own for anyone else's), in one query.
+    The similarity search's `performance` policy reads this (registered in inference.signals)."""
+    now = now or timezone.now()
+    since = (now - WINDOWS[window or settings.SIMILARITY_PERFORMANCE_WINDOW]).replace(second=0, microsecond=0)
+    buckets = (BlockMetricBucket.objects.filter(block_id__in=list(block_pks), minute__gte=since)
+               .filter(Q(block__organization=viewer) | Q(organization=viewer))
+               .values_list("block_id", "requests", "errors", "latency_hist"))
+    totals: dict[int, list[Any]] = {}
+    for block_pk, requests, errors, hist in buckets:
+        entry = totals.setdefault(block_pk, [0, 0, {}])
+        entry[0] += requests
+        entry[1] += errors
+        metrics.merge_histograms(entry[2], hist)
+    return {pk: BlockPerformance(requests=requests, p50_ms=metrics.percentile(hist, 50),
+                                 error_rate=errors / requests if requests else None)
+            for pk, (requests, errors, hist) in totals.items()}

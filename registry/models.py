@@ -9,6 +9,9 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from pgvector.django import VectorField
+
+from registry.embeddings import EMBEDDING_DIMENSIONS
 
 API_KEY_PREFIX = "sb-"
 
@@ -194,3 +197,52 @@ class BlockGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.block_id} -> {self.organization_id}"
+
+
+
+class BlockEmbedding(models.Model):
+    """A block's sentence embedding (registry/similarity), one row per block, written off the request path.
+
+    `pending` is set in the transaction that changes the block's searchable text (or creates it) and
+    cleared by the job that embeds it; `revision` counts those changes, so a job that embedded an
+    older text never overwrites a newer mark (its UPDATE matches no row). `vector` holds float32 bytes
+    on every database; where PostgreSQL has pgvector, migration 0006 adds the `embedding` column
+    (see BlockVector) that the HNSW index serves.
+    """
+
+    block = models.OneToOneField(Block, primary_key=True, on_delete=models.CASCADE, related_name="embedding")
+    vector = models.BinaryField(null=True, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    text_hash = models.CharField(max_length=64, blank=True)
+    pending = models.BooleanField(default=True)
+    revision = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # Searches look for pending rows among their candidates every time: only those are indexed.
+            models.Index(fields=["block"], condition=models.Q(pending=True), name="block_embedding_pending"),
+            models.Index(fields=["model_version"], name="block_embedding_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.block_id} ({'pending' if self.pending else self.model_version})"
+
+
+class BlockVector(models.Model):
+    """The pgvector view of registry_blockembedding: its `embedding vector(384)` column and HNSW index
+    exist only where the `vector` extension does (migration 0006, registry.similarity.vectors), so this
+    model is unmanaged and only queried after registry.similarity.vectors.pgvector_ready() said yes."""
+
+    block = models.OneToOneField(Block, primary_key=True, on_delete=models.DO_NOTHING, related_name="vector_index",
+                                 db_column="block_id")
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    revision = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        managed = False
+        db_table = "registry_blockembedding"
+
+    def __str__(self) -> str:
+        return str(self.block_id)

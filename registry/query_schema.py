@@ -1,4 +1,5 @@
-"""JSON Schemas of the query language (registry/query.py) and the similarity payload (registry/ranking.py),
+"""JSON Schemas of the query language (registry/query.py) and the similarity payload
+(registry/similarity/payload.py),
 for /api/schema/. Built from the compiler's own tables, so the schema and the compiler cannot drift.
 
 The schema is exact in both directions: what it admits the compiler accepts, and what the compiler
@@ -22,7 +23,8 @@ from registry.query import (
     TYPE_OPERATORS,
     VARIABLES,
 )
-from registry.ranking import MAX_RESULTS_LIMIT, POLICY_ALIASES, TASK_VARIABLES
+from registry.similarity.payload import MAX_RESULTS_LIMIT, TASK_VARIABLES
+from registry.similarity.policies import DEFAULT_POLICY, policy_names
 
 NODE_REF = "#/components/schemas/QueryNode"
 KINDS = ["llm", "optimizer"]
@@ -157,9 +159,12 @@ def similarity_schema() -> dict[str, Any]:
                     "type": "object", "required": ["parameters"],
                     "properties": {
                         "executionMode": {"enum": ["code"]},
-                        # null or left out: the default, text-overlap.
-                        "policyCodePath": {"type": "string", "enum": [*POLICY_ALIASES, None], "nullable": True},
-                        "settings": {"type": "object", "nullable": True, "properties": {"maxResults": count}},
+                        # null or left out: the default policy.
+                        "policyCodePath": {"type": "string", "enum": [*policy_names(), None], "nullable": True,
+                                           "description": f"A registered policy (default {DEFAULT_POLICY}); the "
+                                                          "seed's example path means the default."},
+                        "settings": {"type": "object", "nullable": True, "properties": {
+                            "maxResults": count, "enableCaching": {"type": "boolean"}}},
                         "parameters": {"type": "object", "required": ["query"], "properties": {
                             "query": {"type": "string", "pattern": "\\S"},
                             "return": count,

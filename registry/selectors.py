@@ -8,9 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
-from registry.models import Block, BlockGrant, Organization
+from registry.models import ApiKey, Block, BlockGrant, Organization
 from registry.query import compile_query
-from registry.ranking import SimilarityRequest, parse_similarity_payload, rank_blocks
 
 
 def blocks_visible_to(organization: Organization) -> QuerySet[Block]:
@@ -135,8 +134,20 @@ def blocks_query(*, organization: Organization, payload: Any) -> QuerySet[Block]
     return blocks_list(organization=organization, kind=kind).filter(q)
 
 
-def blocks_similar(*, organization: Organization, payload: Any) -> list[tuple[Block, float]]:
-    """The similarity payload's candidates, ranked. Raises QueryError."""
-    request: SimilarityRequest = parse_similarity_payload(payload)
-    candidates = blocks_list(organization=organization, kind=request.kind).filter(request.filter)
-    return rank_blocks(request, candidates)
+def blocks_allowed_to_key(queryset: QuerySet[Block], *, organization: Organization, api_key: ApiKey) -> QuerySet[Block]:
+    """`queryset` narrowed, in SQL, to the blocks the key's allowed_models lists (all of them for an
+    empty list), by the names block_key_names gives: the qualified id always, the plain id only for
+    the organization's own and the platform's public blocks."""
+    names = [name for name in (api_key.allowed_models or []) if isinstance(name, str)]
+    if not api_key.allowed_models:
+        return queryset
+    plain = [name for name in names if QUALIFIER not in name]
+    allowed = Q(pk__in=[])
+    if plain:
+        platform = Q(organization_id=_org_id(settings.SWITCHBOARD_PLATFORM_ORG), visibility=Block.PUBLIC)
+        allowed |= Q(block_id__in=plain) & (Q(organization=organization) | platform)
+    for name in names:
+        slug, sep, block_id = name.partition(QUALIFIER)
+        if sep and slug and block_id:
+            allowed |= Q(organization__slug=slug, block_id=block_id)
+    return queryset.filter(allowed)

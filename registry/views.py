@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from registry import roles, selectors, services
+from registry import roles, selectors, services, similarity
 from registry.envelope import fail, ok
 from registry.models import Block
 from registry.query import QueryError
@@ -58,7 +58,7 @@ SIMILARITY_EXAMPLE = {
             "rankingPolicyRule": {
                 "values": {
                     "executionMode": "code",
-                    "policyCodePath": "text-overlap",
+                    "policyCodePath": "policies/similarity_policy.zip",
                     "settings": {"maxResults": 10, "enableCaching": True},
                     "parameters": {
                         "filterRule": {
@@ -262,8 +262,11 @@ class BlockSimilarityView(APIView):
         operation_id="blocks_similarity",
         summary="Rank blocks by similarity to a task description",
         description=(
-            "The seed's similarity payload. policyCodePath may only name a built-in policy "
-            "('text-overlap'); code is never loaded from the request. Each result carries a score."
+            "The seed's similarity payload. policyCodePath names a registered ranking policy (cosine, the "
+            "default; hybrid; performance; text-overlap); the seed's example path "
+            "'policies/similarity_policy.zip' means the default, and code is never loaded from the request. "
+            "Each result carries its score and the policy's parts; `abstain` is true when no block fits "
+            "(the best cosine similarity is below SIMILARITY_MIN_SCORE). See docs/registry-api.md."
         ),
         request={"application/json": {"$ref": "#/components/schemas/Similarity"}},
         examples=[OpenApiExample("seed similarity payload", value=SIMILARITY_EXAMPLE, request_only=True)],
@@ -271,8 +274,11 @@ class BlockSimilarityView(APIView):
     )
     def post(self, request: Request) -> Response:
         try:
-            ranked = selectors.blocks_similar(organization=request.user.organization, payload=request.data)
+            search, hits = similarity.blocks_similar_to_payload(organization=request.user.organization,
+                                                                payload=request.data, principal=request.user)
         except QueryError as exc:
             return fail(str(exc))
-        data: list[dict[str, Any]] = [{**block.to_dict(), "score": score} for block, score in ranked]
-        return ok(data)
+        data: list[dict[str, Any]] = [similarity.hit_to_dict(hit) for hit in hits]
+        response = ok(data)
+        response.data.update(policy=search.policy, abstain=similarity.similarity_abstains(hits))
+        return response

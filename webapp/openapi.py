@@ -170,7 +170,7 @@ _TOKEN_IDS = {"type": "array", "minItems": 1, "items": {"type": "integer", "mini
 EMBEDDING_REQUEST = {
     "type": "object",
     "required": ["model", "input"],
-    "description": "OpenAI's embeddings request. Served by the built-in embedding model (embed-e5-small, 384 "
+    "description": "OpenAI's embeddings request. Served by the built-in embedding model (embed-minilm-l6, 384 "
                    "dimensions) and forwarded to OpenAI-compatible (`openai`) blocks; a chat model answers 400 "
                    "unsupported_endpoint.",
     "properties": {
@@ -190,7 +190,7 @@ EMBEDDING_REQUEST = {
         "input_type": {"type": "string", "enum": list(INPUT_TYPES), "nullable": True,
                        "description": "E5's prefix: query (default; also for symmetric tasks) or passage."},
     },
-    "example": {"model": "embed-e5-small", "input": ["The capital of France is Paris."]},
+    "example": {"model": "embed-minilm-l6", "input": ["The capital of France is Paris."]},
 }
 EMBEDDING_LIST = {
     "type": "object",

@@ -241,10 +241,7 @@ CELERY_BEAT_SCHEDULE = {
 # Inference.
 SWITCHBOARD_BUILTIN_BLOCK_ID = "smollm2-135m-instruct"
 # The built-in embedding model's block (registry/embeddings.py), served on POST /v1/embeddings.
-SWITCHBOARD_EMBEDDING_BLOCK_ID = "embed-e5-small"
-# `model: "auto"` by similarity: below this score nothing fits (an organization may set its own,
-# PUT /api/planner/config minScore). Calibrated on the relevance fixture (docs/planner.md).
-PLANNER_MIN_SIMILARITY = envfloat("PLANNER_MIN_SIMILARITY", 0.0)
+SWITCHBOARD_EMBEDDING_BLOCK_ID = "embed-minilm-l6"
 # The operator's own organization: it holds the built-in model, its public blocks answer to
 # unqualified names for every organization, and its owners are the operator (registry/roles.py).
 SWITCHBOARD_PLATFORM_ORG = envstr("SWITCHBOARD_PLATFORM_ORG", "local")
@@ -331,3 +328,31 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("API_MAX_BODY_BYTES", 2_621_440)
 GATEWAY_MAX_BODY_BYTES = envint("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024)
 # Deepest JSON nesting accepted in any request body (the query language itself nests 10 levels at most).
 SWITCHBOARD_MAX_JSON_DEPTH = envint("SWITCHBOARD_MAX_JSON_DEPTH", 64)
+
+# Similarity search and embeddings (registry/similarity; docs/registry-api.md, docs/planning.md).
+# PyTorch threads the embedding model may use in one process (all-MiniLM-L6-v2 on CPU).
+EMBEDDING_THREADS = envint("EMBEDDING_THREADS", 1)
+# Who embeds a block after a write: "celery" (the task registry.embed_blocks; default with REDIS_URL),
+# "thread" (a daemon thread in the writing process; the embedded default) or "off" (searches embed on
+# demand and `manage.py embed_blocks` catches up).
+EMBEDDINGS_DISPATCH = envstr("EMBEDDINGS_DISPATCH", "celery" if REDIS_URL else "thread")
+if EMBEDDINGS_DISPATCH not in ("celery", "thread", "off"):
+    raise RuntimeError("EMBEDDINGS_DISPATCH must be celery, thread or off")
+# A search first embeds up to this many of its candidates whose embedding is pending (0: none).
+SIMILARITY_EMBED_ON_DEMAND_MAX = envint("SIMILARITY_EMBED_ON_DEMAND_MAX", 64)
+# Below this cosine similarity of the best hit, no block fits the task (the API's `abstain`; the planner's
+# 404 no_fitting_model). Calibrated on tests/registry/fixtures/relevance.json: see docs/planning.md.
+SIMILARITY_MIN_SCORE = envfloat("SIMILARITY_MIN_SCORE", 0.205)
+# Task embeddings kept per process (LRU), so a repeated prompt is embedded once.
+SIMILARITY_QUERY_CACHE_SIZE = envint("SIMILARITY_QUERY_CACHE_SIZE", 1024)
+# pgvector's HNSW search breadth (hnsw.ef_search, at least the number of results asked for).
+SIMILARITY_HNSW_EF_SEARCH = envint("SIMILARITY_HNSW_EF_SEARCH", 400)
+# The hybrid policy fuses each list's best this many (or the results asked for, if more) with RRF's k.
+SIMILARITY_HYBRID_DEPTH = envint("SIMILARITY_HYBRID_DEPTH", 50)
+SIMILARITY_RRF_K = envint("SIMILARITY_RRF_K", 60)
+# The performance policy: score = similarity - LATENCY_WEIGHT * p50/(p50 + LATENCY_REF_MS)
+# - ERROR_WEIGHT * error rate, from the block metrics over the window (1m, 5m, 1h or 24h).
+SIMILARITY_PERFORMANCE_WINDOW = envstr("SIMILARITY_PERFORMANCE_WINDOW", "1h")
+SIMILARITY_PERFORMANCE_LATENCY_WEIGHT = envfloat("SIMILARITY_PERFORMANCE_LATENCY_WEIGHT", 0.02)
+SIMILARITY_PERFORMANCE_ERROR_WEIGHT = envfloat("SIMILARITY_PERFORMANCE_ERROR_WEIGHT", 0.05)
+SIMILARITY_PERFORMANCE_LATENCY_REF_MS = envfloat("SIMILARITY_PERFORMANCE_LATENCY_REF_MS", 1000.0)

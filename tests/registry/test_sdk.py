@@ -112,13 +112,19 @@ def test_filter_data_nests_and_reports_bad_queries(mode, acme_blocks):
 
 def test_similarity_search_ranks_with_the_builtin_policy(mode, acme_blocks):
     manager = mode["make"](BlocksQueryManager, mode["owner"])
-    ranked = manager.similarity_search([{"variable": "task_description", "operator": "LIKE",
-                                         "value": "summarize research paper"}])
+    task = [{"variable": "task_description", "operator": "LIKE", "value": "summarize research paper"}]
+    # The stem-overlap policy, named: only the blocks sharing a stem, as before embeddings.
+    ranked = manager.similarity_search(task, policy_code_path="text-overlap")
     assert [b.id for b in ranked] == ["sum-llm"]
     assert ranked[0].score > 0
+    # The default (cosine), and the seed's own example path, which means the default: every block, best first.
+    for path in (None, "policies/similarity_policy.zip"):
+        ranked = manager.similarity_search(task, policy_code_path=path)
+        assert ranked[0].id == "sum-llm"
+        assert ranked[0].parts["similarity"] == ranked[0].score > ranked[1].score
     with pytest.raises(RegistryError, match="not a built-in policy"):
         manager.similarity_search([{"variable": "task_description", "operator": "LIKE", "value": "x"}],
-                                  policy_code_path="policies/similarity_policy.zip")
+                                  policy_code_path="policies/my_policy.zip")
 
 
 def test_known_llms_registers_lists_queries_and_removes(mode, acme_blocks):
