@@ -208,3 +208,20 @@ async def test_the_websocket_done_frame_says_how_auto_chose(live_gateway, owner,
 @sync_to_async
 def _block(organization, block_id: str) -> Block:
     return Block.objects.select_related("organization").get(organization=organization, block_id=block_id)
+
+
+# Similarity (the default mode): the embedding search of registry.similarity, worded unlike the descriptions.
+async def test_similarity_mode_picks_the_block_whose_description_fits_by_meaning(owner, catalogue):
+    status, headers, reply = await chat(owner.key, "auto", "Render this paragraph from Berlin in plain English.")
+    assert status == 200, reply
+    assert reply["model"] == "acme-translate"
+    route = headers["x-switchboard-route"]
+    assert route.startswith("mode=similarity; policy=cosine; score="), route
+    assert "acme-summarize" in route  # the runner-up is named
+    status, _, reply = await chat(owner.key, "auto", "Give me the gist of this long press report in three bullets.")
+    assert (status, reply["model"]) == (200, "acme-summarize")
+
+
+async def test_similarity_mode_abstains_on_a_conversation_no_block_fits(owner, catalogue):
+    status, _, reply = await chat(owner.key, "auto", "What temperature should I bake sourdough bread at?")
+    assert (status, reply["error"]["code"], reply["error"]["type"]) == (404, "no_fitting_model", "invalid_request_error")

@@ -43,7 +43,7 @@ async def embed(key: str, **body) -> tuple[int, dict, dict]:
 
 
 async def test_the_builtin_model_embeds_a_string_and_a_list_as_openai_shapes_them(owner, builtin):
-    status, headers, reply = await embed(owner.key, model=EMBED, input=["The cat sleeps.", "Le chat dort."])
+    status, headers, reply = await embed(owner.key, model=EMBED, input=["The cat sleeps.", "A kitten is napping on the sofa."])
     assert status == 200, reply
     assert reply["object"] == "list" and reply["model"] == EMBED
     assert [d["index"] for d in reply["data"]] == [0, 1] and {d["object"] for d in reply["data"]} == {"embedding"}
@@ -53,19 +53,22 @@ async def test_the_builtin_model_embeds_a_string_and_a_list_as_openai_shapes_the
     assert reply["usage"]["prompt_tokens"] == reply["usage"]["total_tokens"] > 4
     assert headers["x-request-id"]
     _, _, single = await embed(owner.key, model=EMBED, input="The cat sleeps.")
-    assert single["data"][0]["embedding"] == vectors[0]
-    # A translation lies closer than an unrelated sentence: the vectors carry meaning.
+    # Batched and single runs pad differently; PyTorch's kernels then differ in the last float bits.
+    assert single["data"][0]["embedding"] == pytest.approx(vectors[0], abs=1e-5)
+    # A paraphrase lies closer than an unrelated sentence: the vectors carry meaning.
     _, _, other = await embed(owner.key, model=EMBED, input="Quarterly revenue rose by four percent.")
     cosine = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], other["data"][0]["embedding"])
 
 
-async def test_query_and_passage_prefixes_give_different_vectors(owner, builtin):
+async def test_input_type_is_accepted_and_the_symmetric_model_gives_one_vector_for_both_sides(owner, builtin):
     _, _, query = await embed(owner.key, model=EMBED, input="solar panels", input_type="query")
     _, _, passage = await embed(owner.key, model=EMBED, input="solar panels", input_type="passage")
     _, _, default = await embed(owner.key, model=EMBED, input="solar panels")
-    assert query["data"][0]["embedding"] != passage["data"][0]["embedding"]
+    assert query["data"][0]["embedding"] == passage["data"][0]["embedding"]  # all-MiniLM-L6-v2 has no prefixes
     assert default["data"][0]["embedding"] == query["data"][0]["embedding"]
+    status, _, reply = await embed(owner.key, model=EMBED, input="solar panels", input_type="document")
+    assert status == 400 and reply["error"]["param"] == "input_type"
 
 
 def test_the_openai_client_gets_base64_vectors_equal_to_the_floats(live_gateway, member, builtin):
