@@ -18,7 +18,7 @@ BACKEND_CLASSES: dict[str, str] = {
     "sglang": "inference.backends.sglang.SGLangBackend",
 }
 # A block configured `dispatch: queued` runs as a Celery task; the gateway relays its token stream.
-QUEUED_BACKEND = "inference.workers.queued.QueuedBackend"
+QUEUED_BACKEND = "inference.backends.queued.backend.QueuedBackend"
 # Keys that say how a block's requests reach a worker, not how its backend runs there.
 DISPATCH_KEYS = frozenset({"dispatch", "queue"})
 
