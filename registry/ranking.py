@@ -2,7 +2,8 @@
 
 The seed lets a client name a ranking policy by `policyCodePath`. Running code a caller
 points at is exactly what this server must never do, so the name can only pick one of the
-built-in policies below; anything else is refused.
+built-in policies below, by its own name or by a path the operator maps to it
+(SIMILARITY_POLICY_PATHS); anything else is refused.
 
 Built-in policy `text-overlap` (the default): both texts are lower-cased and split into
 words; words shorter than 2 letters and common English stop words are dropped; each word
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db.models import Q
 
 from registry.query import QueryError, compile_node
@@ -55,6 +57,14 @@ def text_overlap(task: set[str], block) -> float:
 
 POLICIES: dict[str, Callable[[set[str], Any], float]] = {"text-overlap": text_overlap}
 POLICY_ALIASES = {"text-overlap": "text-overlap", "builtin:text-overlap": "text-overlap"}
+
+
+def policy_named(path: Any) -> str | None:
+    """The built-in policy `path` names: one of POLICY_ALIASES, or an operator's mapped path."""
+    if not isinstance(path, str):
+        return None
+    policy = POLICY_ALIASES.get(path) or django_settings.SIMILARITY_POLICY_PATHS.get(path)
+    return policy if policy in POLICIES else None
 
 
 @dataclass
@@ -141,10 +151,11 @@ def parse_similarity_payload(payload: Any) -> SimilarityRequest:
         raise QueryError(f"{where}.executionMode: '{mode}' is not supported; use 'code'")
     # Only null means "the default": false, "" or [] are a caller's mistake, refused (as /api/schema/ says).
     path = _or_default(rule_values.get("policyCodePath"), DEFAULT_POLICY)
-    if not isinstance(path, str) or path not in POLICY_ALIASES:
+    policy = policy_named(path)
+    if policy is None:
         raise QueryError(
             f"{where}.policyCodePath: {path!r} is not a built-in policy (user-supplied policy code is "
-            f"never executed); use one of: {', '.join(POLICY_ALIASES)}"
+            f"never executed); use one of: {', '.join([*POLICY_ALIASES, *django_settings.SIMILARITY_POLICY_PATHS])}"
         )
     settings = _or_default(rule_values.get("settings"), {})
     parameters = _or_default(rule_values.get("parameters"), {})
@@ -174,7 +185,7 @@ def parse_similarity_payload(payload: Any) -> SimilarityRequest:
     return SimilarityRequest(
         filter=compile_node(node, f"{where}.parameters.filterRule"),
         task=task,
-        policy=POLICY_ALIASES[path],
+        policy=policy,
         limit=limit,
         kind=kind,
     )

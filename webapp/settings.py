@@ -38,6 +38,17 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def envpairs(name: str) -> dict[str, str]:
+    """"key=value,key=value" as a dict; a malformed item stops the start-up with its name."""
+    pairs = {}
+    for item in envlist(name, ""):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{name}: {item!r} is not key=value")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 DATABASE_URL = envstr("DATABASE_URL")
 REDIS_URL = envstr("REDIS_URL")
 # The embedded default is "no DATABASE_URL": one machine, no services.
@@ -251,6 +262,10 @@ LLAMACPP_MAX_TOKENS = envint("LLAMACPP_MAX_TOKENS", 512)
 UPSTREAM_TIMEOUT_S = envfloat("UPSTREAM_TIMEOUT_S", 120.0)
 UPSTREAM_CONNECT_TIMEOUT_S = envfloat("UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
 ENGINE_HEARTBEAT_STALE_S = envfloat("ENGINE_HEARTBEAT_STALE_S", 5.0)
+# Similarity search (registry/ranking.py): policyCodePath values that clients already send, each naming
+# a built-in ranking policy, e.g. "policies/similarity_policy.zip=text-overlap" (the seed's examples send
+# that path). The server never loads what a path names; an unlisted path is a 400.
+SIMILARITY_POLICY_PATHS = envpairs("SIMILARITY_POLICY_PATHS")
 # Egress (registry/egress.py): tenant-defined backends reach public addresses only. CIDRs and host
 # names listed here are opened to every block (e.g. "10.0.0.0/8,llm.internal"); empty by default.
 EGRESS_ALLOW = envlist("EGRESS_ALLOW", "")

@@ -354,6 +354,20 @@ def test_similarity_takes_the_task_from_parameters_query(owner, catalog):
     assert [d["id"] for d in owner.client().post("/api/blocks/similarity", payload, format="json").json()["data"]] == ["img-d"]
 
 
+def test_a_policy_path_the_operator_maps_ranks_with_that_builtin_policy(owner, catalog, settings):
+    settings.SIMILARITY_POLICY_PATHS = {"policies/similarity_policy.zip": "text-overlap",
+                                        "policies/missing.zip": "no-such-policy"}
+    task = [{"variable": "task_description", "operator": "LIKE", "value": "summarize research paper"}]
+    mapped = similarity_payload(task, policy="policies/similarity_policy.zip")
+    data = owner.client().post("/api/blocks/similarity", mapped, format="json").json()["data"]
+    assert [(d["id"], d["score"]) for d in data] == [("sum-a", round((3 + 2 * 1) / 9, 4))]
+    # A path mapped to a policy that is not built in is refused like any other.
+    refused = owner.client().post("/api/blocks/similarity", similarity_payload(task, policy="policies/missing.zip"),
+                                  format="json")
+    assert refused.status_code == 400
+    assert "is not a built-in policy" in refused.json()["message"]
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
