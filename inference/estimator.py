@@ -28,9 +28,9 @@ from kombu.exceptions import ChannelError
 
 from inference.backends.factory import own_backend_for_block
 from inference.backends.messages import messages_from_input
+from inference.backends.queued.queues import queued_request_queue
 from inference.metrics import merge_histograms, percentile
 from inference.models import BlockMetricBucket, Engine
-from inference.workers.queues import queued_request_queue
 from registry.selectors import block_reference
 from registry.tenancy.admission import DEFAULT_COMPLETION_RESERVE
 from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols

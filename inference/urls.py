@@ -1,15 +1,14 @@
 from django.urls import path
 
-from inference import views
+from inference import engine_views, views
 from inference.planner import views as planner_views
-from inference.workers import views as worker_views
 from registry import converters
 
 assert converters.BlockRefConverter  # registers <blockref:...>
 
 urlpatterns: list = [
     path("api/blocks/<blockref:block_id>/metrics", views.block_metrics, name="block-metrics"),
-    path("api/engines", worker_views.engine_list, name="engine-list"),
+    path("api/engines", engine_views.engine_list, name="engine-list"),
     path("api/planner/config", planner_views.PlannerConfigView.as_view(), name="planner-config"),
     path("api/planner/select", planner_views.PlannerSelectView.as_view(), name="planner-select"),
     path("api/planner/explain", planner_views.PlannerExplainView.as_view(), name="planner-explain"),

@@ -18,10 +18,9 @@ PACKAGES = ("registry", "inference", "webapp")
 
 # Files whose functions may import the project's modules, and why (never to dodge a cycle).
 LAZY_ON_PURPOSE = {
-    # The seed's SDK and the dispatch under it: a remote caller runs them in a plain script with
-    # no Django; the in-process path imports the ORM-backed modules when it is used.
-    "inference/sdk.py",
-    "inference/dispatch.py",
+    # The SDK's in-process mode: its module imports Django's models, which need django.setup() first,
+    # and a remote caller runs the SDK in a plain script with no Django (see the file's docstring).
+    "inference/sdk/modes.py",
 }
 
 
@@ -89,4 +88,4 @@ def test_the_layers_contract_is_kept():
     result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 kept, 0 broken" in result.stdout
+    assert "4 kept, 0 broken" in result.stdout

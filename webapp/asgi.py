@@ -13,7 +13,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import re_path  # noqa: E402
 
 from inference import lifespan  # noqa: E402
-from inference.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from inference.gateway.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 from webapp.middleware import guard_query_encoding  # noqa: E402
 
 application = ProtocolTypeRouter(

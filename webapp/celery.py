@@ -12,6 +12,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 app = Celery("switchboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_routes = ("inference.workers.queues.route_task",)
+app.conf.task_routes = ("inference.backends.queued.queues.route_task",)
 app.autodiscover_tasks()
 app.autodiscover_tasks(["inference.workers"])

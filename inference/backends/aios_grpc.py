@@ -7,11 +7,10 @@ query sent instead of a block id)}. Packet fields are in inference/protos/aios.p
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
-from inference.backends.grpc_common import GrpcBackend, check_config, text_from_data
+from inference.backends.grpc_common import GrpcBackend, check_config
+from inference.backends.grpc_messages import aios_answer, aios_packet
 from inference.grpc_gen import aios_pb2, aios_pb2_grpc
 
 
@@ -40,15 +39,9 @@ class AIOSBackend(GrpcBackend):
 
     def build_request(self, input_data: dict, *, session_id: str, frame_ptr: bytes,
                       model: str) -> aios_pb2.BlockInferencePacket:
-        return aios_pb2.BlockInferencePacket(
-            block_id=self.block_id or model,
-            session_id=session_id,
-            seq_no=self.next_seq_no(session_id),
-            frame_ptr=frame_ptr,
-            data=json.dumps(input_data),
-            query_parameters=json.dumps(self.query_parameters) if self.query_parameters else "",
-            ts=time.time(),
-        )
+        return aios_packet(input_data, block_id=self.block_id or model, session_id=session_id,
+                           seq_no=self.next_seq_no(session_id), frame_ptr=frame_ptr,
+                           query_parameters=self.query_parameters)
 
     def read_reply(self, reply: aios_pb2.AIOSPacket) -> tuple[str, dict[str, int] | None]:
-        return text_from_data(reply.data), None
+        return aios_answer(reply)

@@ -1,6 +1,6 @@
 """Which engine serves a block's next request: ready, heartbeat fresh, least loaded.
 
-Beside the backends, which choose with it (sglang.py); the workers' queued dispatch uses it too."""
+Beside the backends, which choose with it: sglang.py, and the queued path's GPU queue (queued/backend.py)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ BACKEND_CLASSES: dict[str, str] = {
 # Backends that serve no chat: never a candidate when `model: "auto"` chooses a block.
 EMBEDDING_ONLY_BACKENDS: tuple[str, ...] = ("embedding",)
 # A block configured `dispatch: queued` runs as a Celery task; the gateway relays its token stream.
-QUEUED_BACKEND = "inference.workers.queued.QueuedBackend"
+QUEUED_BACKEND = "inference.backends.queued.backend.QueuedBackend"
 # Keys that say how a block's requests reach a worker, not how its backend runs there.
 DISPATCH_KEYS = frozenset({"dispatch", "queue"})
 

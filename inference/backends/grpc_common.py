@@ -1,4 +1,5 @@
-"""What the two gRPC backends (AIOS, OrgLLM) share: channels, errors, answers, session counters.
+"""What the two gRPC backends (AIOS, OrgLLM) share: checked channels, the call, the seed's sync path
+(their messages, errors and session counters: grpc_messages.py, shared with the SDK).
 
 The gateway path uses grpc.aio (one channel per target per event loop, since an aio channel
 belongs to the loop that made it); the seed's synchronous path uses a plain grpc channel.
@@ -8,9 +9,6 @@ Cancelling the awaiting task cancels the RPC, so the server sees the abort.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -21,6 +19,7 @@ import grpc
 from inference.backends import egress
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend, UnsupportedFeature
 from inference.backends.content import approximate_usage, input_data_for
+from inference.backends.grpc_messages import SessionSequence, frame_ptr_bytes, rpc_error
 from registry.egress import EgressDenied, parse_grpc_target
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -65,48 +64,6 @@ async def close_aio_channels() -> None:
         await channel.close()
 
 
-def rpc_error(exc: grpc.RpcError, *, target: str) -> BackendError:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-    message = f"gRPC upstream {target} answered {code.name if code else 'an error'}: {details}"
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return BackendError(message, status=504, code="upstream_timeout")
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return BackendError(message, status=502, code="upstream_unreachable")
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
-                grpc.StatusCode.FAILED_PRECONDITION):
-        return BackendError(message, status=400, code="invalid_request_error")
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return BackendError(message, status=429, code="upstream_rate_limited")
-    return BackendError(message, status=502, code="upstream_error")
-
-
-def text_from_data(data: str) -> str:
-    """The answer text: a JSON string, {"text"}, {"content"}, OpenAI-like choices, or plain text.
-
-    Any other JSON (a block answering with structured output) is returned as it came.
-    """
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return data
-    if isinstance(parsed, str):
-        return parsed
-    if isinstance(parsed, dict):
-        for key in ("text", "content", "output", "result"):
-            if isinstance(parsed.get(key), str):
-                return parsed[key]
-        choices = parsed.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            choice = choices[0]
-            message = choice.get("message") or choice.get("delta") or {}
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                return message["content"]
-            if isinstance(choice.get("text"), str):
-                return choice["text"]
-    return data
-
-
 def check_config(config: dict[str, Any], *, kind: str, allowed: set[str]) -> None:
     try:
         parse_grpc_target(config.get("target"))
@@ -124,19 +81,6 @@ def check_config(config: dict[str, Any], *, kind: str, allowed: set[str]) -> Non
                            code="backend_misconfigured")
 
 
-def frame_ptr_bytes(value: Any) -> bytes:
-    if value is None:
-        return b""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, dict):
-        return json.dumps(value).encode()
-    raise BackendError("frame_ptr must be bytes, a string or a {framedb_id, key} object", status=400,
-                       code="invalid_request_error")
-
-
 class GrpcBackend(StreamingBackend):
     """One unary RPC per request; subclasses build the request message and read the reply."""
 
@@ -148,8 +92,7 @@ class GrpcBackend(StreamingBackend):
         self.timeout_s = float(timeout_s or DEFAULT_TIMEOUT_S)
         self.tls = tls
         self.internal = internal
-        self._seq: dict[str, itertools.count] = {}
-        self._seq_lock = threading.Lock()
+        self._sessions = SessionSequence()
         self._sync_channel: grpc.Channel | None = None
         self._address: tuple[str, float] | None = None  # (checked ipv4:/ipv6: target, re-resolve after)
 
@@ -166,9 +109,7 @@ class GrpcBackend(StreamingBackend):
 
     def next_seq_no(self, session_id: str) -> int:
         """(session_id, seq_no) names one task: numbering starts at 1 per session, per process."""
-        with self._seq_lock:
-            counter = self._seq.setdefault(session_id, itertools.count(1))
-            return next(counter)
+        return self._sessions.next(session_id)
 
     # Subclasses: the stub class, the request message, and (text, usage or None) from the reply.
     def stub(self, channel: Any) -> Any:

@@ -6,15 +6,11 @@ model), "timeout_s": 60, "tls": false}. Messages are in inference/protos/orgllm.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
-from inference.backends.grpc_common import GrpcBackend, check_config, text_from_data
+from inference.backends.grpc_common import GrpcBackend, check_config
+from inference.backends.grpc_messages import orgllm_answer, orgllm_request
 from inference.grpc_gen import orgllm_pb2, orgllm_pb2_grpc
-
-# input_data keys that travel in `parameters` rather than being part of the data itself.
-PARAMETER_KEYS = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format")
 
 
 class OrgLLMBackend(GrpcBackend):
@@ -41,28 +37,8 @@ class OrgLLMBackend(GrpcBackend):
 
     def build_request(self, input_data: dict, *, session_id: str, frame_ptr: bytes,
                       model: str) -> orgllm_pb2.RunInferenceRequest:
-        parameters = {k: input_data[k] for k in PARAMETER_KEYS if input_data.get(k) is not None}
-        data = {k: v for k, v in input_data.items() if k not in PARAMETER_KEYS}
-        return orgllm_pb2.RunInferenceRequest(
-            org_id=self.org_id,
-            model_id=self.model_id or model,
-            session_id=session_id,
-            seq_no=self.next_seq_no(session_id),
-            data=json.dumps(data),
-            parameters=json.dumps(parameters),
-            frame_ptr=frame_ptr,
-            ts=time.time(),
-        )
+        return orgllm_request(input_data, org_id=self.org_id, model_id=self.model_id or model,
+                              session_id=session_id, seq_no=self.next_seq_no(session_id), frame_ptr=frame_ptr)
 
     def read_reply(self, reply: orgllm_pb2.RunInferenceResponse) -> tuple[str, dict[str, int] | None]:
-        usage = None
-        if reply.usage:
-            try:
-                counts = json.loads(reply.usage)
-                prompt = int(counts.get("prompt_tokens", 0))
-                completion = int(counts.get("completion_tokens", 0))
-                usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                         "total_tokens": prompt + completion}
-            except (ValueError, TypeError, AttributeError):
-                usage = None
-        return text_from_data(reply.data), usage
+        return orgllm_answer(reply)

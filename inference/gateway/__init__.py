@@ -1,1 +1,3 @@
-"""The OpenAI-compatible front door: /v1 consumers, request validation, the call pipeline."""
+"""Every client-facing transport: the /v1 HTTP consumers (consumers.py), the queued requests' resume
+and cancel (request_consumers.py), the WebSocket chat (websocket_consumers.py), their routes
+(routing.py), request validation and the call pipeline they share."""

@@ -17,7 +17,7 @@ from inference.backends.factory import own_backend_for_block
 from inference.backends.openai_compat import OpenAIBackend
 from inference.backends.sglang import SGLangBackend
 from inference.ttlcache import AsyncTTLCache
-from inference.workers import streams
+from inference.workers import stream_writer
 from inference.workers.supervisor import local_endpoint
 from registry.models import Block
 
@@ -69,7 +69,7 @@ def continued(request: ChatRequest, published: str) -> ChatRequest:
 async def execute_requests(request_ids: list[str]) -> list[str]:
     """One task's requests, side by side: each stands alone (its own lease, stream and cancel)."""
     token = uuid.uuid4().hex
-    begun = await streams.requests_begin(request_ids, token)  # one round trip for the whole task
+    begun = await stream_writer.requests_begin(request_ids, token)  # one round trip for the whole task
     runs = [execute_request(i, token=token, begun=b) for i, b in zip(request_ids, begun, strict=True)]
     outcomes = await asyncio.gather(*runs, return_exceptions=True)
     for request_id, outcome in zip(request_ids, outcomes, strict=True):
@@ -78,12 +78,12 @@ async def execute_requests(request_ids: list[str]) -> list[str]:
     return [o if isinstance(o, str) else "error" for o in outcomes]
 
 
-async def execute_request(request_id: str, *, token: str | None = None, begun: streams.Begun | None = None) -> str:
+async def execute_request(request_id: str, *, token: str | None = None, begun: stream_writer.Begun | None = None) -> str:
     token = token or uuid.uuid4().hex
-    record, leased, published, finished = begun or await streams.request_begin(request_id, token)
+    record, leased, published, finished = begun or await stream_writer.request_begin(request_id, token)
     if record is None:
         if leased:
-            await streams.lease_release(request_id, token)
+            await stream_writer.lease_release(request_id, token)
         return "expired"
     # A re-delivered copy of a task that is still running elsewhere must not run twice: wait
     # until the other executor finishes (stream done) or dies (its lease expires).
@@ -91,17 +91,17 @@ async def execute_request(request_id: str, *, token: str | None = None, begun: s
         if finished:
             return "already-finished"
         await asyncio.sleep(0.25)
-        record, leased, published, finished = await streams.request_begin(request_id, token)
+        record, leased, published, finished = await stream_writer.request_begin(request_id, token)
     try:
         if finished:
             return "already-finished"
         return await _execute(request_id, record, published)
     finally:
-        await streams.lease_release(request_id, token)
+        await stream_writer.lease_release(request_id, token)
 
 
 async def _execute(request_id: str, record: dict[str, Any], published: dict[int, str]) -> str:
-    writer = streams.StreamWriter(request_id)
+    writer = stream_writer.StreamWriter(request_id)
     try:
         request = ChatRequest(**record["request"])
         if published.get(0) and request.n == 1:
@@ -109,7 +109,7 @@ async def _execute(request_id: str, record: dict[str, Any], published: dict[int,
         backend = await inner_backend(record["block_id"], record.get("block_pk"))
     except Exception as exc:
         log.exception("queued request %s could not start", request_id)
-        streams.flush_hub().register(writer)
+        stream_writer.flush_hub().register(writer)
         await writer.finish(error={"message": f"worker could not start the request: {exc}",
                                   "status": 502, "code": "worker_error"})
         return "error"
@@ -117,7 +117,7 @@ async def _execute(request_id: str, record: dict[str, Any], published: dict[int,
 
 
 async def _pump(request_id: str, backend: StreamingBackend, request: ChatRequest,
-                writer: streams.StreamWriter) -> str:
+                writer: stream_writer.StreamWriter) -> str:
     finishes: dict[str, str] = {}
     usage: dict[str, Any] | None = None
 
@@ -137,7 +137,7 @@ async def _pump(request_id: str, backend: StreamingBackend, request: ChatRequest
 
     consumer = asyncio.ensure_future(consume())
     cancelled = asyncio.ensure_future(writer.cancelled.wait())
-    streams.flush_hub().register(writer)
+    stream_writer.flush_hub().register(writer)
     try:
         await asyncio.wait({consumer, cancelled}, return_when=asyncio.FIRST_COMPLETED)
         if not consumer.done():

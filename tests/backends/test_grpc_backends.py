@@ -10,7 +10,8 @@ import pytest
 from inference.backends.aios_grpc import AIOSBackend
 from inference.backends.base import BackendError, ChatRequest, UnsupportedFeature
 from inference.backends.factory import backend_for
-from inference.backends.grpc_common import close_aio_channels, text_from_data
+from inference.backends.grpc_common import close_aio_channels
+from inference.backends.grpc_messages import text_from_data
 from inference.backends.orgllm_grpc import OrgLLMBackend
 
 

@@ -21,8 +21,8 @@ from rest_framework.test import APIClient
 
 from inference.backends.aios_grpc import AIOSBackend
 from inference.backends.openai_compat import OpenAIBackend
-from inference.workers.queued import QueuedBackend
-from inference.workers.queues import CPU_QUEUE
+from inference.backends.queued.backend import QueuedBackend
+from inference.backends.queued.queues import CPU_QUEUE
 from registry.models import Block, Membership
 from registry.services import api_key_create
 from registry.tenancy.models import PolicyRule

@@ -17,10 +17,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from inference import dispatch
 from inference.backends.base import BackendError
 from inference.gateway.blocks import BLOCK_CACHE_SECONDS
-from inference.sdk import KnownLLMs, RegistryError
+from inference.sdk import KnownLLMs, RegistryError, in_process
 from registry.models import Block, BlockGrant, Organization
 from registry.selectors import block_resolve
 from registry.services import api_key_create
@@ -341,14 +340,14 @@ def test_estimates_and_metrics_take_qualified_ids(owner, outsider, upstream_bloc
     assert outsider.client().get("/api/blocks/summarizer/metrics").status_code == 200
 
 
-def test_in_process_dispatch_wants_a_qualified_id_when_an_id_is_not_unique(org, other_org):
+def test_an_in_process_run_wants_a_qualified_id_when_an_id_is_not_unique(org, other_org):
     reverse = {"backend_type": "python", "backend_config": {"class": "inference.backends.examples.ReverseTextLLM"}}
     BlockFactory(organization=org, block_id="rev", **reverse)
-    assert dispatch.run_ai_inference(block_id="rev", input_data={"text": "abc"}) == "cba"
+    assert in_process.run_ai_inference(block_id="rev", input_data={"text": "abc"}) == "cba"
     BlockFactory(organization=other_org, block_id="rev", **reverse)
     with pytest.raises(BackendError, match="several organizations"):
-        dispatch.run_ai_inference(block_id="rev", input_data={"text": "abc"})
-    assert dispatch.run_ai_inference(block_id="globex/rev", input_data={"text": "abc"}) == "cba"
+        in_process.run_ai_inference(block_id="rev", input_data={"text": "abc"})
+    assert in_process.run_ai_inference(block_id="globex/rev", input_data={"text": "abc"}) == "cba"
 
 
 @override_settings(SWITCHBOARD_PLATFORM_ORG="house")

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from inference import dispatch
+from inference.sdk import in_process
 from registry.models import Block
 from registry.tenancy.models import OrgModel
 from tests.factories import BlockFactory
@@ -221,14 +221,14 @@ def test_the_stored_secret_never_reaches_a_host_the_block_is_repointed_to(owner,
     assert client.patch("/api/blocks/acme-upstream", repoint, format="json").status_code == 400
 
     # The block still calls the old host, with the old secret; the new host has heard nothing.
-    assert dispatch.run_ai_inference(block_id="acme-upstream", input_data={"text": "hi"}) == "from the old host"
+    assert in_process.run_ai_inference(block_id="acme-upstream", input_data={"text": "hi"}) == "from the old host"
     assert old_host.seen == [f"Bearer {OLD_SECRET}"]
     assert new_host.seen == []
 
     # Repointed with the new host's own secret, the block calls it with that one only.
     repoint["backend"]["config"]["api_key"] = "sk-for-the-new-host"
     assert client.patch("/api/blocks/acme-upstream", repoint, format="json").status_code == 200
-    assert dispatch.run_ai_inference(block_id="acme-upstream", input_data={"text": "hi"}) == "from the new host"
+    assert in_process.run_ai_inference(block_id="acme-upstream", input_data={"text": "hi"}) == "from the new host"
     assert new_host.seen == ["Bearer sk-for-the-new-host"]
     assert OLD_SECRET not in str(new_host.seen)
 
@@ -238,5 +238,5 @@ def test_a_repointed_block_without_a_secret_sends_none(owner, org, old_host, new
                  backend_config={"base_url": _url(old_host), "api_key": OLD_SECRET})
     repoint = {"backend": {"type": "openai", "config": {"base_url": _url(new_host)}}}
     assert owner.client().patch("/api/blocks/acme-upstream", repoint, format="json").status_code == 200
-    assert dispatch.run_ai_inference(block_id="acme-upstream", input_data={"text": "hi"}) == "from the new host"
+    assert in_process.run_ai_inference(block_id="acme-upstream", input_data={"text": "hi"}) == "from the new host"
     assert len(new_host.seen) == 1 and OLD_SECRET not in str(new_host.seen)

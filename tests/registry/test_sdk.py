@@ -13,7 +13,14 @@ import pytest
 from django.db import connection
 
 from inference.backends.base import LLMInferenceAPI
-from inference.sdk import Block, BlocksQueryManager, KnownLLMOptimizers, KnownLLMs, RegistryError
+from inference.sdk import (
+    Block,
+    BlocksQueryManager,
+    KnownLLMOptimizers,
+    KnownLLMs,
+    RegistryError,
+    remote_registry,
+)
 from registry.models import Block as BlockModel
 from tests.factories import BlockFactory
 from tests.tenancy.servers import LiveASGI
@@ -223,18 +230,16 @@ def test_block_data_is_normalized_and_validated():
 
 
 def test_remote_queries_follow_pages(live_server, owner, monkeypatch):
-    import inference.sdk
-
     for n in range(5):
         BlockFactory(block_id=f"paged-{n}", organization=owner.organization, tags=["paged"])
-    monkeypatch.setattr(inference.sdk, "PAGE_SIZE", 2)
+    monkeypatch.setattr(remote_registry, "PAGE_SIZE", 2)
     manager = BlocksQueryManager(base_url=live_server.url, api_key=owner.key)
     found = manager.filter_data([{"variable": "tags", "operator": "==", "value": "paged"}])
     assert [b.id for b in found] == [f"paged-{n}" for n in range(5)]
 
 
 # Running registry blocks: remotely on the server (the gateway serves /v1, so these need the
-# ASGI app, not live_server), in-process through inference.dispatch.
+# ASGI app, not live_server), in-process through inference.sdk.in_process.
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from inference.models import BlockMetricBucket, Engine
+from inference.sdk import AIOSEstimatorClient, OrgLLMsManager, SwitchboardError
 from registry.models import Block
-from registry.orgs_sdk import AIOSEstimatorClient, OrgLLMsManager, SwitchboardError
 from registry.tenancy.admission import DEFAULT_COMPLETION_RESERVE
 from registry.tenancy.models import PolicyRule, Quota
 from tests.factories import BlockFactory

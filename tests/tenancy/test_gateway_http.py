@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from asgiref.sync import sync_to_async
 
-from inference.routing import http_urlpatterns
+from inference.gateway.routing import http_urlpatterns
 from registry.tenancy.models import PolicyRule, Quota
 from tests.factories import BlockFactory
 from tests.tenancy.servers import FakeUpstream, LiveASGI

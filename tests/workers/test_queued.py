@@ -11,8 +11,8 @@ from django.conf import settings
 
 from inference.backends.base import BackendError, ChatRequest
 from inference.backends.factory import backend_for_block
-from inference.workers import streams
-from inference.workers.queued import QueuedBackend
+from inference.backends.queued import streams
+from inference.backends.queued.backend import QueuedBackend
 from tests.factories import BlockFactory
 from tests.workers.conftest import celery_worker, start_fake_engine, stop_process, wait_for
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from channels.testing import HttpCommunicator
 
-from inference.workers import streams
+from inference.backends.queued import streams
 from tests.workers.conftest import start_fake_engine, stop_process, wait_for
 from tests.workers.test_queued import chat, expected, queued_block
 from webapp.asgi import application

@@ -12,7 +12,7 @@ from celery import current_app
 from celery.signals import worker_shutting_down
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.workers.queues import CPU_QUEUE, gpu_queue
+from inference.backends.queued.queues import CPU_QUEUE, gpu_queue
 from inference.workers.supervisor import EngineSpec, EngineSupervisor, free_port
 from registry.selectors import blocks_named_anywhere
 

@@ -1,8 +1,8 @@
-"""ASGI routes of the inference app: the /v1 gateway (plain HTTP consumers) and WebSocket chat."""
+"""ASGI routes of every client-facing transport: the /v1 HTTP consumers (chat and text completions,
+models, the queued requests' resume and cancel) and the WebSocket chat."""
 
 from django.urls import path, re_path
 
-from inference.consumers import ChatSocketConsumer
 from inference.gateway.consumers import (
     ChatCompletionsConsumer,
     CompletionsConsumer,
@@ -10,7 +10,8 @@ from inference.gateway.consumers import (
     ModelsConsumer,
     NotFoundConsumer,
 )
-from inference.workers.consumers import CancelConsumer, ResumeConsumer
+from inference.gateway.request_consumers import CancelConsumer, ResumeConsumer
+from inference.gateway.websocket_consumers import ChatSocketConsumer
 from inference.workflows.consumers import RunEventsSocket
 
 http_urlpatterns: list = [
@@ -19,7 +20,7 @@ http_urlpatterns: list = [
     path("v1/embeddings", EmbeddingsConsumer.as_asgi()),
     path("v1/models", ModelsConsumer.as_asgi()),
     path("v1/models/<path:model>", ModelsConsumer.as_asgi()),
-    # Queued requests (inference/workers): resume a token stream, cancel a request.
+    # Queued requests (inference/backends/queued): resume a token stream, cancel a request.
     re_path(r"^v1/requests/(?P<request_id>[^/]+)/stream$", ResumeConsumer.as_asgi()),
     re_path(r"^v1/requests/(?P<request_id>[^/]+)/cancel$", CancelConsumer.as_asgi()),
     # Last: any other /v1 path is an OpenAI-shaped 404, never Django's HTML one.

@@ -7,7 +7,8 @@ Two costs made the queued path serve only 82-88 % of the engine's throughput at 
   where a burst of 64 fought the event loop for the GIL: the 64th task reached the broker
   215 ms after the first. Here Celery still builds the task message (headers and body, as
   `apply_async` does); only kombu's last step for a Redis broker, `LPUSH <queue> <json
-  envelope>`, is done with the loop's async Redis client. Other brokers keep `apply_async`.
+  envelope>`, is done with the loop's async Redis client. Other brokers keep `send_task` (what
+  `apply_async` calls; by name, since the task itself is the worker's code).
 - Celery's consumer takes ~2 ms per message on these cores even when idle, so 64 messages start
   over ~130 ms. Requests that arrive while a write is in flight go out together in the next one
   (group commit), and those for the same GPU queue share one `run_requests` task, up to
@@ -32,10 +33,10 @@ from celery import current_app
 from django.conf import settings
 from kombu.serialization import dumps as kombu_dumps
 
-from inference.workers import streams
-from inference.workers.queues import CPU_QUEUE
-from inference.workers.tasks import run_requests
+from inference.backends.queued import streams
+from inference.backends.queued.queues import CPU_QUEUE
 
+# The worker's task (inference/workers/tasks.py), named: the gateway only sends it.
 RUN_REQUESTS = "inference.run_requests"
 
 _publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="celery-publish")
@@ -132,8 +133,10 @@ async def request_enqueue(*, request_id: str, record: dict[str, Any], queue: str
     """Store the request record, then put a task that runs it on `queue` (in that order)."""
     if not redis_broker():
         await streams.request_store(request_id, record)
+        app = current_app._get_current_object()
         await asyncio.get_running_loop().run_in_executor(
-            _publisher, functools.partial(run_requests.apply_async, args=[[request_id]], queue=queue))
+            _publisher, functools.partial(app.send_task, RUN_REQUESTS, args=[[request_id]], queue=queue,
+                                          ignore_result=True))
         return
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)

@@ -18,9 +18,9 @@ from redis.exceptions import RedisError
 
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
 from inference.backends.engines import apick_engine
-from inference.workers import streams
-from inference.workers.publish import request_enqueue
-from inference.workers.queues import queued_request_queue
+from inference.backends.queued import streams
+from inference.backends.queued.enqueue import request_enqueue
+from inference.backends.queued.queues import queued_request_queue
 
 
 class QueuedBackend(StreamingBackend):

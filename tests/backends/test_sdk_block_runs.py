@@ -1,4 +1,5 @@
-"""inference.dispatch: what the SDK's KnownLLMs.run_ai_inference and estimate call."""
+"""Running a registry block by id, what the SDK's KnownLLMs.run_ai_inference and estimate call: in this
+process (inference.sdk.in_process) or on a server (inference.sdk.inference)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from inference import dispatch
 from inference.backends.base import BackendError
+from inference.sdk import in_process
+from inference.sdk import inference as remote
 from registry.models import Block
 from tests.factories import BlockFactory
 
@@ -20,42 +22,42 @@ def reverse_block(org):
 
 
 def test_it_runs_a_python_block_in_process(reverse_block):
-    assert dispatch.run_ai_inference(block_id="reverse-llm", input_data={"text": "hello world"},
+    assert in_process.run_ai_inference(block_id="reverse-llm", input_data={"text": "hello world"},
                                      session_id="session-001", frame_ptr=b"") == "dlrow olleh"
 
 
 def test_an_unknown_block_is_a_404(db):
-    with pytest.raises(dispatch.BlockNotFound) as caught:
-        dispatch.run_ai_inference(block_id="no-such-block", input_data={"text": "x"})
+    with pytest.raises(in_process.BlockNotFound) as caught:
+        in_process.run_ai_inference(block_id="no-such-block", input_data={"text": "x"})
     assert caught.value.status == 404
     assert "'no-such-block'" in caught.value.message
 
 
 def test_a_disabled_block_is_not_run(reverse_block):
     Block.objects.filter(pk=reverse_block.pk).update(enabled=False)
-    with pytest.raises(dispatch.BlockNotFound):
-        dispatch.run_ai_inference(block_id="reverse-llm", input_data={"text": "x"})
+    with pytest.raises(in_process.BlockNotFound):
+        in_process.run_ai_inference(block_id="reverse-llm", input_data={"text": "x"})
 
 
 def test_input_data_must_be_a_dict(reverse_block):
     with pytest.raises(BackendError, match="input_data must be a dict"):
-        dispatch.run_ai_inference(block_id="reverse-llm", input_data="hello")
+        in_process.run_ai_inference(block_id="reverse-llm", input_data="hello")
 
 
-def test_dispatch_is_below_access_control_and_runs_another_orgs_private_block(outsider, org):
-    # In-process dispatch is for this server's own code: organization checks belong to the
+def test_an_in_process_run_is_below_access_control_and_runs_another_orgs_private_block(outsider, org):
+    # In-process runs are for this server's own code: organization checks belong to the
     # gateway (and to remote mode, where the server checks the key). This pins that contract.
     BlockFactory(organization=org, block_id="acme-private", visibility=Block.PRIVATE)
-    assert dispatch.run_ai_inference(block_id="acme-private", input_data={"text": "abc"}) == "cba"
+    assert in_process.run_ai_inference(block_id="acme-private", input_data={"text": "abc"}) == "cba"
 
 
 def test_it_passes_session_and_frame_ptr_to_a_grpc_block(org, grpc_server):
     BlockFactory(organization=org, block_id="aios-remote", backend_type="aios_grpc",
                  backend_config={"target": grpc_server.target})
     frame = json.dumps({"framedb_id": "f1", "key": "frame-42"}).encode()
-    text = dispatch.run_ai_inference(block_id="aios-remote", input_data={"text": "big input"},
+    text = in_process.run_ai_inference(block_id="aios-remote", input_data={"text": "big input"},
                                      session_id="session-123", frame_ptr=frame)
-    dispatch.run_ai_inference(block_id="aios-remote", input_data={"text": "next"}, session_id="session-123")
+    in_process.run_ai_inference(block_id="aios-remote", input_data={"text": "next"}, session_id="session-123")
     assert text == "BIG INPUT"
     first, second = grpc_server.recorder.requests
     assert first.block_id == "aios-remote"
@@ -64,7 +66,7 @@ def test_it_passes_session_and_frame_ptr_to_a_grpc_block(org, grpc_server):
 
 
 def test_estimate_combines_check_execute_and_estimates(reverse_block):
-    result = dispatch.estimate(block_id="reverse-llm", session_id="s1", query={"text": "x"})
+    result = in_process.estimate(block_id="reverse-llm", session_id="s1", query={"text": "x"})
     assert result == {"block_id": "reverse-llm", "session_id": "s1", "executable": True,
                       "check": {"status": "Ready"}, "estimates_ok": True,
                       "estimates": {"estimated_latency": "1ms"}}
@@ -77,9 +79,9 @@ async def test_the_async_helper_runs_a_block_without_blocking():
 
     try:
         await sync_to_async(BlockFactory)(block_id="reverse-async")
-        assert await dispatch.arun_ai_inference(block_id="reverse-async", input_data={"text": "loop"}) == "pool"
-        with pytest.raises(dispatch.BlockNotFound):
-            await dispatch.arun_ai_inference(block_id="missing", input_data={"text": "x"})
+        assert await in_process.arun_ai_inference(block_id="reverse-async", input_data={"text": "loop"}) == "pool"
+        with pytest.raises(in_process.BlockNotFound):
+            await in_process.arun_ai_inference(block_id="missing", input_data={"text": "x"})
     finally:
         # The ORM thread's connection would otherwise outlive the test database.
         await sync_to_async(connections.close_all)()
@@ -128,7 +130,7 @@ def fake_switchboard():
 
 
 def test_remote_mode_posts_an_openai_chat_request_with_the_key(fake_switchboard):
-    text = dispatch.run_ai_inference(block_id="reverse-llm", input_data={"text": "remote", "max_tokens": 5},
+    text = remote.run_ai_inference(block_id="reverse-llm", input_data={"text": "remote", "max_tokens": 5},
                                      session_id="s-9", frame_ptr=b'{"key": "k"}', base_url=fake_switchboard,
                                      api_key="sk-good")
     assert text == "etomer"
@@ -140,14 +142,14 @@ def test_remote_mode_posts_an_openai_chat_request_with_the_key(fake_switchboard)
 
 def test_remote_mode_keeps_the_servers_error_message_and_status(fake_switchboard):
     with pytest.raises(BackendError) as caught:
-        dispatch.run_ai_inference(block_id="reverse-llm", input_data={"text": "x"}, base_url=fake_switchboard,
+        remote.run_ai_inference(block_id="reverse-llm", input_data={"text": "x"}, base_url=fake_switchboard,
                                   api_key="sk-bad")
     assert caught.value.status == 401
     assert "Invalid API key" in caught.value.message
 
 
 def test_remote_estimate_reads_the_envelope(fake_switchboard):
-    result = dispatch.estimate(block_id="b1", query={"tags": ["qa"]}, base_url=f"{fake_switchboard}/with-estimator",
+    result = remote.estimate(block_id="b1", query={"tags": ["qa"]}, base_url=f"{fake_switchboard}/with-estimator",
                                api_key="sk-good")
     assert result == {"executable": True, "block_id": "b1"}
     assert FakeSwitchboard.seen[0][1] == {"block_id": "b1", "session_id": "", "search_query": {"tags": ["qa"]}}
@@ -155,14 +157,14 @@ def test_remote_estimate_reads_the_envelope(fake_switchboard):
 
 def test_remote_estimate_on_a_server_without_the_endpoint_says_so(fake_switchboard):
     with pytest.raises(BackendError) as caught:
-        dispatch.estimate(block_id="b1", base_url=fake_switchboard, api_key="sk-good")
+        remote.estimate(block_id="b1", base_url=fake_switchboard, api_key="sk-good")
     assert caught.value.status == 404
     assert "has no estimator endpoint" in caught.value.message
 
 
 def test_remote_mode_reports_an_unreachable_server():
     with pytest.raises(BackendError) as caught:
-        dispatch.run_ai_inference(block_id="b", input_data={"text": "x"}, base_url="http://127.0.0.1:1",
+        remote.run_ai_inference(block_id="b", input_data={"text": "x"}, base_url="http://127.0.0.1:1",
                                   api_key="k")
     assert caught.value.status == 502
     assert "cannot reach" in caught.value.message

@@ -14,7 +14,7 @@ import redis
 from django.conf import settings
 
 from inference.backends.factory import backend_for_block
-from inference.workers import publish, streams
+from inference.backends.queued import enqueue, streams
 from inference.workers.tasks import run_requests
 from tests.workers.conftest import celery_worker, start_fake_engine, stop_process
 from tests.workers.test_queued import chat, collect, expected, queued_block
@@ -40,7 +40,7 @@ def test_the_envelope_is_the_message_apply_async_would_have_sent(broker):
     client, queue = broker
     run_requests.apply_async(args=[["r1", "r2"]], queue=queue)
     theirs = decoded(client.rpop(queue))
-    ours = decoded(publish.task_envelope(publish.RUN_REQUESTS, [["r1", "r2"]], queue))
+    ours = decoded(enqueue.task_envelope(enqueue.RUN_REQUESTS, [["r1", "r2"]], queue))
 
     assert ours.keys() == theirs.keys()
     assert ours["body"] == theirs["body"] == [[["r1", "r2"]], {}, {"callbacks": None, "errbacks": None,
@@ -59,7 +59,7 @@ async def test_a_burst_for_a_gpu_queue_is_one_write_of_a_few_shared_tasks(broker
     client, queue = broker
     settings.WORKER_DISPATCH_BATCH = 16
     ids = [uuid.uuid4().hex for _ in range(40)]
-    await asyncio.gather(*(publish.request_enqueue(request_id=i, record={"n": n}, queue=queue)
+    await asyncio.gather(*(enqueue.request_enqueue(request_id=i, record={"n": n}, queue=queue)
                            for n, i in enumerate(ids)))
 
     messages = [decoded(raw) for raw in reversed(client.lrange(queue, 0, -1))]
@@ -77,7 +77,7 @@ async def test_the_cpu_queue_gets_a_task_per_request(broker, settings):
     client.delete(queue)
     ids = [uuid.uuid4().hex for _ in range(5)]
     try:
-        await asyncio.gather(*(publish.request_enqueue(request_id=i, record={}, queue=queue) for i in ids))
+        await asyncio.gather(*(enqueue.request_enqueue(request_id=i, record={}, queue=queue) for i in ids))
         batches = [decoded(raw)["body"][0][0] for raw in reversed(client.lrange(queue, 0, -1))]
         assert batches == [[i] for i in ids]
     finally:
@@ -90,7 +90,7 @@ async def test_a_failed_write_reaches_every_request_of_the_burst(settings):
     from tests.workers.conftest import free_port
 
     settings.REDIS_URL = settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"
-    outcomes = await asyncio.gather(*(publish.request_enqueue(request_id=str(n), record={}, queue="inference.gpu.x")
+    outcomes = await asyncio.gather(*(enqueue.request_enqueue(request_id=str(n), record={}, queue="inference.gpu.x")
                                       for n in range(3)), return_exceptions=True)
     assert all(isinstance(o, RedisError) for o in outcomes), outcomes
 

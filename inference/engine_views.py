@@ -1,4 +1,6 @@
-"""REST view of the engines serving an organization's blocks (what the registry shows operators)."""
+"""REST view of the engines serving an organization's blocks (what the registry shows operators).
+
+Served by the web process, not a worker: the workers only write the Engine rows it reads."""
 
 from __future__ import annotations
 

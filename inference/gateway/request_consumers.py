@@ -14,7 +14,7 @@ import orjson
 from channels.generic.http import AsyncHttpConsumer
 
 from inference.backends.base import BackendError
-from inference.workers import streams
+from inference.backends.queued import streams
 from registry.auth import AuthError, aprincipal_for
 
 JSON = [(b"Content-Type", b"application/json")]

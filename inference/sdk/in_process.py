@@ -1,0 +1,145 @@
+"""The SDK's in-process mode: the registry through the same selectors and services the REST API uses,
+and registry blocks run by their backends in this process (a manager with no base_url).
+
+Importing this module needs Django's apps loaded: modes.py sets Django up before it imports it, and
+nothing else in the SDK imports it, so a remote caller's plain script never loads Django.
+
+Running a block here sits BELOW the access-control layer: it does not check which organization may
+use a block, because the caller already holds the database (it is this server's own code, or an
+operator's script). Anything serving outside callers must go through the gateway (or the remote
+mode), never call these functions directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from rest_framework.exceptions import ValidationError
+
+from inference.backends.base import BackendError, StreamingBackend
+from inference.backends.factory import backend_for_block
+from inference.backends.grpc_common import GrpcBackend
+from inference.sdk.http import RegistryError
+from inference.sdk.inference import chat_request, checked_input
+from registry.auth import local_organization
+from registry.envelope import _flatten
+from registry.models import Organization
+from registry.query import QueryError
+from registry.selectors import (
+    block_get_owned,
+    block_get_visible,
+    blocks_named_anywhere,
+    blocks_query,
+)
+from registry.serializers import BlockWriteSerializer
+from registry.services import BlockConflict, block_create, block_delete
+from registry.similarity import blocks_similar_to_payload, hit_to_dict
+
+
+class InProcessRegistry:
+    """The registry of this process's database, acting for `organization` (an Organization or its
+    slug; default the built-in "local" organization)."""
+
+    def __init__(self, organization: Any = None):
+        self._organization = organization
+
+    @property
+    def organization(self) -> Organization:
+        if self._organization is None:
+            self._organization = local_organization()
+        elif isinstance(self._organization, str):
+            slug = self._organization
+            self._organization = Organization.objects.filter(slug=slug).first()
+            if self._organization is None:
+                raise RegistryError(f"no organization with slug '{slug}'")
+        return self._organization
+
+    def get(self, block_id: str) -> dict:
+        block = block_get_visible(organization=self.organization, block_id=block_id)
+        if block is None:
+            raise RegistryError("block not found", 404)
+        return block.to_dict()
+
+    def create(self, block_data: dict) -> dict:
+        serializer = BlockWriteSerializer(data=block_data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except ValidationError as exc:
+            raise RegistryError("; ".join(_flatten(exc.detail)), 400) from None
+        try:
+            return block_create(organization=self.organization, data=serializer.validated_data).to_dict()
+        except BlockConflict as exc:
+            raise RegistryError(str(exc), 409) from None
+
+    def delete(self, block_id: str) -> None:
+        block = block_get_owned(organization=self.organization, block_id=block_id)
+        if block is None:
+            visible = block_get_visible(organization=self.organization, block_id=block_id)
+            if visible is None:
+                raise RegistryError("block not found", 404)
+            raise RegistryError("only the owning organization can change this block", 403)
+        block_delete(block=block)
+
+    def query(self, payload: Any) -> list[dict]:
+        try:
+            return [b.to_dict() for b in blocks_query(organization=self.organization, payload=payload)]
+        except QueryError as exc:
+            raise RegistryError(str(exc), 400) from None
+
+    def similarity(self, payload: Any) -> list[dict]:
+        try:
+            _, hits = blocks_similar_to_payload(organization=self.organization, payload=payload)
+        except QueryError as exc:
+            raise RegistryError(str(exc), 400) from None
+        return [hit_to_dict(hit) for hit in hits]
+
+
+class BlockNotFound(BackendError):
+    def __init__(self, block_id: str, detail: str = ""):
+        super().__init__(f"no enabled block {block_id!r}{detail}", status=404, code="model_not_found")
+
+
+def _block(block_id: str):
+    """The block a qualified id "<org-slug>/<block-id>" names, or the one block with a plain id.
+
+    Ids are unique per organization only, so a plain id that several organizations use names
+    none of them: this layer has no caller organization to prefer (the SDK sends qualified ids).
+    """
+    blocks = list(blocks_named_anywhere(block_id).filter(enabled=True)[:2])
+    if not blocks:
+        raise BlockNotFound(block_id)
+    if len(blocks) > 1:
+        raise BlockNotFound(block_id, "; several organizations have one: name it '<org-slug>/<block-id>'")
+    return blocks[0]
+
+
+def run_ai_inference(*, block_id: str, input_data: dict, session_id: str = "", frame_ptr: bytes = b"") -> str:
+    """The block's answer as text. Synchronous: from async code use `arun_ai_inference`."""
+    checked_input(input_data)
+    block = _block(block_id)
+    backend = backend_for_block(block)
+    if isinstance(backend, GrpcBackend):
+        return backend.run_inference(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block.block_id)
+    return backend.run_inference(input_data)
+
+
+async def arun_ai_inference(*, block_id: str, input_data: dict, session_id: str = "",
+                            frame_ptr: bytes = b"") -> str:
+    """run_ai_inference for code already on an event loop (never blocks it)."""
+    block = await sync_to_async(_block, thread_sensitive=False)(block_id)
+    backend: StreamingBackend = backend_for_block(block)
+    if isinstance(backend, GrpcBackend):
+        text, _ = await backend.infer(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block.block_id)
+        return text
+    result = await backend.complete(chat_request(input_data, model=block.block_id))
+    return result["choices"][0]["message"].get("content") or ""
+
+
+def estimate(*, block_id: str, session_id: str = "", query: dict | None = None) -> dict:
+    """Whether the block can run `query` now, and its current estimates, from its backend."""
+    backend = backend_for_block(_block(block_id))
+    executable, check = backend.check_execute(query or {})
+    estimates_ok, estimates = backend.get_current_estimates()
+    return {"block_id": block_id, "session_id": session_id, "executable": bool(executable), "check": check,
+            "estimates_ok": bool(estimates_ok), "estimates": estimates}
