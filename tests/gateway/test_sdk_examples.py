@@ -88,8 +88,11 @@ def check_walkthrough(lines: list[str]) -> None:
 
 
 def check_discovery(lines: list[str]) -> None:
-    # The filter finds the "qa" block; the similarity search ranks the summarizer alone above zero.
-    assert lines == ["llm-block-123 Answers questions", "paper-summarizer Summarizes research papers"]
+    # The filter finds the "qa" block; the similarity search (the seed's policy path maps to the default,
+    # cosine) ranks the summarizer first, then the organization's other blocks, each once.
+    assert lines[:2] == ["llm-block-123 Answers questions", "paper-summarizer Summarizes research papers"]
+    ranked = [line.split(" ", 1)[0] for line in lines[1:]]
+    assert len(ranked) == len(set(ranked)) > 1 and "llm-block-123" in ranked[1:]
 
 
 def check_integration(lines: list[str]) -> None:
