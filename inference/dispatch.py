@@ -51,9 +51,9 @@ def _block(block_id: str):
 
 
 async def _ablock(block_id: str):
-    from asgiref.sync import sync_to_async
+    from registry.asyncdb import in_db_thread
 
-    return await sync_to_async(_block, thread_sensitive=False)(block_id)
+    return await in_db_thread(_block)(block_id)
 
 
 def _backend(block) -> StreamingBackend:

@@ -24,6 +24,16 @@ def blocks_visible_to(organization: Organization) -> QuerySet[Block]:
     )
 
 
+# Every kind /v1/chat/completions runs: an optimizer block runs through its backend exactly as an
+# LLM block does (the seed's KnownLLMOptimizers.run_ai_inference calls it so).
+RUNNABLE_KINDS: tuple[str, ...] = (Block.LLM, Block.OPTIMIZER)
+
+
+def blocks_callable(organization: Organization, *, kinds: tuple[str, ...] = RUNNABLE_KINDS) -> QuerySet[Block]:
+    """Enabled blocks of `kinds` the organization may run, owner loaded (for /v1/models' owned_by)."""
+    return blocks_visible_to(organization).filter(kind__in=kinds, enabled=True).order_by("block_id")
+
+
 QUALIFIER = "/"
 
 
