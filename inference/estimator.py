@@ -9,7 +9,8 @@
 - Queue depth: the length of the block's Celery queue in Redis (backend_config["queue"]),
   0 when the block is served in-process or there is no Redis; plus its engines' load.
 - Remaining quota: the caller's key and organization counters, read from the quota store.
-- Constraints: the same checker `admit` runs, on the same effective policy.
+- Constraints: the same checker `admit` runs, on the same effective policy; the key's
+  allowed_models by the gateway's access check (registry.tenancy.access.key_refusal).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from inference.backends.queued.queues import queued_request_queue
 from inference.metrics import merge_histograms, percentile
 from inference.models import BlockMetricBucket, Engine
 from registry.selectors import block_reference
+from registry.tenancy.access import key_refusal
 from registry.tenancy.admission import DEFAULT_COMPLETION_RESERVE
 from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols
-from registry.tenancy.policy import GateError
 from registry.tenancy.rules import load_org_rules
 from registry.tenancy.selectors import remaining_quota
 
@@ -193,9 +194,10 @@ def estimate(*, principal, block, search_query: Any, query_params: dict[str, Any
     problems = check_constraints(policy=policy, request=request, prompt_tokens=prompt_tokens,
                                  protocols=request_protocols(request, None))
     reference = block_reference(block, organization=principal.organization)
-    if not principal.allows_block(block):
-        problems.append(GateError(f"This API key is not allowed to use the model '{reference}'.", status=403,
-                                  code="model_not_allowed", rule="allowed_models"))
+    # The view found the block under the naming rule; the key's side is the gateway's own check.
+    refusal = key_refusal(principal, block, reference)
+    if refusal is not None:
+        problems.append(refusal)
     needed = prompt_tokens + (max_tokens or policy.max_output_tokens or DEFAULT_COMPLETION_RESERVE)
     quota = remaining_quota(principal)
     quota_problems = [

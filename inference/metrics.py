@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from asgiref.sync import sync_to_async
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from inference.models import BlockMetricBucket
+from registry.asyncdb import in_db_thread
 from registry.outages import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -232,13 +232,8 @@ def flush_now() -> int:
     return written
 
 
-def _flush_from_worker_thread() -> int:
-    # Worker threads keep their connections (CONN_MAX_AGE); drop one the database has closed.
-    close_old_connections()
-    return flush_now()
-
-
-aflush = sync_to_async(_flush_from_worker_thread, thread_sensitive=False)
+# On a pool thread, which keeps its connection (CONN_MAX_AGE); in_db_thread drops one the database closed.
+aflush = in_db_thread(flush_now)
 
 
 def discard_pending() -> None:

@@ -1,7 +1,6 @@
-"""Reads for the inference app: which blocks an organization may call, and their metrics.
+"""Reads for the inference app: a block's metrics over a time window.
 
-The visibility rule is the registry's (own, public, or granted through BlockGrant); a
-foreign private block is indistinguishable from a missing one.
+Which blocks an organization may call is the registry's rule (registry.selectors.blocks_callable).
 """
 
 from __future__ import annotations
@@ -11,13 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from inference import metrics
 from inference.models import BlockMetricBucket
 from registry.models import Block, Organization
-from registry.selectors import blocks_visible_to
 from registry.similarity.performance import BlockPerformance
 
 WINDOWS: dict[str, timedelta] = {
@@ -26,22 +24,6 @@ WINDOWS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
     "24h": timedelta(hours=24),
 }
-
-
-# Every kind /v1/chat/completions runs: an optimizer block runs through its backend exactly as an
-# LLM block does (the seed's KnownLLMOptimizers.run_ai_inference calls it so).
-RUNNABLE_KINDS: tuple[str, ...] = (Block.LLM, Block.OPTIMIZER)
-
-
-def callable_blocks(organization: Organization, *, kinds: tuple[str, ...] = RUNNABLE_KINDS) -> QuerySet[Block]:
-    """Enabled blocks of `kinds` the organization may run, owner loaded (for /v1/models' owned_by)."""
-    return (
-        blocks_visible_to(organization)
-        .filter(kind__in=kinds, enabled=True)
-        .select_related("organization")
-        .order_by("block_id")
-    )
-
 
 
 def block_metrics(*, block: Block, window: str, viewer: Organization, now: datetime | None = None) -> dict[str, Any]:

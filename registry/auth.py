@@ -1,54 +1,46 @@
 """Authentication shared by the REST API (DRF) and the gateway (plain ASGI consumers).
 
-One function, `principal_for`, turns a bearer key into a Principal so the hot gateway
-path and DRF agree on the rules. Key lookups are cached for a few seconds: a revoked key
-stops working within KEY_CACHE_SECONDS, and the gateway skips a database round trip.
+One function, `principal_for` (`aprincipal_for` from async code), turns a bearer key into a
+Principal so the hot gateway path and DRF agree on the rules. There is one principal cache, in
+this module: hashed key -> Principal (None for a key that does not exist), kept KEY_CACHE_SECONDS,
+shared by every caller in the process (DRF, /v1, the WebSocket chat, resume/cancel). Expiry and
+revocation are checked on the cached key at every use, so a revocation made in this process
+(registry.tenancy.services.api_key_revoke, which calls `forget_key`) holds at once, and one made
+by another process within KEY_CACHE_SECONDS. The async side loads a key once however many
+requests wait for it, refreshes a key in use before it expires, and serves a warm key through a
+database outage for DB_OUTAGE_GRACE_S (registry.ttlcache).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
+from registry.asyncdb import in_db_thread
 from registry.models import ApiKey, Membership, Organization, hash_api_key
 from registry.principal import Principal
+from registry.ttlcache import AsyncTTLCache
 
 KEY_CACHE_SECONDS = 2.0
 LOCAL_ORG_SLUG = "local"
+# The cache entry of dev open access (loopback callers without a key, in the embedded default).
+_DEV_OPEN_ACCESS = "dev-open-access"
 
-_key_cache: dict[str, tuple[float, ApiKey | None]] = {}
+_principals: AsyncTTLCache[Principal | None] = AsyncTTLCache(ttl=KEY_CACHE_SECONDS,
+                                                             refresh_after=KEY_CACHE_SECONDS / 2)
 
 
-def clear_key_cache() -> None:
-    _key_cache.clear()
+def clear_principal_cache() -> None:
+    _principals.clear()
 
 
 def forget_key(hashed_key: str) -> None:
     """Drop one key from this process's cache (revocation is then immediate here)."""
-    _key_cache.pop(hashed_key, None)
-
-
-# Caches of principals kept by the layers above (the gateway's), registered when their module
-# loads: a revocation clears them without this layer importing them.
-_revocation_hooks: list[Callable[[], None]] = []
-
-
-def on_keys_revoked(hook: Callable[[], None]) -> Callable[[], None]:
-    """Call `hook` in this process whenever keys are revoked."""
-    if hook not in _revocation_hooks:
-        _revocation_hooks.append(hook)
-    return hook
-
-
-def keys_revoked() -> None:
-    for hook in _revocation_hooks:
-        hook()
+    _principals.discard(hashed_key)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -69,15 +61,12 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip()
 
 
-def _lookup_key(raw: str) -> ApiKey | None:
-    hashed = hash_api_key(raw)
-    hit = _key_cache.get(hashed)
-    now = time.monotonic()
-    if hit and now - hit[0] < KEY_CACHE_SECONDS:
-        return hit[1]
+def _key_principal(hashed: str) -> Principal | None:
     key = ApiKey.objects.select_related("organization").filter(hashed_key=hashed).first()
-    _key_cache[hashed] = (now, key)
-    return key
+    return None if key is None else Principal(organization=key.organization, api_key=key)
+
+
+_akey_principal = in_db_thread(_key_principal)
 
 
 def local_organization() -> Organization:
@@ -92,27 +81,62 @@ class AuthError(Exception):
         self.code = code
 
 
+def _dev_principal() -> Principal:
+    return Principal(organization=local_organization(), dev_mode=True)
+
+
+_adev_principal = in_db_thread(_dev_principal)
+
+
+def _hashed_token(authorization: str) -> str:
+    token = bearer_token(authorization)
+    if token is None:
+        raise AuthError("Authorization header must be 'Bearer <key>'")
+    return hash_api_key(token)
+
+
+def _usable(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise AuthError("Incorrect API key provided")
+    if principal.api_key is not None and not principal.api_key.is_usable(timezone.now()):
+        raise AuthError("API key is expired or revoked")
+    return principal
+
+
+def _dev_open_access(client_host: str | None) -> bool:
+    return settings.DEV_OPEN_ACCESS and is_loopback(client_host)
+
+
+def _cached(key: str, load: Callable[[], Principal | None]) -> Principal | None:
+    found, principal = _principals.peek(key)
+    if not found:
+        principal = load()
+        _principals.put(key, principal)
+    return principal
+
+
 def principal_for(authorization: str | None, client_host: str | None) -> Principal | None:
     """The caller behind an Authorization header; None when there is no credential at all.
 
     Raises AuthError for a credential that is present but wrong, expired or revoked.
+    For code on a thread (DRF views); async code awaits `aprincipal_for`.
     """
     if authorization:
-        token = bearer_token(authorization)
-        if token is None:
-            raise AuthError("Authorization header must be 'Bearer <key>'")
-        key = _lookup_key(token)
-        if key is None:
-            raise AuthError("Incorrect API key provided")
-        if not key.is_usable(timezone.now()):
-            raise AuthError("API key is expired or revoked")
-        return Principal(organization=key.organization, api_key=key)
-    if settings.DEV_OPEN_ACCESS and is_loopback(client_host):
-        return Principal(organization=local_organization(), dev_mode=True)
+        hashed = _hashed_token(authorization)
+        return _usable(_cached(hashed, lambda: _key_principal(hashed)))
+    if _dev_open_access(client_host):
+        return _cached(_DEV_OPEN_ACCESS, _dev_principal)
     return None
 
 
-aprincipal_for = sync_to_async(principal_for, thread_sensitive=False)
+async def aprincipal_for(authorization: str | None, client_host: str | None) -> Principal | None:
+    """`principal_for` from async code: a warm key costs no thread hop."""
+    if authorization:
+        hashed = _hashed_token(authorization)
+        return _usable(await _principals.get(hashed, lambda: _akey_principal(hashed)))
+    if _dev_open_access(client_host):
+        return await _principals.get(_DEV_OPEN_ACCESS, _adev_principal)
+    return None
 
 
 def principal_for_user(user) -> Principal | None:

@@ -6,7 +6,7 @@ The gateway (/v1, the WebSocket chat) renders it in OpenAI's shape, the REST API
 `{"success": false, "message": ...}` envelope (envelope_response, called by registry.envelope's
 DRF handler), and every other Django view through OutageMiddleware.
 
-What keeps working during a PostgreSQL outage is decided by the caches (inference/ttlcache.py,
+What keeps working during a PostgreSQL outage is decided by the caches (registry/ttlcache.py,
 registry/tenancy/rules.py): warm entries are served for settings.DB_OUTAGE_GRACE_S past their
 normal lifetime. A Redis outage is not papered over: quotas and rate limits cannot be enforced
 without it, so admission fails closed.

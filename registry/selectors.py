@@ -23,6 +23,23 @@ def blocks_visible_to(organization: Organization) -> QuerySet[Block]:
     )
 
 
+# Every kind /v1/chat/completions runs: an optimizer block runs through its backend exactly as an
+# LLM block does (the seed's KnownLLMOptimizers.run_ai_inference calls it so).
+RUNNABLE_KINDS: tuple[str, ...] = (Block.LLM, Block.OPTIMIZER)
+
+
+def block_is_visible_to(block: Block, organization: Organization) -> bool:
+    """Whether `organization` may see `block` now: its own, public, or granted (one query at most)."""
+    if block.organization_id == organization.pk or block.visibility == Block.PUBLIC:
+        return True
+    return BlockGrant.objects.filter(block=block, organization=organization).exists()
+
+
+def blocks_callable(organization: Organization, *, kinds: tuple[str, ...] = RUNNABLE_KINDS) -> QuerySet[Block]:
+    """Enabled blocks of `kinds` the organization may run, owner loaded (for /v1/models' owned_by)."""
+    return blocks_visible_to(organization).filter(kind__in=kinds, enabled=True).order_by("block_id")
+
+
 QUALIFIER = "/"
 
 

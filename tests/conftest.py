@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import dataclass
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.core.management.commands import flush
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from rest_framework.test import APIClient
 
 from inference.backends.openai_compat import close_sessions
-from registry.auth import clear_key_cache
+from registry.asyncdb import close_thread_connections
+from registry.auth import clear_principal_cache
 from registry.models import Membership, Organization
 from registry.services import api_key_create
+from registry.tenancy.access import clear_block_cache
 
 
 @dataclass
@@ -98,11 +102,26 @@ async def _close_upstream_sessions():
     await close_sessions()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_key_cache():
-    clear_key_cache()
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, and before it drops the test database, the connections threads kept let go:
+    registry.asyncdb's ORM threads and asgiref's shared one (the tests' own async ORM calls), each
+    closing its own, and those of threads that ended (a test's asyncio.to_thread), which close only
+    when the garbage collector frees them."""
     yield
-    clear_key_cache()
+    close_thread_connections()
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_access_caches():
+    """The principal cache and the access check's block cache, empty for every test."""
+    clear_principal_cache()
+    clear_block_cache()
+    yield
+    clear_principal_cache()
+    clear_block_cache()
 
 
 @pytest.fixture

@@ -89,3 +89,44 @@ def test_the_layers_contract_is_kept():
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 kept, 0 broken" in result.stdout
+
+
+# Async code reaches the ORM one way (registry/asyncdb.py): these names are the other ways.
+ORM_HELPER = "registry/asyncdb.py"
+OTHER_WAYS_TO_THE_ORM = {"sync_to_async", "database_sync_to_async", "SyncToAsync"}
+# Django's async QuerySet, Manager and Model methods (each runs on asgiref's one shared thread).
+DJANGO_ASYNC_ORM = {
+    "aaggregate", "abulk_create", "abulk_update", "acontains", "acount", "acreate", "adelete", "aearliest",
+    "aexists", "aexplain", "afirst", "aget", "aget_or_create", "ain_bulk", "aiterator", "alast", "alatest",
+    "arefresh_from_db", "asave", "aupdate", "aupdate_or_create",
+}
+
+
+def _other_ways_to_the_orm(source: str, label: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source, filename=label)):
+        if isinstance(node, ast.Name) and node.id in OTHER_WAYS_TO_THE_ORM:
+            name = node.id
+        elif isinstance(node, ast.Attribute) and node.attr in OTHER_WAYS_TO_THE_ORM | DJANGO_ASYNC_ORM:
+            name = node.attr
+        elif isinstance(node, ast.ImportFrom):
+            name = next((a.name for a in node.names if a.name in OTHER_WAYS_TO_THE_ORM), None)
+        else:
+            continue
+        if name:
+            found.append(f"{label}:{node.lineno} uses {name}")
+    return found
+
+
+def test_async_code_reaches_the_orm_only_through_the_one_helper():
+    found = [hit for path in _project_files() if (label := str(path.relative_to(ROOT))) != ORM_HELPER
+             for hit in _other_ways_to_the_orm(path.read_text(), label)]
+    assert found == []
+
+
+def test_the_orm_check_recognises_each_other_way():
+    # The check above would pass vacuously if it could not see what it looks for.
+    sample = ("from asgiref.sync import sync_to_async\nfrom channels.db import database_sync_to_async\n"
+              "async def f(Block):\n    return await Block.objects.aget(pk=1)\n")
+    uses = [hit.rsplit(" uses ", 1)[1] for hit in _other_ways_to_the_orm(sample, "sample.py")]
+    assert uses == ["sync_to_async", "database_sync_to_async", "aget"]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from inference.ttlcache import AsyncTTLCache
+from registry.ttlcache import AsyncTTLCache
 
 
 class Loader:

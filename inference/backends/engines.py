@@ -13,7 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from inference.models import Engine
-from inference.ttlcache import AsyncTTLCache
+from registry.asyncdb import in_db_thread
+from registry.ttlcache import AsyncTTLCache
 
 # Requests this process has in flight per engine id; the engine's own load lags by a heartbeat.
 inflight: Counter[int] = Counter()
@@ -44,11 +45,12 @@ def _ready_engines(block_id: int | str) -> list[EngineChoice]:
                          load=e.load, last_heartbeat=e.last_heartbeat.timestamp()) for e in rows]
 
 
-async def aready_engines(block_id: int | str) -> list[EngineChoice]:
-    from asgiref.sync import sync_to_async
+_aready_engines = in_db_thread(_ready_engines)
 
+
+async def aready_engines(block_id: int | str) -> list[EngineChoice]:
     # One query per block however many requests arrive together while the cache is cold.
-    return await _cache.get(block_id, lambda: sync_to_async(_ready_engines, thread_sensitive=False)(block_id))
+    return await _cache.get(block_id, lambda: _aready_engines(block_id))
 
 
 def pick(engines: list[EngineChoice], *, now: float | None = None) -> EngineChoice | None:

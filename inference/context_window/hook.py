@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from inference.context_window import selectors, services
 from inference.gateway.errors import OpenAIError
+from registry.asyncdb import in_db_thread
 from registry.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ def _record(principal: Principal, session_id: str, messages: list[dict[str, Any]
                                      request_messages=messages, answer=answer, user=user)
 
 
-_arecord = sync_to_async(_record, thread_sensitive=False)
-_ahistory = sync_to_async(selectors.history_of, thread_sensitive=False)
+_arecord = in_db_thread(_record)
+_ahistory = in_db_thread(selectors.history_of)
 
 
 async def attach_session(principal: Principal, body: dict[str, Any], *, text: bool = False

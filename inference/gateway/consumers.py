@@ -25,6 +25,7 @@ from inference.gateway.validation import check_model_name, parse_json
 from registry.egress import HOPS_HEADER
 from registry.models import Block
 from registry.selectors import block_reference
+from registry.tenancy.access import model_not_found
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +290,9 @@ class ModelsConsumer(OpenAIConsumer):
         model = self.scope["url_route"]["kwargs"].get("model")
         if model is not None:
             check_model_name(model)
-            block = await pipeline.resolve_model(principal, model)
-            if not block.backend_type:
-                raise pipeline.model_not_found(model)  # not in the list either: it cannot answer
+            block = (await pipeline.resolve_model(principal, model)).block
+            if not block.backend_type:  # not in the list either: it cannot answer
+                raise pipeline.gate_error(model_not_found(model))
             reference = block_reference(block, organization=principal.organization)
             await self.send_json(200, orjson.dumps(model_object(block, reference)))
             return

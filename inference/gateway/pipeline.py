@@ -1,7 +1,7 @@
 """One chat request, top to bottom; the HTTP and WebSocket transports both run exactly this.
 
     principal = await authenticate(authorization, client_host)     # 401
-    call = await prepare(principal, body)                           # 400, 404, 403, then admit(): 429...
+    call = await prepare(principal, body)      # 400, then block_access(): 404, 403, then admit(): 429...
     reply = await call.complete()        or    async for delta in call.stream(): ...
                                                                     # 502/504 (+ retries, fallbacks)
 
@@ -18,26 +18,24 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.utils import timezone
 
 from inference import metrics
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
 from inference.backends.factory import backend_for_block
 from inference.context_window.hook import SessionTurn, attach_session
-from inference.gateway.blocks import resolve_block
 from inference.gateway.errors import OpenAIError
 from inference.gateway.validation import ChatBody, parse_chat_body, parse_completion_body
 from inference.planner.routing import BadAutoModel, NoFittingModel, Route, is_auto, route_conversation
 from inference.planner.selector import Ask, PlannerUnavailable
-from inference.ttlcache import AsyncTTLCache
-from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for, on_keys_revoked
+from registry.auth import AuthError, aprincipal_for
 from registry.models import Block
 from registry.principal import Principal
 from registry.selectors import block_reference
+from registry.tenancy.access import BlockAccess, block_access
 from registry.tenancy.admission import admit
 from registry.tenancy.policy import Admission, GateError, Policy
 
@@ -58,26 +56,9 @@ def new_request_id() -> str:
     return f"{_REQUEST_PREFIX}{next(_request_numbers) & 0xFFFFFFFFFFFF:012x}"
 
 
-# 1. Who is calling.
-# Principals by Authorization header, so a warm key costs no thread hop (registry.auth reaches
-# the database through sync_to_async, ~0.3 ms a call here). Kept as long as registry.auth
-# keeps keys; expiry is re-checked on every hit, revocation shows within twice that.
-_principals: AsyncTTLCache[Principal] = AsyncTTLCache(ttl=KEY_CACHE_SECONDS, refresh_after=KEY_CACHE_SECONDS / 2)
-
-
-def clear_principal_cache() -> None:
-    _principals.clear()
-
-
-# A revocation (registry.tenancy.services.api_key_revoke) clears it at once in this process.
-on_keys_revoked(clear_principal_cache)
-
-
-def _still_usable(principal: Principal) -> bool:
-    return principal.api_key is None or principal.api_key.is_usable(timezone.now())
-
-
-async def _load_principal(authorization: str | None, client_host: str | None) -> Principal:
+# 1. Who is calling: registry.auth's principal cache (the only one) answers a warm key with no
+# thread hop; expiry and revocation are checked on every request.
+async def authenticate(authorization: str | None, client_host: str | None) -> Principal:
     try:
         principal = await aprincipal_for(authorization, client_host)
     except AuthError as exc:
@@ -86,12 +67,6 @@ async def _load_principal(authorization: str | None, client_host: str | None) ->
         raise OpenAIError(401, "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
                           code="missing_api_key")
     return principal
-
-
-async def authenticate(authorization: str | None, client_host: str | None) -> Principal:
-    # Keyless callers are cached per host: only loopback hosts in dev open access ever get a principal.
-    cache_key = authorization or f"dev-open-access:{client_host}"
-    return await _principals.get(cache_key, lambda: _load_principal(authorization, client_host), _still_usable)
 
 
 # 2-3. What they ask for, and which block that is.
@@ -111,19 +86,16 @@ def loop_guard(hops_header: str | None) -> int:
     return hops
 
 
-def model_not_found(model: str) -> OpenAIError:
-    return OpenAIError(404, f"The model '{model}' does not exist or you do not have access to it.",
-                       param="model", code="model_not_found")
+def gate_error(exc: GateError) -> OpenAIError:
+    return OpenAIError(exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers)
 
 
-async def resolve_model(principal: Principal, model: str) -> Block:
-    block = await resolve_block(principal.organization, model)
-    if block is None:
-        raise model_not_found(model)
-    if not principal.allows_block(block):
-        raise OpenAIError(403, f"This API key is not allowed to use the model '{model}'.", param="model",
-                          code="model_not_allowed")
-    return block
+async def resolve_model(principal: Principal, model: str) -> BlockAccess:
+    """The one access check of a request (registry.tenancy.access): 404 model_not_found, 403 model_not_allowed."""
+    try:
+        return await block_access(principal=principal, model=model)
+    except GateError as exc:
+        raise gate_error(exc) from None
 
 
 async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: bool = False,
@@ -143,10 +115,10 @@ async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: b
             raise OpenAIError(400, "'auto' chooses a model from a conversation: use /v1/chat/completions, or name "
                                    "a model here.", param="model", code="unsupported_value")
         route = await route_auto(principal, chat, hops=hops, request_id=request_id)
-        block = route.block
         chat.request.model = route.model  # admission, logs and the reply name the block chosen
-    else:
-        block = await resolve_model(principal, chat.request.model)
+    # The one access check (registry.tenancy.access), on the block the caller named or the planner chose.
+    access = await resolve_model(principal, chat.request.model)
+    block = access.block
     if not block.backend_type:
         raise OpenAIError(400, f"The model '{chat.request.model}' is a registry entry with no inference backend; "
                                "give it a backend to run it.", param="model", code="model_not_runnable")
@@ -156,10 +128,10 @@ async def prepare(principal: Principal, body: dict[str, Any], *, force_stream: b
         check_serves_chat(block, chat.request.model)
     # 4. The organization's policy: quotas, limits, and the rules the call below follows.
     try:
-        admission = await admit(principal=principal, block=block, request=chat.request,
+        admission = await admit(access=access, request=chat.request,
                                 estimated_prompt_tokens=chat.estimated_prompt_tokens)
     except GateError as exc:
-        raise OpenAIError(exc.status, exc.message, code=exc.code, headers=exc.headers) from None
+        raise gate_error(exc) from None
     return ChatCall(principal=principal, chat=chat, block=block, admission=admission, started=started,
                     route=route, session=session)
 
@@ -291,17 +263,12 @@ class ChatCall:
     def include_usage(self) -> bool:
         return self.chat.include_usage
 
-    async def _candidates(self) -> AsyncIterator[Block]:
+    def _candidates(self) -> Iterator[Block]:
         yield self.block
-        if not self.policy.fallbacks:
-            return
-        for reference in self.policy.fallbacks:
-            # Fallbacks name blocks by id (own or platform) or qualified id, never by name, under
-            # the same naming rule and ACL as the primary; one the caller may not use, or of another
-            # kind (an optimizer never stands in for an LLM), is skipped.
-            block = await resolve_block(self.principal.organization, reference, names=False)
-            if (block is not None and block.pk != self.block.pk and block.kind == self.block.kind
-                    and self.principal.allows_block(block)):
+        # The fallbacks admit resolved and checked (by id, never by name, under the primary's access
+        # rule); one of another kind (an optimizer never stands in for an LLM) is skipped.
+        for block in self.admission.fallbacks:
+            if block.pk != self.block.pk and block.kind == self.block.kind:
                 yield block
 
     def _retryable(self, exc: BackendError) -> bool:
@@ -312,7 +279,7 @@ class ChatCall:
     async def _with_policy(self, attempt: Callable[[StreamingBackend, ChatRequest], Awaitable[T]]) -> T:
         """Per-attempt timeout, retries with backoff, then the fallback chain."""
         error: BackendError | None = None
-        async for block in self._candidates():
+        for block in self._candidates():
             timeout_s = _attempt_timeout(self.policy, block)
             request = dataclasses.replace(self.chat.request, model=block.block_id, timeout_s=timeout_s)
             for n in range(self.policy.retries + 1):

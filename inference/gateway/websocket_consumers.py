@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user
@@ -39,7 +38,8 @@ from django.utils import timezone
 from inference.gateway import pipeline
 from inference.gateway.errors import OpenAIError, invalid, unavailable
 from registry import jsonsafe
-from registry.auth import KEY_CACHE_SECONDS, AuthError, aprincipal_for, principal_for_user
+from registry.asyncdb import in_db_thread
+from registry.auth import KEY_CACHE_SECONDS, principal_for_user
 from registry.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 _PROTOCOL_KEYS = ("id", "type")
 
 # How often an open socket re-checks its key or session. A key lookup may come from registry.auth's
-# cache, up to KEY_CACHE_SECONDS old, so checking every half period shows a revocation or an expiry
-# on the socket within 1.5 x KEY_CACHE_SECONDS (3 s).
+# principal cache (the only one), up to KEY_CACHE_SECONDS old, so checking every half period shows a
+# revocation made by another process on the socket within 1.5 x KEY_CACHE_SECONDS (3 s).
 RECHECK_SECONDS = KEY_CACHE_SECONDS / 2
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -77,7 +77,7 @@ class _SessionData(dict):
         pass
 
 
-@database_sync_to_async
+@in_db_thread
 def _principal_for_session_user(user) -> Principal | None:
     return principal_for_user(user) if user.is_authenticated else None
 
@@ -89,7 +89,7 @@ async def session_principal(scope: dict[str, Any]) -> Principal | None:
     return await _principal_for_session_user(user)
 
 
-@database_sync_to_async
+@in_db_thread
 def _session_principal_now(session_key: str | None, organization_id: int) -> Principal:
     """The dashboard user behind a session, read afresh (logged out, deactivated, password changed?)."""
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
@@ -167,26 +167,17 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(RECHECK_SECONDS)
             await self._recheck()
 
-    async def _principal_now(self, *, before_conversation: bool) -> Principal:
+    async def _principal_now(self) -> Principal:
         """The socket's principal as of now; raises SessionEnded when its credential no longer holds."""
         if self.session_key is not None:
             return await _session_principal_now(self.session_key, self.principal.organization.pk)
         try:
-            if before_conversation:
-                # A new conversation follows exactly the rule of a /v1 request (warm cache, no thread hop).
-                return await pipeline.authenticate(self.authorization, self.client_host)
-            # The background check skips the gateway's principal cache: registry.auth's is the only delay.
-            principal = await aprincipal_for(self.authorization, self.client_host)
+            # Exactly the rule of a /v1 request (the one principal cache: a warm key, no thread hop).
+            return await pipeline.authenticate(self.authorization, self.client_host)
         except OpenAIError as exc:
             if exc.status != 401:
                 raise
             raise SessionEnded(CLOSE_UNAUTHENTICATED, exc) from None
-        except AuthError as exc:
-            raise SessionEnded(CLOSE_UNAUTHENTICATED, OpenAIError(401, exc.message, code=exc.code)) from None
-        if principal is None:
-            raise SessionEnded(CLOSE_UNAUTHENTICATED, OpenAIError(
-                401, "This socket's credential is no longer accepted.", code="missing_api_key"))
-        return principal
 
     async def _recheck(self, conversation: Any = None) -> bool:
         """Whether the socket may go on; if not, it is being closed."""
@@ -198,7 +189,7 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
                 # Expiry needs no database: checked here, so an outage never stretches it.
                 raise SessionEnded(CLOSE_UNAUTHENTICATED, OpenAIError(401, "API key is expired or revoked",
                                                                       code="invalid_api_key"))
-            self.principal = await self._principal_now(before_conversation=conversation is not None)
+            self.principal = await self._principal_now()
         except SessionEnded as ended:
             await self._end(ended, conversation)
             return False

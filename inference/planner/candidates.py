@@ -15,13 +15,13 @@ from typing import Any
 from django.db.models import QuerySet
 
 from inference.backends.factory import EMBEDDING_ONLY_BACKENDS
-from inference.selectors import callable_blocks
+from registry.asyncdb import in_db_thread
 from registry.models import Block
 from registry.principal import Principal
 from registry.query import compile_node
-from registry.selectors import block_reference, block_resolve
+from registry.selectors import block_is_visible_to, block_reference, block_resolve, blocks_callable
 from registry.tenancy.constraints import check_constraints, effective_policy, request_protocols
-from registry.tenancy.rules import block_is_visible, rules_cache
+from registry.tenancy.rules import rules_cache
 
 # Tags mode reads at most this many tagged blocks (by id): a tag shared by more is too vague to rank on.
 MAX_TAGGED = 1000
@@ -50,7 +50,7 @@ def candidate_filter_rule(*, tag: str | None) -> list[dict[str, Any]]:
 
 
 def runnable_blocks(principal: Principal, *, kind: str, tag: str | None = None) -> QuerySet[Block]:
-    return callable_blocks(principal.organization, kinds=(kind,)).filter(compile_node(candidate_filter_rule(tag=tag)))
+    return blocks_callable(principal.organization, kinds=(kind,)).filter(compile_node(candidate_filter_rule(tag=tag)))
 
 
 def searchable(block: Block, principal: Principal) -> dict[str, Any]:
@@ -88,6 +88,9 @@ def tag_ranking(*, principal: Principal, text: str, kind: str, tag: str | None) 
     return hits
 
 
+_ablock_is_visible_to = in_db_thread(block_is_visible_to)
+
+
 async def usable(principal: Principal, block: Block, *, request: Any = None, prompt_tokens: int = 0) -> bool:
     """Whether the caller may run `block` now, and (given a request) within its organization's policy."""
     if not (block.enabled and block.backend_type and block.backend_type not in EMBEDDING_ONLY_BACKENDS
@@ -95,7 +98,7 @@ async def usable(principal: Principal, block: Block, *, request: Any = None, pro
         return False
     organization_id = principal.organization.pk
     rules = await rules_cache.get(organization_id)
-    if not block_is_visible(block, organization_id, rules):
+    if not await _ablock_is_visible_to(block, principal.organization):
         return False
     if request is None:
         return True

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from inference.backends.base import ChatRequest
@@ -32,6 +31,7 @@ from inference.planner.selector import Ask, LLMSelectorPlanner, Selection
 from inference.planner.selectors import planner_config_cached
 from inference.planner.similarity_mode import DEFAULT_POLICY, fits, min_score, similar_blocks
 from inference.planner.task import task_from_request
+from registry.asyncdb import in_db_thread
 from registry.models import Block
 from registry.principal import Principal
 from registry.selectors import block_reference
@@ -129,7 +129,7 @@ def _in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
         close_old_connections()
         return function(**kwargs)
 
-    return sync_to_async(run, thread_sensitive=False)
+    return in_db_thread(run)
 
 
 _tag_ranking = _in_thread(tag_ranking)

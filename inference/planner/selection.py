@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from inference.planner.candidates import Hit, resolve_reference, searchable, usable
@@ -20,6 +19,7 @@ from inference.planner.routing import AskFor, supports_json_schema
 from inference.planner.selector import LLMSelectorPlanner, OptimizerSelector, Selection, Task
 from inference.planner.selectors import planner_config_cached
 from inference.planner.similarity_mode import similar_blocks
+from registry.asyncdb import in_db_thread
 from registry.models import Block
 from registry.principal import Principal
 from registry.selectors import block_reference
@@ -69,8 +69,8 @@ def _rank(principal: Principal, task: str, kind: str, blocks: list[Block] | None
     return sorted(ranked, key=lambda hit: -hit.score)
 
 
-_aresolve = sync_to_async(_resolve, thread_sensitive=False)
-_arank = sync_to_async(_rank, thread_sensitive=False)
+_aresolve = in_db_thread(_resolve)
+_arank = in_db_thread(_rank)
 
 
 async def _usable_named(principal: Principal, references: list[str], kind: str, what: str) -> list[Block]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from inference.models import PlannerConfig
-from inference.ttlcache import AsyncTTLCache
+from registry.asyncdb import in_db_thread
 from registry.models import Organization
+from registry.ttlcache import AsyncTTLCache
 
 CONFIG_CACHE_SECONDS = 2.0
 
@@ -27,7 +27,7 @@ def _load(organization: Organization) -> PlannerConfig:
     return planner_config_get(organization=organization)
 
 
-_aload = sync_to_async(_load, thread_sensitive=False)
+_aload = in_db_thread(_load)
 
 
 async def planner_config_cached(organization: Organization) -> PlannerConfig:

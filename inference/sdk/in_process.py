@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from rest_framework.exceptions import ValidationError
 
 from inference.backends.base import BackendError, StreamingBackend
@@ -22,6 +21,7 @@ from inference.backends.factory import backend_for_block
 from inference.backends.grpc_common import GrpcBackend
 from inference.sdk.http import RegistryError
 from inference.sdk.inference import chat_request, checked_input
+from registry.asyncdb import in_db_thread
 from registry.auth import local_organization
 from registry.envelope import _flatten
 from registry.models import Organization
@@ -127,7 +127,7 @@ def run_ai_inference(*, block_id: str, input_data: dict, session_id: str = "", f
 async def arun_ai_inference(*, block_id: str, input_data: dict, session_id: str = "",
                             frame_ptr: bytes = b"") -> str:
     """run_ai_inference for code already on an event loop (never blocks it)."""
-    block = await sync_to_async(_block, thread_sensitive=False)(block_id)
+    block = await in_db_thread(_block)(block_id)
     backend: StreamingBackend = backend_for_block(block)
     if isinstance(backend, GrpcBackend):
         text, _ = await backend.infer(input_data, session_id=session_id, frame_ptr=frame_ptr, model=block.block_id)

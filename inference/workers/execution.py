@@ -16,23 +16,29 @@ from inference.backends.base import BackendError, ChatRequest, StreamingBackend
 from inference.backends.factory import own_backend_for_block
 from inference.backends.openai_compat import OpenAIBackend
 from inference.backends.sglang import SGLangBackend
-from inference.ttlcache import AsyncTTLCache
 from inference.workers import stream_writer
 from inference.workers.supervisor import local_endpoint
+from registry.asyncdb import in_db_thread
 from registry.models import Block
+from registry.ttlcache import AsyncTTLCache
 
 log = logging.getLogger(__name__)
 
 
-# Blocks re-read at most this often: 64 tasks arriving together need one query, not 64
-# queued behind the async ORM's single thread. Config edits reach workers within this delay.
-_blocks: AsyncTTLCache[Any] = AsyncTTLCache(ttl=2.0)
+# Blocks re-read at most this often: 64 tasks arriving together need one query, not 64.
+# Config edits reach workers within this delay.
+_blocks: AsyncTTLCache[Block] = AsyncTTLCache(ttl=2.0)
 
 
-async def _block(block_id: str, block_pk: int | None):
+@in_db_thread
+def _load_block(**lookup: Any) -> Block:
+    return Block.objects.get(**lookup)
+
+
+async def _block(block_id: str, block_pk: int | None) -> Block:
     if block_pk is None:  # a task queued before ids became per-organization
-        return await _blocks.get(block_id, lambda: Block.objects.aget(block_id=block_id))
-    return await _blocks.get(block_pk, lambda: Block.objects.aget(pk=block_pk))
+        return await _blocks.get(block_id, lambda: _load_block(block_id=block_id))
+    return await _blocks.get(block_pk, lambda: _load_block(pk=block_pk))
 
 
 async def inner_backend(block_id: str, block_pk: int | None = None) -> StreamingBackend:

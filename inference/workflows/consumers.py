@@ -17,12 +17,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from inference.gateway import pipeline
 from inference.gateway.errors import OpenAIError
 from inference.workflows import live, selectors
+from registry.asyncdb import in_db_thread
 from registry.auth import principal_for_user
 from registry.principal import Principal
 
@@ -30,12 +30,12 @@ CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 440
 AUTH_FRAME_WAIT_S = 10.0
 
 
-@database_sync_to_async
+@in_db_thread
 def _session_principal(user) -> Principal | None:
     return principal_for_user(user) if user is not None and user.is_authenticated else None
 
 
-@database_sync_to_async
+@in_db_thread
 def _run_visible(principal: Principal, run_id: int) -> bool:
     return selectors.run_get(organization=principal.organization, pk=run_id) is not None
 

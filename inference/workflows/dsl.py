@@ -25,12 +25,11 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from inference.selectors import callable_blocks
 from inference.workflows import graph as dag
 from inference.workflows import templates
 from registry.models import Block, Membership, Organization
 from registry.principal import Principal
-from registry.selectors import block_resolve
+from registry.selectors import block_resolve, blocks_callable
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_NODES = 200
@@ -363,7 +362,7 @@ def resolve_call_block(*, organization: Organization, node: dict[str, Any]) -> B
     """The block a call node names, by the gateway's naming rule: an optimizer node only an optimizer."""
     kinds = (Block.OPTIMIZER,) if node.get("type") == "optimizer" else (Block.LLM, Block.OPTIMIZER)
     return block_resolve(organization=organization, reference=node["block"], prefer_kind=Block.LLM,
-                         queryset=callable_blocks(organization, kinds=kinds))
+                         queryset=blocks_callable(organization, kinds=kinds))
 
 
 def reference_errors(document: dict[str, Any], *, principal: Principal) -> list[str]:

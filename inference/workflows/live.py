@@ -17,7 +17,6 @@ from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.utils import timezone
@@ -25,6 +24,7 @@ from django.utils import timezone
 from inference.workflows import selectors
 from inference.workflows.models import NodeRun
 from inference.workflows.serializers import event_dict
+from registry.asyncdb import in_db_thread
 from registry.auth import KEY_CACHE_SECONDS
 from registry.models import ApiKey, Membership
 from registry.principal import Principal
@@ -73,7 +73,7 @@ def _credential_check(principal: Principal, session_key: str | None) -> None:
         raise CredentialEnded(403, "Your user no longer belongs to this organization.")
 
 
-credential_check = sync_to_async(_credential_check, thread_sensitive=False)
+credential_check = in_db_thread(_credential_check)
 
 
 def _read(run_id: int, after: int) -> tuple[list[dict[str, Any]], bool, bool]:
@@ -84,7 +84,7 @@ def _read(run_id: int, after: int) -> tuple[list[dict[str, Any]], bool, bool]:
     return batch, finished, running
 
 
-_aread = sync_to_async(_read, thread_sensitive=False)
+_aread = in_db_thread(_read)
 
 
 async def follow(*, run_id: int, after: int, principal: Principal, session_key: str | None = None,

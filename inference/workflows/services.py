@@ -14,7 +14,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
@@ -26,6 +25,7 @@ from inference.workers.loop import run_on_worker_loop
 from inference.workflows import dsl, events, execution, executor, templates
 from inference.workflows import graph as dag
 from inference.workflows.models import Approval, NodeRun, Workflow, WorkflowRun, WorkflowVersion
+from registry.asyncdb import in_db_thread
 from registry.models import Membership
 from registry.principal import Principal
 from registry.roles import caller_role
@@ -205,7 +205,7 @@ def _renew(node_run_id: int, token: str) -> bool:
                 .update(lease_until=timezone.now() + timedelta(seconds=settings.WORKFLOW_LEASE_S)))
 
 
-_arenew = sync_to_async(_renew, thread_sensitive=False)
+_arenew = in_db_thread(_renew)
 
 
 def _update_with_event(rows, values: dict[str, Any], *, run_id: int, kind: str, node_id: str = "",

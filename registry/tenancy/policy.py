@@ -1,11 +1,11 @@
 """The contract between the gateway and tenancy: who may run what, under which rules.
 
-The gateway calls `registry.tenancy.admission.admit` once per request before any backend
-call, then `settle` with the real usage when it is done (or `release` when nothing ran).
-`admit` answers with the block's effective Policy, which the gateway's call loop executes
-(timeouts, retries, fallbacks). The types live here, below admission.py (access,
-constraints, quota) and constraints.py (precedence request > block > organization >
-defaults), which both use them.
+The gateway checks access once per request (`registry.tenancy.access.block_access`), hands the
+BlockAccess to `registry.tenancy.admission.admit` before any backend call, then calls `settle`
+with the real usage when it is done (or `release` when nothing ran). `admit` answers with the
+block's effective Policy, which the gateway's call loop executes (timeouts, retries, fallbacks).
+The types live here, below access.py, admission.py (constraints, quota) and constraints.py
+(precedence request > block > organization > defaults), which use them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from registry.models import Block
 from registry.tenancy.quota import Reservation
 
 
@@ -45,16 +46,18 @@ class Policy:
 
 
 class GateError(Exception):
-    """A request refused before inference: answered as an OpenAI-style error."""
+    """A request refused before inference: answered as an OpenAI-style error (`param`: the
+    request field it is about, where one is)."""
 
     def __init__(self, message: str, *, status: int, code: str, rule: str | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, param: str | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.rule = rule
         self.headers = headers or {}
+        self.param = param
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Admission:
     policy: Policy
     # None when no quota applies.
     reservation: Reservation | None = None
+    # The blocks policy.fallbacks name, in order, each one the caller may run (access checked by admit).
+    fallbacks: tuple[Block, ...] = ()
 
     async def settle(self, *, prompt_tokens: int, completion_tokens: int) -> None:
         """Record real usage against the reservation (charges or refunds the difference; once)."""

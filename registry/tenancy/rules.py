@@ -15,12 +15,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from registry.models import Block, BlockGrant, Organization
+from registry.asyncdb import in_db_thread
+from registry.models import Block, Organization
 from registry.outages import DATABASE_ERRORS, DatabaseTimeout
-from registry.selectors import block_key_names, block_resolve, blocks_visible_to
+from registry.selectors import block_resolve, blocks_callable
 from registry.tenancy.models import PolicyRule, Quota
 from registry.tenancy.quota import Limits, RedisQuotaStore, quota_store, redis_timeouts
 
@@ -34,12 +34,11 @@ RULES_POLL_S = 0.5
 class OrgRules:
     org_rule: dict = field(default_factory=dict)
     block_rules: dict[int, dict] = field(default_factory=dict)
-    granted_blocks: frozenset[int] = frozenset()
     # Quota limits by key id; None is the organization-wide quota.
     quotas: dict[int | None, Limits] = field(default_factory=dict)
-    # The stored rules' fallback references that name a visible, enabled block right now, each with
-    # the names an API key's allowed_models may list for that block (registry.selectors.block_key_names).
-    usable_fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The stored rules' fallback references that name a block the organization may run right now
+    # (registry.tenancy.access's rule, ids only), with that block: admission checks the key on it.
+    usable_fallbacks: dict[str, Block] = field(default_factory=dict)
 
     def limits_for(self, api_key_id: int | None) -> list[Limits]:
         found = [self.quotas.get(None)]
@@ -63,19 +62,20 @@ def load_org_rules(organization_id: int) -> OrgRules:
         else:
             block_rules[rule.block_id] = rule.values()
     quotas = {q.api_key_id: limits_of(q) for q in Quota.objects.filter(organization_id=organization_id)}
-    granted = frozenset(BlockGrant.objects.filter(organization_id=organization_id).values_list("block_id", flat=True))
     wanted = {b for values in [org_rule, *block_rules.values()] for b in values.get("fallbacks") or []}
-    usable: dict[str, tuple[str, ...]] = {}
+    usable: dict[str, Block] = {}
     if wanted:
         organization = Organization.objects.get(pk=organization_id)
         for reference in wanted:
             # The gateway's naming rule: own id, qualified id, platform id; never a name.
             block = block_resolve(organization=organization, reference=reference, names=False,
-                                  queryset=blocks_visible_to(organization).filter(enabled=True))
+                                  queryset=blocks_callable(organization))
             if block is not None:
-                usable[reference] = block_key_names(block, organization=organization)
-    return OrgRules(org_rule=org_rule, block_rules=block_rules, granted_blocks=granted, quotas=quotas,
-                    usable_fallbacks=usable)
+                usable[reference] = block
+    return OrgRules(org_rule=org_rule, block_rules=block_rules, quotas=quotas, usable_fallbacks=usable)
+
+
+_aload_org_rules = in_db_thread(load_org_rules)
 
 
 class RulesCache:
@@ -119,7 +119,7 @@ class RulesCache:
         try:
             try:
                 async with asyncio.timeout(settings.DB_LOOKUP_TIMEOUT_S or None):
-                    rules = await database_sync_to_async(load_org_rules)(organization_id)
+                    rules = await _aload_org_rules(organization_id)
             except TimeoutError:
                 raise DatabaseTimeout(f"no answer from the database within {settings.DB_LOOKUP_TIMEOUT_S:g} s") from None
         except DATABASE_ERRORS:
@@ -145,7 +145,3 @@ class RulesCache:
 
 rules_cache = RulesCache()
 
-
-def block_is_visible(block: Block, organization_id: int, rules: OrgRules) -> bool:
-    return (block.organization_id == organization_id or block.visibility == Block.PUBLIC
-            or block.pk in rules.granted_blocks)

@@ -35,10 +35,10 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
         ApiKey.objects.filter(pk__in=seen, revoked_at__isnull=True).update(revoked_at=now)
     if api_key.revoked_at is None:
         api_key.revoked_at = now
-    # This process stops accepting the keys at once; others within auth.KEY_CACHE_SECONDS.
+    # This process stops accepting the keys at once (every transport shares registry.auth's one
+    # principal cache); other processes within auth.KEY_CACHE_SECONDS.
     for key in revoked:
         auth.forget_key(key.hashed_key)
-    auth.keys_revoked()  # the gateway's principal cache, where this process has one
     return api_key
 
 

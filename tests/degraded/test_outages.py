@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 GRACE_S = 3.0
 LOOKUP_TIMEOUT_S = 1.0  # DB_LOOKUP_TIMEOUT_S for the gateway under test (default 3)
 REDIS_SOCKET_TIMEOUT_S = 2.0  # the default
-CACHE_TTL_S = 2.0  # registry.auth.KEY_CACHE_SECONDS and inference.gateway.blocks.BLOCK_CACHE_SECONDS
+CACHE_TTL_S = 2.0  # registry.auth.KEY_CACHE_SECONDS and registry.tenancy.access.BLOCK_CACHE_SECONDS
 FAST_S = 1.5  # "no hang": how long a degraded answer may take at most (a loaded 2-core CI machine included)
 
 SEED = """

@@ -1,4 +1,4 @@
-"""Serve-stale on a database outage (inference/ttlcache.py), and the metrics buffer that waits it out.
+"""Serve-stale on a database outage (registry/ttlcache.py), and the metrics buffer that waits it out.
 
 The loaders here stand in for the database: they raise what Django raises when PostgreSQL is
 unreachable (OperationalError). The live version of all this is test_outages.py.
@@ -13,8 +13,8 @@ import pytest
 from django.db import InterfaceError, OperationalError
 
 from inference import metrics
-from inference.ttlcache import AsyncTTLCache
 from registry.outages import DatabaseTimeout
+from registry.ttlcache import AsyncTTLCache
 
 TTL = 0.05
 GRACE = 0.3

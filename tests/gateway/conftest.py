@@ -152,13 +152,3 @@ def _no_metrics_left_behind():
     metrics.discard_pending()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_gateway_caches():
-    from inference.gateway.blocks import clear_block_cache
-    from inference.gateway.pipeline import clear_principal_cache
-
-    clear_block_cache()
-    clear_principal_cache()
-    yield
-    clear_block_cache()
-    clear_principal_cache()

@@ -18,11 +18,11 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from inference.backends.base import BackendError
-from inference.gateway.blocks import BLOCK_CACHE_SECONDS
 from inference.sdk import KnownLLMs, RegistryError, in_process
 from registry.models import Block, BlockGrant, Organization
 from registry.selectors import block_resolve
 from registry.services import api_key_create
+from registry.tenancy.access import BLOCK_CACHE_SECONDS
 from registry.tenancy.models import PolicyRule
 from registry.tenancy.rules import RULES_POLL_S
 from tests.factories import BlockFactory
@@ -368,7 +368,7 @@ def test_the_resolver_ranks_own_id_own_name_qualified_then_platform(org, other_o
 
 
 async def test_the_gateway_cache_keeps_one_answer_per_organization(owner, outsider, upstream_block):
-    from inference.gateway.blocks import resolve_block
+    from registry.tenancy.access import resolve_block
 
     mine = await sync_to_async(upstream_block)(owner.organization, "ok", block_id="same")
     theirs = await sync_to_async(upstream_block)(outsider.organization, "ok", block_id="same",

@@ -14,13 +14,11 @@ import json
 import pytest
 
 from inference.gateway.errors import OpenAIError
-from inference.gateway.pipeline import ChatCall
-from inference.gateway.validation import parse_chat_body
+from inference.gateway.pipeline import prepare
 from inference.sdk import KnownLLMOptimizers, RegistryError
 from registry.models import Block, Organization
 from registry.principal import Principal
 from registry.services import api_key_create
-from registry.tenancy.policy import Admission, Policy
 from tests.factories import BlockFactory
 from tests.gateway.conftest import request
 
@@ -153,9 +151,10 @@ def down_llm_and_optimizer(org, upstream_block) -> Block:
 
 
 async def test_an_optimizer_never_stands_in_as_a_fallback_for_an_llm(org, down_llm_and_optimizer):
-    chat_body = parse_chat_body({"model": "acme-down", "messages": [{"role": "user", "content": "hi"}]})
-    call = ChatCall(principal=Principal(organization=org), chat=chat_body, block=down_llm_and_optimizer,
-                    admission=Admission(policy=Policy(fallbacks=("acme-opt",))))
+    body = {"model": "acme-down", "messages": [{"role": "user", "content": "hi"}],
+            "switchboard": {"fallbacks": ["acme-opt"]}}
+    call = await prepare(Principal(organization=org), body)
+    assert [block.block_id for block in call.admission.fallbacks] == ["acme-opt"]  # admitted, then never run
     with pytest.raises(OpenAIError) as caught:
         await call.complete()
     assert caught.value.status == 502

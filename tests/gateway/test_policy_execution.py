@@ -1,4 +1,4 @@
-"""The pipeline carries out the admitted Policy: retries with backoff, then fallbacks under the same ACL."""
+"""The pipeline carries out the admitted Policy: retries with backoff, then the fallbacks admission checked."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import pytest
 
 from inference.backends.openai_compat import close_sessions
 from inference.gateway.errors import OpenAIError
-from inference.gateway.pipeline import ChatCall
+from inference.gateway.pipeline import ChatCall, prepare
 from inference.gateway.validation import parse_chat_body
 from registry.models import Block
 from registry.principal import Principal
+from registry.tenancy.models import PolicyRule
 from registry.tenancy.policy import Admission, Policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,6 +21,13 @@ def call_for(block: Block, policy: Policy, *, stream: bool = False) -> ChatCall:
                             "stream": stream})
     return ChatCall(principal=Principal(organization=block.organization), chat=chat, block=block,
                     admission=Admission(policy=policy))
+
+
+async def admitted_call(block: Block, *, fallbacks: list[str], stream: bool = False) -> ChatCall:
+    """A call prepared the gateway's way (access, then admit with the request's fallbacks)."""
+    body = {"model": block.block_id, "messages": [{"role": "user", "content": "hi"}], "stream": stream,
+            "switchboard": {"fallbacks": fallbacks}}
+    return await prepare(Principal(organization=block.organization), body)
 
 
 @pytest.fixture
@@ -64,7 +72,7 @@ async def test_it_never_retries_a_bad_request(blocks, fake_upstream):
 
 async def test_it_falls_back_to_the_next_block_and_answers_as_that_block(blocks):
     primary = blocks["acme-down"]
-    call = call_for(primary, Policy(fallbacks=("acme-backup",)))
+    call = await admitted_call(primary, fallbacks=["acme-backup"])
     reply = await call.complete()
     assert reply["model"] == "acme-backup"
     assert call.block.block_id == "acme-backup"
@@ -72,7 +80,7 @@ async def test_it_falls_back_to_the_next_block_and_answers_as_that_block(blocks)
 
 async def test_a_stream_falls_back_before_its_first_byte(blocks):
     primary = blocks["acme-down-stream"]
-    call = call_for(primary, Policy(fallbacks=("acme-backup-stream",)), stream=True)
+    call = await admitted_call(primary, fallbacks=["acme-backup-stream"], stream=True)
     text = "".join([delta.content async for delta in call.stream()])
     assert text == "tok0 tok1 tok2 "
     assert call.block.block_id == "acme-backup-stream"
@@ -80,8 +88,12 @@ async def test_a_stream_falls_back_before_its_first_byte(blocks):
 
 async def test_a_fallback_the_caller_may_not_see_is_skipped(blocks):
     primary = blocks["acme-down"]
+    # A stored rule's fallback the caller may not run is dropped by admission (a request naming it is a 404).
+    await PolicyRule.objects.acreate(organization=primary.organization, block=primary, fallbacks=["globex-private"])
+    call = await prepare(Principal(organization=primary.organization),
+                         {"model": primary.block_id, "messages": [{"role": "user", "content": "hi"}]})
     with pytest.raises(OpenAIError) as caught:
-        await call_for(primary, Policy(fallbacks=("globex-private",))).complete()
+        await call.complete()
     assert caught.value.status == 502
 
 

@@ -12,6 +12,9 @@ from django.db import connections
 from inference.backends.base import ChatRequest
 from registry.principal import Principal
 from registry.tenancy import quota as quota_module
+from registry.tenancy.access import block_access
+from registry.tenancy.admission import admit
+from registry.tenancy.policy import Admission, AdmissionRequest
 from registry.tenancy.rules import rules_cache
 
 
@@ -38,13 +41,19 @@ def _clean_tenancy_state():
     quota_module._store = None
     rules_cache.clear()
     _flush_redis()
-    # database_sync_to_async ran in asgiref's shared thread: close its connection so the
-    # test database can be dropped.
+    # The tests' own async ORM calls (acreate, ...) ran in asgiref's shared thread: close its
+    # connection so the test database can be dropped.
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 def chat(model: str, text: str = "hello", **kwargs) -> ChatRequest:
     return ChatRequest(messages=[{"role": "user", "content": text}], model=model, **kwargs)
+
+
+async def admit_as(*, principal: Principal, request: AdmissionRequest, estimated_prompt_tokens: int) -> Admission:
+    """admit() as the gateway reaches it: after the one access check of the model the request names."""
+    access = await block_access(principal=principal, model=request.model)
+    return await admit(access=access, request=request, estimated_prompt_tokens=estimated_prompt_tokens)
 
 
 def principal_of(party) -> Principal:

@@ -10,7 +10,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.auth import clear_key_cache
+from registry.auth import clear_principal_cache
 from registry.models import ApiKey, Block
 from tests.factories import BlockFactory
 
@@ -49,7 +49,7 @@ def test_the_api_answers_no_5xx_to_fuzzed_requests(owner, other_org, keep_the_te
         seen.add(response.status_code)
         # The fuzzer may revoke its own key (DELETE /api/keys/{id}); un-revoke it to keep going.
         if ApiKey.objects.filter(organization=owner.organization, revoked_at__isnull=False).update(revoked_at=None):
-            clear_key_cache()
+            clear_principal_cache()
         if response.status_code >= 500:
             server_errors.append(f"{case.operation.label}: {response.status_code} for {case.body!r} "
                                  f"{case.path_parameters!r} {response.text[:200]}")

@@ -52,7 +52,7 @@ def test_a_revoked_key_stops_working_at_once_in_this_process(owner):
 
     temp = APIClient()
     temp.credentials(HTTP_AUTHORIZATION=f"Bearer {created['key']}")
-    assert temp.get("/api/keys").status_code == 200  # now cached for KEY_CACHE_SECONDS
+    assert temp.get("/api/keys").status_code == 200  # now in the principal cache for KEY_CACHE_SECONDS
 
     response = owner.client().post(f"/api/keys/{created['id']}/revoke")
     assert response.status_code == 200 and response.json()["data"]["active"] is False
@@ -77,7 +77,7 @@ def test_an_expired_key_is_refused(owner):
         "/api/keys", {"name": "short", "expires_at": (timezone.now() + timedelta(seconds=1)).isoformat()},
         format="json").json()["data"]
     ApiKey.objects.filter(pk=created["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
-    auth.clear_key_cache()
+    auth.clear_principal_cache()
     from rest_framework.test import APIClient
 
     client = APIClient()

@@ -9,7 +9,6 @@ import pytest
 from django.conf import settings
 
 from registry.services import api_key_create
-from registry.tenancy.admission import admit
 from registry.tenancy.models import Quota
 from registry.tenancy.policy import GateError
 from registry.tenancy.quota import (
@@ -20,7 +19,7 @@ from registry.tenancy.quota import (
     quota_store,
 )
 from tests.factories import BlockFactory
-from tests.tenancy.conftest import chat, principal_of
+from tests.tenancy.conftest import admit_as, chat, principal_of
 from tests.tenancy.crossprocess import reserve_from_another_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,8 +47,8 @@ def budget_counter_value() -> int:
 async def _admit_many(principal, block, n: int, *, prompt_tokens: int = 10, max_tokens: int = 20):
     async def one():
         try:
-            return await admit(principal=principal, block=block, request=chat(block.block_id, max_tokens=max_tokens),
-                               estimated_prompt_tokens=prompt_tokens)
+            return await admit_as(principal=principal, request=chat(block.block_id, max_tokens=max_tokens),
+                                  estimated_prompt_tokens=prompt_tokens)
         except GateError as exc:
             return exc
 
@@ -155,23 +154,23 @@ async def test_a_keys_quota_and_its_organizations_quota_both_apply(org, owner, b
     other = Principal(organization=org, api_key=other_key)
 
     for _ in range(2):
-        await admit(principal=limited, block=block, request=chat(block.block_id), estimated_prompt_tokens=1)
+        await admit_as(principal=limited, request=chat(block.block_id), estimated_prompt_tokens=1)
     with pytest.raises(GateError) as refused:
-        await admit(principal=limited, block=block, request=chat(block.block_id), estimated_prompt_tokens=1)
+        await admit_as(principal=limited, request=chat(block.block_id), estimated_prompt_tokens=1)
     assert "API key" in refused.value.message
 
     # Another key of the same organization only meets the organization's limit (3, 2 used).
-    await admit(principal=other, block=block, request=chat(block.block_id), estimated_prompt_tokens=1)
+    await admit_as(principal=other, request=chat(block.block_id), estimated_prompt_tokens=1)
     with pytest.raises(GateError) as org_refused:
-        await admit(principal=other, block=block, request=chat(block.block_id), estimated_prompt_tokens=1)
+        await admit_as(principal=other, request=chat(block.block_id), estimated_prompt_tokens=1)
     assert "organization" in org_refused.value.message
 
 
 async def test_a_request_larger_than_the_tokens_per_minute_limit_is_refused_with_the_reason(org, principal, block):
     await Quota.objects.acreate(organization=org, tokens_per_minute=100)
     with pytest.raises(GateError) as refused:
-        await admit(principal=principal, block=block, request=chat(block.block_id, max_tokens=500),
-                    estimated_prompt_tokens=10)
+        await admit_as(principal=principal, request=chat(block.block_id, max_tokens=500),
+                       estimated_prompt_tokens=10)
     assert refused.value.status == 429
     assert refused.value.code == "rate_limit_exceeded"
     assert "510 tokens, more than the organization's tokens_per_minute limit of 100" in refused.value.message
@@ -180,8 +179,8 @@ async def test_a_request_larger_than_the_tokens_per_minute_limit_is_refused_with
 async def test_a_refused_request_charges_nothing(org, principal, block):
     await Quota.objects.acreate(organization=org, requests_per_minute=100, token_budget=100)
     with pytest.raises(GateError):
-        await admit(principal=principal, block=block, request=chat(block.block_id, max_tokens=200),
-                    estimated_prompt_tokens=10)
+        await admit_as(principal=principal, request=chat(block.block_id, max_tokens=200),
+                       estimated_prompt_tokens=10)
     limits = Limits(scope=f"org:{org.pk}", requests_per_minute=100, token_budget=100)
     left = quota_store().remaining(limits)
     assert left["requests_per_minute"]["used"] == 0
@@ -200,7 +199,7 @@ def test_without_redis_the_store_is_the_in_process_one(settings):
 async def test_under_a_token_limit_an_uncapped_request_is_capped_at_its_reservation(org, principal, block):
     await Quota.objects.acreate(organization=org, token_budget=10_000, budget_period=Quota.DAY)
     request = chat(block.block_id, max_tokens=None)
-    admission = await admit(principal=principal, block=block, request=request, estimated_prompt_tokens=10)
+    admission = await admit_as(principal=principal, request=request, estimated_prompt_tokens=10)
     assert request.max_tokens == 256
     assert budget_counter_value() == 10 + 256
     await admission.release()
@@ -209,5 +208,5 @@ async def test_under_a_token_limit_an_uncapped_request_is_capped_at_its_reservat
 async def test_without_a_token_limit_an_uncapped_request_stays_uncapped(org, principal, block):
     await Quota.objects.acreate(organization=org, requests_per_minute=100)
     request = chat(block.block_id, max_tokens=None)
-    await admit(principal=principal, block=block, request=request, estimated_prompt_tokens=10)
+    await admit_as(principal=principal, request=request, estimated_prompt_tokens=10)
     assert request.max_tokens is None

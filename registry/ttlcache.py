@@ -66,6 +66,21 @@ class AsyncTTLCache(Generic[V]):
     def discard(self, key: Hashable) -> None:
         self._entries.pop(key, None)
 
+    # The synchronous side, for code that runs on a thread (a DRF view) and shares the entries with
+    # the event loop's callers: a read under the same ttl, and a store. No single flight, no
+    # refresh-ahead, no serving stale: a thread simply loads on a miss.
+    def peek(self, key: Hashable) -> tuple[bool, V | None]:
+        """(True, value) when a value younger than ttl is cached, else (False, None)."""
+        hit = self._entries.get(key)
+        if hit is None or time.monotonic() - hit[0] >= self.ttl:
+            return False, None
+        return True, hit[1]
+
+    def put(self, key: Hashable, value: V) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # Bounded: a flood of distinct keys cannot grow it forever.
+        self._entries[key] = (time.monotonic(), value)
+
     @property
     def grace(self) -> float:
         return max(0.0, self._grace if self._grace is not None else float(settings.DB_OUTAGE_GRACE_S))
@@ -146,9 +161,7 @@ class AsyncTTLCache(Generic[V]):
                 self._outage_seen = time.monotonic()
                 raise
             self._outage_seen = float("-inf")
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()  # Bounded: a flood of distinct keys cannot grow it forever.
-            self._entries[key] = (time.monotonic(), value)
+            self.put(key, value)
             return value
         finally:
             if self._loading.get(key) is asyncio.current_task():
