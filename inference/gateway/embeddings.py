@@ -18,7 +18,7 @@ from typing import Any
 from inference.backends.base import BackendError, EmbeddingRequest
 from inference.backends.factory import backend_for_block
 from inference.gateway.errors import OpenAIError
-from inference.gateway.pipeline import ChatCall, resolve_model
+from inference.gateway.pipeline import ChatCall, gate_error, resolve_model
 from inference.gateway.validation import parse_embedding_body
 from inference.planner.routing import is_auto
 from registry.models import Block
@@ -59,16 +59,16 @@ async def prepare_embeddings(principal: Principal, body: dict[str, Any], *, hops
     if is_auto(request.model):
         raise OpenAIError(400, "'auto' chooses a chat model from a conversation; name an embedding model here.",
                           param="model", code="unsupported_value")
-    block = await resolve_model(principal, request.model)
+    access = await resolve_model(principal, request.model)
+    block = access.block
     if not block.backend_type:
         raise OpenAIError(400, f"The model '{request.model}' is a registry entry with no inference backend.",
                           param="model", code="model_not_runnable")
     check_embedding_block(block, request)
     try:
-        admission = await admit(principal=principal, block=block, request=request,
-                                estimated_prompt_tokens=parsed.estimated_prompt_tokens)
+        admission = await admit(access=access, request=request, estimated_prompt_tokens=parsed.estimated_prompt_tokens)
     except GateError as exc:
-        raise OpenAIError(exc.status, exc.message, code=exc.code, headers=exc.headers) from None
+        raise gate_error(exc) from None
     return EmbeddingCall(principal=principal, chat=parsed, block=block, admission=admission, started=started)
 
 
