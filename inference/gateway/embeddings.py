@@ -12,7 +12,7 @@ model's 384, token ids for the built-in model): nothing is reserved for a reques
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 from inference.backends.base import BackendError, EmbeddingRequest
@@ -75,9 +75,9 @@ async def prepare_embeddings(principal: Principal, body: dict[str, Any], *, hops
 class EmbeddingCall(ChatCall):
     """One embeddings request under the admitted policy; settles the admission and records metrics."""
 
-    async def _candidates(self) -> AsyncIterator[Block]:
+    def _candidates(self) -> Iterator[Block]:
         # A policy's fallback that serves no embeddings (a chat model) cannot stand in: skipped.
-        async for block in super()._candidates():
+        for block in super()._candidates():
             if block.pk == self.block.pk or _serves_embeddings(block):
                 yield block
 
