@@ -208,38 +208,50 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def compare(sides: dict[str, tuple[str, str]], *, rounds: int, seconds: float, connections: int,
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compare(sides: dict[str, tuple[str, str, int]], *, rounds: int, seconds: float, connections: int,
             script: str) -> list[str]:
-    """`sides`: label -> (url, key). Every round runs each side once per request kind, the order
-    rotated every round, so a burst of load from elsewhere on the machine lands on all sides."""
+    """`sides`: label -> (url, key, server pid). Every round runs each side once per request kind, the
+    order rotated every round, so a burst of load from elsewhere on the machine lands on all sides.
+    The server's CPU time per request is counted too: unlike latency, other load hardly moves it."""
     labels = list(sides)
     results: dict[tuple[str, bool], list[dict[str, float]]] = {(label, s): [] for label in labels
                                                                for s in (False, True)}
     for stream in (False, True):
         for label in labels:  # Warm-up: caches, upstream connection pools, lazy imports.
-            url, key = sides[label]
+            url, key, _ = sides[label]
             wrk(url, connections=4, seconds=2, stream=stream, key=key, script=script)
     for n in range(rounds):
         order = labels[n % len(labels):] + labels[:n % len(labels)]
         for stream in (False, True):
             for label in order:
-                url, key = sides[label]
+                url, key, pid = sides[label]
+                cpu = cpu_seconds(pid)
                 run = wrk(url, connections=connections, seconds=seconds, stream=stream, key=key, script=script)
+                run["cpu_us"] = (cpu_seconds(pid) - cpu) * 1e6 / max(1.0, run["rps"] * max(1, round(seconds)))
                 if run["failed"]:
                     sys.exit(f"{label} failed requests: its latencies would not be the gateway's")
                 results[(label, stream)].append(run)
                 print(f"  round {n + 1} {label:<10} {'stream' if stream else 'json  '} p50 {run['p50']:6.2f} "
                       f"p90 {run['p90']:6.2f} p99 {run['p99']:7.2f} max {run['max']:7.2f} ms "
-                      f"{run['rps']:7,.0f} req/s", flush=True)
+                      f"{run['rps']:7,.0f} req/s {run['cpu_us']:5.0f} us CPU/req", flush=True)
     rows = []
     for stream in (False, True):
         for label in labels:
             runs = results[(label, stream)]
-            m = {name: median([r[name] for r in runs]) for name in ("p50", "p90", "p99", "max", "rps")}
+            m = {name: median([r[name] for r in runs]) for name in ("p50", "p90", "p99", "max", "rps", "cpu_us")}
             p99s = [r["p99"] for r in runs]
             rows.append(f"| {label} | {'stream 16 chunks' if stream else 'non-streaming'} | {m['p50']:.2f} "
                         f"| {m['p90']:.2f} | **{m['p99']:.2f}** ({min(p99s):.1f}–{max(p99s):.1f}) | {m['max']:.1f} "
-                        f"| {m['p99'] / m['p50']:.1f}× | {m['rps']:,.0f} |")
+                        f"| {m['p99'] / m['p50']:.1f}× | {m['rps']:,.0f} | {m['cpu_us']:,.0f} |")
     return rows
 
 
@@ -259,15 +271,16 @@ def main_compare(args: argparse.Namespace, env: dict[str, str], key: str, direct
     bare, bare_port = start_gateway("uvicorn", {**env, "BARE_PROXY_UPSTREAM": direct_url},
                                     app="bench.bare_proxy:application")
     children.append(bare)
-    sides = {f"ref {sha}": (f"http://127.0.0.1:{base_port}/v1/chat/completions", key),
-             f"this {head}{'+' if dirty else ''}": (f"http://127.0.0.1:{this_port}/v1/chat/completions", key),
-             "bare proxy": (f"http://127.0.0.1:{bare_port}/", "")}
+    sides = {f"ref {sha}": (f"http://127.0.0.1:{base_port}/v1/chat/completions", key, base.pid),
+             f"this {head}{'+' if dirty else ''}": (f"http://127.0.0.1:{this_port}/v1/chat/completions", key,
+                                                    this.pid),
+             "bare proxy": (f"http://127.0.0.1:{bare_port}/", "", bare.pid)}
     print(f"c={args.connections}, {args.rounds} interleaved rounds of {args.duration:g} s per side and kind "
           f"({args.compare_ref} = {sha} against this tree, {head}{' with uncommitted changes' if dirty else ''})",
           flush=True)
     rows = compare(sides, rounds=args.rounds, seconds=args.duration, connections=args.connections, script=script)
-    print("\n| side | request | p50 ms | p90 ms | p99 ms (range over rounds) | max ms | p99/p50 | req/s |\n"
-          "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+    print("\n| side | request | p50 ms | p90 ms | p99 ms (range over rounds) | max ms | p99/p50 | req/s "
+          "| server CPU µs/req |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def main() -> None:
