@@ -20,8 +20,9 @@ through untouched. The database is dropped at the end.
 `--compare-ref REF` measures the tail instead: the gateway of git REF (exported with `git archive`
 into a temporary folder, run from there on the same database and upstream), this tree's gateway
 and the bare proxy, at concurrency 32, in interleaved rounds (the order rotates every round) so
-that whatever else the machine is doing hits every side alike. It prints p50/p90/p99/max and
-requests/s per side: the median over the rounds, and the p99 range.
+that whatever else the machine is doing hits every side alike. It prints p50/p90/p99/max,
+requests/s and the server's CPU time per request per side: the median over the rounds, and the
+p99 range. REF's gateway runs on the database this tree migrated, so REF must share its schema.
 """
 
 from __future__ import annotations
