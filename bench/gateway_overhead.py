@@ -222,7 +222,7 @@ def compare(sides: dict[str, tuple[str, str, int]], *, rounds: int, seconds: flo
             script: str) -> list[str]:
     """`sides`: label -> (url, key, server pid). Every round runs each side once per request kind, the
     order rotated every round, so a burst of load from elsewhere on the machine lands on all sides.
-    The server's CPU time per request is counted too: unlike latency, other load hardly moves it."""
+    The server's CPU time per request is counted too: other load moves it far less than latency."""
     labels = list(sides)
     results: dict[tuple[str, bool], list[dict[str, float]]] = {(label, s): [] for label in labels
                                                                for s in (False, True)}
