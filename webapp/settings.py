@@ -265,6 +265,10 @@ EGRESS_ALLOW = envlist("EGRESS_ALLOW", "")
 # A /v1 request that already went through this many gateways (X-Switchboard-Hops) is refused with a
 # 508 `loop_detected`: a block pointing at a gateway costs at most this many extra requests.
 GATEWAY_MAX_HOPS = envint("GATEWAY_MAX_HOPS", 2)
+# The serving process's garbage collector (inference/lifespan.py, at ASGI lifespan startup): freeze what
+# startup loaded, and collect the youngest generation only after this many net new objects (Python: 700).
+SERVER_GC_FREEZE = envbool("SERVER_GC_FREEZE", True)
+SERVER_GC_THRESHOLD = envint("SERVER_GC_THRESHOLD", 10_000)
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
