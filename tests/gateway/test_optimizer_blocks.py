@@ -22,7 +22,7 @@ from registry.principal import Principal
 from registry.services import api_key_create
 from registry.tenancy.policy import Admission, Policy
 from tests.factories import BlockFactory
-from tests.gateway.conftest import request
+from tests.support.plain_http import request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

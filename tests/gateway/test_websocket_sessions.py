@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed
 
 from registry.models import ApiKey, Membership
 from registry.tenancy.services import api_key_revoke
-from tests.gateway.conftest import request
-from tests.gateway.websocket_client import connect, frames_until_done
+from tests.support.plain_http import request
+from tests.support.websocket_client import connect, frames_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

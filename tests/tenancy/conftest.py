@@ -1,4 +1,4 @@
-"""Tenancy fixtures: a clean quota store and rules cache per test, and helpers to build requests."""
+"""Tenancy fixtures: a clean quota store and rules cache per test (request helpers: tests/support/chat_requests.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import connections
 
-from inference.backends.base import ChatRequest
-from registry.principal import Principal
 from registry.tenancy import quota as quota_module
 from registry.tenancy.rules import rules_cache
 
@@ -41,14 +39,3 @@ def _clean_tenancy_state():
     # database_sync_to_async ran in asgiref's shared thread: close its connection so the
     # test database can be dropped.
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
-
-
-def chat(model: str, text: str = "hello", **kwargs) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": text}], model=model, **kwargs)
-
-
-def principal_of(party) -> Principal:
-    from registry.models import ApiKey, hash_api_key
-
-    key = ApiKey.objects.select_related("organization").get(hashed_key=hash_api_key(party.key))
-    return Principal(organization=key.organization, api_key=key)

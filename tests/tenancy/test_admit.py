@@ -16,7 +16,7 @@ from registry.tenancy.models import PolicyRule
 from registry.tenancy.policy import GateError
 from registry.tenancy.rules import RULES_POLL_S, VERSION_KEY
 from tests.factories import BlockFactory
-from tests.tenancy.conftest import chat, principal_of
+from tests.support.chat_requests import chat, principal_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
