@@ -26,6 +26,7 @@ fixture in tests/conftest.py is one for the whole session); `python -m tests.sup
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import threading
 import time
@@ -197,7 +198,8 @@ class _Connection(asyncio.Protocol):
             self.send(404, b'{"error":{"message":"not found"}}')
             return
         stats.requests += 1
-        count = stats.by_scenario[name] = stats.by_scenario.get(name, 0) + 1
+        stats.by_scenario[name] += 1
+        count = stats.by_scenario[name]
         if scenario.hang:
             return
         if scenario.gate:
@@ -316,8 +318,6 @@ class FakeUpstream:
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

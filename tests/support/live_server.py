@@ -180,7 +180,7 @@ class MakeRun(LiveProcess):
         return time.monotonic() - self.started
 
 
-class FakeEngine(LiveProcess):
+class EngineProcess(LiveProcess):
     """tests/support/fake_sglang.py on a free port."""
 
     def __init__(self, *, token_delay_ms: float, tokens: int, fail_mode: str):
@@ -194,8 +194,8 @@ class FakeEngine(LiveProcess):
         return get_json(f"{self.url}/stats")
 
 
-def start_fake_engine(*, token_delay_ms: float = 5, tokens: int = 16, fail_mode: str = "none") -> FakeEngine:
-    engine = FakeEngine(token_delay_ms=token_delay_ms, tokens=tokens, fail_mode=fail_mode)
+def start_fake_engine(*, token_delay_ms: float = 5, tokens: int = 16, fail_mode: str = "none") -> EngineProcess:
+    engine = EngineProcess(token_delay_ms=token_delay_ms, tokens=tokens, fail_mode=fail_mode)
     engine.wait_until(lambda: engine.stats() is not None, timeout=15, interval=0.1)
     return engine
 

@@ -16,11 +16,17 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from tests.support.live_server import FakeEngine, Worker, database_url, start_celery_worker, start_fake_engine
+from tests.support.live_server import (
+    EngineProcess,
+    Worker,
+    database_url,
+    start_celery_worker,
+    start_fake_engine,
+)
 
 
 @pytest.fixture
-def fake_engine() -> Iterator[FakeEngine]:
+def fake_engine() -> Iterator[EngineProcess]:
     engine = start_fake_engine(token_delay_ms=5, tokens=16)
     yield engine
     engine.stop()
