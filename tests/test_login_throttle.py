@@ -57,7 +57,6 @@ def test_a_username_is_locked_out_after_five_failed_logins_even_with_the_right_p
     assert b"Too many failed logins" in refused.content
 
 
-@pytest.mark.slow  # forty logins
 def test_forty_wrong_dashboard_passwords_in_a_row_are_not_all_answered(owner):
     statuses = [log_in("/login/", "alice", f"guess-{n}").status_code for n in range(40)]
     assert statuses == [200] * 5 + [429] * 35

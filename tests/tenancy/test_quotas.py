@@ -56,7 +56,6 @@ async def _admit_many(principal, block, n: int, *, prompt_tokens: int = 10, max_
     return await asyncio.gather(*(one() for _ in range(n)))
 
 
-@pytest.mark.slow  # 200 concurrent reservations against Redis
 async def test_exactly_50_of_200_concurrent_requests_fit_a_token_budget_for_50(org, principal, block):
     # Each request reserves 10 prompt + 20 max_tokens = 30 tokens; the budget holds 50 of them.
     await Quota.objects.acreate(organization=org, token_budget=50 * 30, budget_period=Quota.DAY)
@@ -80,7 +79,6 @@ async def test_exactly_50_of_200_concurrent_requests_fit_a_token_budget_for_50(o
     assert budget_counter_value() == 50 * 15
 
 
-@pytest.mark.slow  # 200 concurrent reservations against Redis
 async def test_exactly_50_of_200_concurrent_requests_pass_a_limit_of_50_per_minute(org, principal, block):
     await Quota.objects.acreate(organization=org, requests_per_minute=50)
 
