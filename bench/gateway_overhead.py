@@ -4,7 +4,7 @@
     .venv/bin/python bench/gateway_overhead.py [--duration 5] [--server uvicorn|daphne|both] [--rename]
     .venv/bin/python bench/gateway_overhead.py --compare-ref REF [--rounds 8] [--duration 5]
 
-It starts the fake upstream (tests/gateway/fake_upstream.py: raw asyncio on uvloop), creates
+It starts the fake upstream (tests/support/fake_upstream.py: raw asyncio on uvloop), creates
 a throwaway PostgreSQL database (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres
 names the server) holding one organization, one API key and one `openai` block on that
 upstream, starts the gateway in its production configuration (DEBUG off, PostgreSQL, one
@@ -84,7 +84,7 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: floa
 
 def start_upstream() -> tuple[subprocess.Popen, int]:
     port = free_port()
-    process = subprocess.Popen([PY, "-m", "tests.gateway.fake_upstream", "--port", str(port)], cwd=ROOT,
+    process = subprocess.Popen([PY, "-m", "tests.support.fake_upstream", "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.DEVNULL)
     wait_for_port(port, process, "the fake upstream")
     return process, port

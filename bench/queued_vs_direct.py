@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/queued_vs_direct.py [--engine-url http://gpu-host:30000] [--quick]
 
-Without --engine-url it starts the fake SGLang engine (tests/workers/fake_sglang.py) with a
+Without --engine-url it starts the fake SGLang engine (tests/support/fake_sglang.py) with a
 fixed per-token delay. It makes a throwaway PostgreSQL database, migrates it, registers the
 engine, starts a Celery worker (threads pool, the production shape) and, when the gateway's
 /v1/chat/completions exists, a uvicorn gateway. Columns, all measured side by side in one run:
@@ -198,7 +198,7 @@ def main() -> None:
         engine_url = args.engine_url
         if not engine_url:
             port = free_port()
-            procs.append(spawn([sys.executable, "-m", "tests.workers.fake_sglang", "--port", str(port),
+            procs.append(spawn([sys.executable, "-m", "tests.support.fake_sglang", "--port", str(port),
                                 "--token-delay-ms", str(args.token_delay_ms), "--tokens", str(args.tokens)],
                                env, logs / "engine.log"))
             engine_url = f"http://127.0.0.1:{port}"

@@ -3,7 +3,7 @@
     .venv/bin/python bench/workflows.py [--runs 20] [--paused 1000] [--approve 100]
 
 It makes a throwaway PostgreSQL database, migrates it, starts the fast fake upstream
-(tests/gateway/fake_upstream.py) in this process and one Celery worker (threads pool, the production
+(tests/support/fake_upstream.py) in this process and one Celery worker (threads pool, the production
 shape) on its own Redis database, then measures:
 
   1. a 10-node diamond (1 -> 2 -> 4 -> 2 -> 1) of block calls: the scheduling overhead of each node,
@@ -126,7 +126,7 @@ def main() -> None:
         from inference.workflows.models import Approval, NodeRun, WorkflowRun
         from registry.models import Block, Membership, Organization
         from registry.principal import Principal
-        from tests.gateway.fake_upstream import FakeUpstream
+        from tests.support.fake_upstream import FakeUpstream
 
         call_command("migrate", verbosity=0)
         broker = redis.Redis.from_url(args.redis_url)

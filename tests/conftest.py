@@ -1,10 +1,13 @@
-"""Fixtures shared by every test: one organization with an owner and a member, and an outsider."""
+"""Fixtures shared by every test: one organization with an owner and a member, and an outsider; the fake
+upstream and a live gateway (tests/support) for any test that talks to a server over real TCP."""
 
 from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -19,9 +22,12 @@ from rest_framework.test import APIClient
 from inference.backends.openai_compat import close_sessions
 from registry.asyncdb import close_thread_connections
 from registry.auth import clear_principal_cache
-from registry.models import Membership, Organization
+from registry.models import Block, Membership, Organization
 from registry.services import api_key_create
 from registry.tenancy.access import clear_block_cache
+from tests.factories import BlockFactory
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.live_server import LiveGateway, start_gateway
 
 
 @dataclass
@@ -43,6 +49,32 @@ def _party(username: str, org: Organization, role: str) -> Party:
     Membership.objects.create(user=user, organization=org, role=role)
     _, raw = api_key_create(organization=org, name=f"{username}-key", created_by=user)
     return Party(user=user, organization=org, key=raw)
+
+
+# A test using one of these fixtures talks to a live server or a process of its own: it is `slow`.
+LIVE_FIXTURES = frozenset({"live_gateway", "live_server", "fake_engine", "cpu_worker"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if LIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _a_test_that_starts_a_process_is_marked_slow(request, monkeypatch):
+    """The `slow` marker is kept honest: a test (or its fixtures) starting a process without it fails."""
+    started: list = []
+    popen_init = subprocess.Popen.__init__
+
+    def recording_init(self, args, *rest, **kwargs):
+        started.append(args)
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", recording_init)
+    yield
+    if started and request.node.get_closest_marker("slow") is None:
+        pytest.fail(f"{request.node.nodeid} starts a process ({started[0]!r}) but is not marked slow")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -160,3 +192,31 @@ def operator(db) -> Party:
 @pytest.fixture
 def anon() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """One fake upstream for the session: a test tells its requests apart by scenario name."""
+    upstream = FakeUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def live_gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
+    """One uvicorn gateway for the session, on the test database (tests using it are transactional)."""
+    gateway = start_gateway()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def upstream_block(fake_upstream):
+    """make(org, scenario="ok", **fields) -> an enabled `openai` LLM block on the fake upstream."""
+
+    def make(organization, scenario: str = "ok", **fields) -> Block:
+        config = {"base_url": fake_upstream.base_url(scenario), **fields.pop("config", {})}
+        return BlockFactory(organization=organization, backend_type="openai", backend_config=config,
+                            kind=Block.LLM, **fields)
+
+    return make

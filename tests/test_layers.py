@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("registry", "inference", "webapp")
 
@@ -83,6 +85,7 @@ def test_no_project_import_is_wrapped_in_try_except_import_error():
     assert found == []
 
 
+@pytest.mark.slow
 def test_the_layers_contract_is_kept():
     lint_imports = Path(sys.executable).parent / "lint-imports"
     result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.backends.fake_grpc import FakeGrpcServer
+from tests.support.fake_grpc import FakeGrpcServer
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def main() -> None:
     import webapp.asgi  # noqa: F401
     from inference.backends.base import ChatRequest
     from inference.backends.factory import backend_for
-    from tests.backends.fake_grpc import FakeGrpcServer
+    from tests.support.fake_grpc import FakeGrpcServer
 
     assert Path(sys.modules["inference"].__file__).is_relative_to(ROOT)
     server = FakeGrpcServer().start()

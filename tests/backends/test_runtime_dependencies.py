@@ -21,6 +21,7 @@ import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -65,6 +66,7 @@ def test_protobuf_is_a_pinned_runtime_dependency_matching_the_generated_stubs():
     assert [int(p) for p in generated.split(".")] <= as_tuple and as_tuple[0] == int(generated.split(".")[0])
 
 
+@pytest.mark.slow
 def test_grpc_backends_run_with_only_the_runtime_dependencies():
     closure = runtime_closure()
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "backends" / "runtime_only.py"),

@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from inference.context_window.models import ChatSession
 from tests.factories import BlockFactory
-from tests.gateway.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

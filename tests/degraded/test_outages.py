@@ -9,7 +9,6 @@ warm in the gateway's caches keep being served for DB_OUTAGE_GRACE_S (3 s here) 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,12 +19,13 @@ import psycopg
 import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect as ws_connect
 
 from registry.tenancy.rules import RULES_POLL_S, VERSION_KEY
-from tests.degraded.servers import PrivatePostgres, PrivateRedis, spare_port
-from tests.gateway.conftest import ROOT, Reply, request
-from tests.gateway.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.live_server import ROOT, LiveGateway, gateway_env, start_gateway
+from tests.support.plain_http import Reply, request
+from tests.support.private_services import PrivatePostgres, PrivateRedis
+from tests.support.websocket_client import connect_sync
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ class Stack:
     redis: PrivateRedis
     postgres: PrivatePostgres
     keys: dict[str, str]
-    gateway: subprocess.Popen
+    gateway: LiveGateway
 
     def chat(self, key: str, model: str = "warm-model") -> tuple[Reply, float]:
         started = time.monotonic()
@@ -81,8 +81,8 @@ class Stack:
 
     def socket_refusal(self, key: str) -> tuple[dict, int | None]:
         """The first frame and the close code of a chat WebSocket opened with this key."""
-        with ws_connect(self.url.replace("http://", "ws://") + "/ws/chat/", open_timeout=5, origin=self.url,
-                        additional_headers={"Authorization": f"Bearer {self.keys[key]}"}) as socket:
+        with connect_sync(self.gateway.ws, open_timeout=5,
+                          additional_headers={"Authorization": f"Bearer {self.keys[key]}"}) as socket:
             frame = json.loads(socket.recv(timeout=5))
             try:
                 socket.recv(timeout=5)
@@ -92,8 +92,8 @@ class Stack:
 
     def held_socket(self, key: str):
         """A chat WebSocket opened (and its key checked) now, to watch what happens to it later."""
-        return ws_connect(self.url.replace("http://", "ws://") + "/ws/chat/", open_timeout=5, origin=self.url,
-                          additional_headers={"Authorization": f"Bearer {self.keys[key]}"})
+        return connect_sync(self.gateway.ws, open_timeout=5,
+                            additional_headers={"Authorization": f"Bearer {self.keys[key]}"})
 
     def until_chat_works(self, key: str = "owner", model: str = "warm-model", timeout: float = 15.0) -> Reply:
         deadline = time.monotonic() + timeout
@@ -111,11 +111,10 @@ class Stack:
         return int(row[0])
 
 
-def _env(postgres: PrivatePostgres, own_redis: PrivateRedis) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": postgres.url, "REDIS_URL": own_redis.url, "CELERY_BROKER_URL": "memory://",
-            "DEBUG": "0", "SECURE_SSL_REDIRECT": "0", "SWITCHBOARD_DEV_OPEN_ACCESS": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECRET_KEY": "test-only-secret-key-not-for-production",
-            "DB_OUTAGE_GRACE_S": str(GRACE_S), "DB_LOOKUP_TIMEOUT_S": str(LOOKUP_TIMEOUT_S)}
+def _settings(own_redis: PrivateRedis) -> dict[str, str]:
+    """What the gateway under test (and manage.py beside it) runs with, over production's settings."""
+    return {"REDIS_URL": own_redis.url, "CELERY_BROKER_URL": "memory://", "DB_OUTAGE_GRACE_S": str(GRACE_S),
+            "DB_LOOKUP_TIMEOUT_S": str(LOOKUP_TIMEOUT_S)}
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -127,39 +126,20 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    upstream = FakeUpstream().start_in_thread()
+    upstream = FakeUpstream().start()
     own_redis = PrivateRedis().start()
     postgres = PrivatePostgres().init()
     gateway = None
     try:
-        env = _env(postgres, own_redis)
+        env = gateway_env(postgres.url, **_settings(own_redis))
         _manage(env, "migrate", "-v0")
         keys = json.loads(_manage(env, "shell", "-c",
                                   f"UPSTREAM = {upstream.base_url('ok')!r}\n{SEED}").strip().splitlines()[-1])
-        port = spare_port()
-        log = open(ROOT / "var" / f"outage-gateway-{port}.log", "wb") if (ROOT / "var").is_dir() else subprocess.DEVNULL
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--lifespan", "on", "--timeout-graceful-shutdown", "5"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert gateway.poll() is None, f"the gateway exited with {gateway.returncode}"
-            try:
-                if request("GET", f"{url}/v1/models").status == 401:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not start within 30 s"
-            time.sleep(0.2)
-        yield Stack(url=url, redis=own_redis, postgres=postgres, keys=keys, gateway=gateway)
+        gateway = start_gateway(postgres.url, **_settings(own_redis))
+        yield Stack(url=gateway.url, redis=own_redis, postgres=postgres, keys=keys, gateway=gateway)
     finally:
         if gateway is not None:
-            gateway.terminate()
-            try:
-                gateway.wait(10)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
+            gateway.stop()
         own_redis.stop()
         postgres.destroy()
         upstream.stop()
@@ -254,7 +234,7 @@ def test_with_postgres_stopped_warm_keys_and_blocks_are_served_for_the_grace_and
     assert stack.until_chat_works("cold", "cold-model").status == 200
     assert stack.api("GET", "/api/blocks")[0].status == 200
     assert stack.api("GET", "/healthz")[0].status == 200
-    assert stack.gateway.poll() is None
+    assert stack.gateway.process.poll() is None
     # The metrics of the requests served during the outage were kept and written once it was over.
     deadline = time.monotonic() + 10
     while stack.metered_requests("warm-model") < served_before + served + 1 and time.monotonic() < deadline:

@@ -10,9 +10,9 @@ import json
 import pytest
 
 from registry.models import Block
-from tests.gateway.conftest import request
-from tests.gateway.test_errors import assert_openai_error
-from tests.gateway.test_websocket_chat import connect
+from tests.support.openai_errors import assert_openai_error
+from tests.support.plain_http import request
+from tests.support.websocket_client import connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

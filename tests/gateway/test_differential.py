@@ -9,16 +9,14 @@ replies and streams (each call is a new generation, with an id of its own).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from registry.builtin import smollm2_gguf_path
 from tests.factories import BlockFactory
-from tests.gateway.conftest import ROOT, free_port, request
+from tests.support.live_server import start_llama_reference
+from tests.support.plain_http import request
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -29,25 +27,9 @@ CHAT = {"messages": [SYSTEM, {"role": "user", "content": "What is the capital of
 
 @pytest.fixture(scope="module")
 def reference() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.gateway.llama_reference", "--model",
-                                str(smollm2_gguf_path()), "--port", str(port)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if request("GET", f"{url}/v1/models").status == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "llama_cpp.server did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+    url, server = start_llama_reference(smollm2_gguf_path())
+    yield url
+    server.stop(grace_s=10)
 
 
 @pytest.fixture

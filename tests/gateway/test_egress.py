@@ -27,8 +27,8 @@ from registry.models import Block, Membership
 from registry.services import api_key_create
 from registry.tenancy.models import PolicyRule
 from tests.factories import BlockFactory
-from tests.gateway.conftest import request
-from tests.recording_listener import RecordingListener
+from tests.support.plain_http import request
+from tests.support.recording_listener import RecordingListener
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

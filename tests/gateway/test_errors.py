@@ -7,7 +7,8 @@ import json
 import openai
 import pytest
 
-from tests.gateway.conftest import request
+from tests.support.openai_errors import assert_openai_error
+from tests.support.plain_http import request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,18 +19,6 @@ def post(gateway, party, body, path="/v1/chat/completions", method="POST"):
     raw = body if isinstance(body, str | bytes) else json.dumps(body)
     return request(method, gateway.url + path, raw,
                    {"Authorization": f"Bearer {party.key}", "Content-Type": "application/json"})
-
-
-def assert_openai_error(reply, status: int, code: str | None = None, param: str | None = None) -> dict:
-    assert reply.status == status, reply.body
-    error = reply.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["message"]
-    if code is not None:
-        assert error["code"] == code
-    if param is not None:
-        assert error["param"] == param
-    return error
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from inference.backends.factory import backend_for_block
 from registry.builtin import builtin_block_load, smollm2_gguf_path
 from registry.models import Block
 from tests.conftest import Party
-from tests.gateway.conftest import request
+from tests.support.plain_http import request
 
 pytestmark = pytest.mark.slow
 

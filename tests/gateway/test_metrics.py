@@ -11,6 +11,7 @@ from inference import metrics
 from inference.models import BlockMetricBucket
 from registry.models import Block, BlockGrant
 from tests.factories import BlockFactory
+from tests.support.live_server import start_gateway
 
 
 @pytest.fixture
@@ -117,17 +118,13 @@ def test_the_live_gateway_records_requests_within_seconds(live_gateway, owner, u
 
 @pytest.mark.django_db(transaction=True)
 def test_a_gateway_shutting_down_flushes_what_it_has_not_written_yet(live_gateway, owner, upstream_block):
-    from inference import metrics as metrics_module
-    from tests.gateway.conftest import start_gateway
-
     block = upstream_block(owner.organization, "chunks2", block_id="acme-shutdown-metrics")
     gateway = start_gateway()
     try:
         client = openai.OpenAI(base_url=gateway.v1, api_key=owner.key, max_retries=0)
         client.chat.completions.create(model=block.block_id, messages=[{"role": "user", "content": "a"}])
     finally:
-        gateway.process.terminate()  # Well inside the flusher's 1 s period.
-        gateway.process.wait(10)
-    assert metrics_module.FLUSH_INTERVAL_S >= 1
+        gateway.stop(grace_s=10)  # Well inside the flusher's 1 s period.
+    assert metrics.FLUSH_INTERVAL_S >= 1
     bucket = BlockMetricBucket.objects.get(block=block)
     assert bucket.requests == 1 and bucket.tokens_out == 2

@@ -26,8 +26,8 @@ from registry.tenancy.access import BLOCK_CACHE_SECONDS
 from registry.tenancy.models import PolicyRule
 from registry.tenancy.rules import RULES_POLL_S
 from tests.factories import BlockFactory
-from tests.gateway.conftest import request
-from tests.gateway.test_websocket_chat import connect, frames_until_done
+from tests.support.plain_http import request
+from tests.support.websocket_client import connect, frames_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

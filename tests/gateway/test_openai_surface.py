@@ -12,7 +12,7 @@ from inference.backends.llamacpp import LlamaCppBackend
 from inference.gateway.validation import estimate_prompt_tokens
 from registry.models import Block
 from tests.factories import BlockFactory
-from tests.gateway.conftest import request
+from tests.support.plain_http import request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

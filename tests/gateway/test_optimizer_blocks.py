@@ -20,7 +20,7 @@ from registry.models import Block, Organization
 from registry.principal import Principal
 from registry.services import api_key_create
 from tests.factories import BlockFactory
-from tests.gateway.conftest import request
+from tests.support.plain_http import request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

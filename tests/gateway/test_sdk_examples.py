@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.conftest import ROOT, LiveGateway, request, start_gateway
+from tests.support.live_server import ROOT, LiveGateway, start_gateway
+from tests.support.plain_http import request
 
 EXAMPLES = ROOT / "tests" / "sdk_examples"
 SEED_NAMES = ["AIOSEstimatorClient", "AIOSInferenceAPI", "BlocksQueryManager", "KnownLLMOptimizers", "KnownLLMs",

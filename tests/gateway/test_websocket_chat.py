@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.gateway.websocket_client import connect, frames_until_done
+from tests.support.websocket_client import connect, frames_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,7 +1,7 @@
 """Sessions on /ws/chat/ (issue 8, item 5): an open socket keeps re-checking who it serves, and
 with Redis as the channel layer (the suite's REDIS_URL) sockets live as long as their clients want.
 
-All of these talk to a live uvicorn gateway in a subprocess (tests/gateway/conftest.py), so the
+All of these talk to a live uvicorn gateway in a subprocess (tests/support/live_server.py), so the
 gateway's own key caches are in play, exactly as in production.
 """
 
@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed
 
 from registry.models import ApiKey, Membership
 from registry.tenancy.services import api_key_revoke
-from tests.gateway.conftest import request
-from tests.gateway.websocket_client import connect, frames_until_done
+from tests.support.plain_http import request
+from tests.support.websocket_client import connect, frames_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,7 +23,6 @@ from inference.sdk import (
 )
 from registry.models import Block as BlockModel
 from tests.factories import BlockFactory
-from tests.tenancy.servers import LiveASGI
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -239,14 +238,7 @@ def test_remote_queries_follow_pages(live_server, owner, monkeypatch):
 
 
 # Running registry blocks: remotely on the server (the gateway serves /v1, so these need the
-# ASGI app, not live_server), in-process through inference.sdk.in_process.
-
-
-@pytest.fixture
-def gateway(db):
-    server = LiveASGI().start()
-    yield server
-    server.stop()
+# ASGI app, the live gateway, not live_server), in-process through inference.sdk.in_process.
 
 
 def run_python(script: str, *args: str, env: dict[str, str]) -> dict:
@@ -274,17 +266,17 @@ print(json.dumps({"answer": answer, "promptTokens": estimate["promptTokens"], "d
 
 
 @pytest.mark.django_db(transaction=True)
-def test_remote_run_ai_inference_and_estimate_work_in_a_plain_python_process(gateway, owner):
+def test_remote_run_ai_inference_and_estimate_work_in_a_plain_python_process(live_gateway, owner):
     BlockFactory(block_id="reverse-llm", organization=owner.organization)
-    result = run_python(REMOTE_RECIPE, gateway.url, owner.key, env=env_without_django())
+    result = run_python(REMOTE_RECIPE, live_gateway.url, owner.key, env=env_without_django())
     assert result == {"answer": "ereht olleh", "promptTokens": 2048, "django": False}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_remote_run_ai_inference_goes_over_http_where_the_server_checks_the_key(gateway, owner, outsider):
+def test_remote_run_ai_inference_goes_over_http_where_the_server_checks_the_key(live_gateway, owner, outsider):
     BlockFactory(block_id="reverse-llm", organization=owner.organization)
     BlockFactory(block_id="globex-secret", organization=outsider.organization)
-    llms = KnownLLMs(base_url=gateway.url, api_key=owner.key)
+    llms = KnownLLMs(base_url=live_gateway.url, api_key=owner.key)
     llms.add_llm(name="small", block_id="reverse-llm")
     assert llms.run_ai_inference(name="small", input_data={"text": "hello"}) == "olleh"
     # In-process dispatch would run any block; the server refuses one this key cannot see.
@@ -337,6 +329,7 @@ print(json.dumps({"answer": llms.run_ai_inference(name="rev", input_data={"text"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("settings_module", ["webapp.settings", None])
 def test_an_in_process_manager_sets_django_up_in_a_fresh_interpreter(org, settings_module):

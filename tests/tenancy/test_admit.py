@@ -15,7 +15,8 @@ from registry.tenancy.models import PolicyRule
 from registry.tenancy.policy import GateError
 from registry.tenancy.rules import RULES_POLL_S, VERSION_KEY
 from tests.factories import BlockFactory
-from tests.tenancy.conftest import admit_as, chat, principal_of
+from tests.support.chat_requests import chat, principal_of
+from tests.tenancy.conftest import admit_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -125,6 +125,7 @@ def test_bad_estimate_requests_get_a_clear_400(owner, block, body, message):
     assert response.json()["message"].startswith(message)
 
 
+@pytest.mark.slow  # loads the built-in model's tokenizer
 @pytest.mark.parametrize("config", [{}, {"dispatch": "queued", "queue": "inference.cpu"}],
                          ids=["in-process", "queued"])
 def test_the_builtin_block_is_counted_with_its_own_tokenizer(owner, org, config):

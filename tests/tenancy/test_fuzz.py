@@ -14,7 +14,7 @@ from registry.auth import clear_principal_cache
 from registry.models import ApiKey, Block
 from tests.factories import BlockFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 EXAMPLES_PER_OPERATION = 8
 

@@ -61,6 +61,7 @@ def test_a_revoked_key_stops_working_at_once_in_this_process(owner):
     assert answer.json()["message"] == "API key is expired or revoked"
 
 
+@pytest.mark.slow  # waits out the key cache
 def test_delete_revokes_and_the_cache_cannot_outlive_two_seconds(owner):
     created = owner.client().post("/api/keys", {"name": "temp"}, format="json").json()["data"]
     assert auth.principal_for(f"Bearer {created['key']}", None) is not None

@@ -19,7 +19,8 @@ from registry.tenancy.quota import (
     quota_store,
 )
 from tests.factories import BlockFactory
-from tests.tenancy.conftest import admit_as, chat, principal_of
+from tests.support.chat_requests import chat, principal_of
+from tests.tenancy.conftest import admit_as
 from tests.tenancy.crossprocess import reserve_from_another_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,6 +90,7 @@ async def test_exactly_50_of_200_concurrent_requests_pass_a_limit_of_50_per_minu
     assert all(1 <= int(e.headers["Retry-After"]) <= 60 for e in refused)
 
 
+@pytest.mark.slow
 def test_exactly_50_of_200_reservations_succeed_across_four_processes(db):
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()

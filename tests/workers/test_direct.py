@@ -15,9 +15,9 @@ from inference.backends.openai_compat import close_sessions
 from inference.backends.sglang import SGLangBackend
 from inference.models import Engine
 from tests.factories import BlockFactory
-from tests.workers.conftest import start_fake_engine, stop_process
+from tests.support.live_server import start_fake_engine
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def two_engines():
     forget_cache()
     yield engines
     for engine in engines:
-        stop_process(engine.proc)
+        engine.stop()
     forget_cache()
     inflight.clear()
 

@@ -16,8 +16,9 @@ from django.conf import settings
 from inference.backends.factory import backend_for_block
 from inference.backends.queued import enqueue, streams
 from inference.workers.tasks import run_requests
-from tests.workers.conftest import celery_worker, start_fake_engine, stop_process
-from tests.workers.test_queued import chat, collect, expected, queued_block
+from tests.support.live_server import start_celery_worker, start_fake_engine
+from tests.support.ports import free_port
+from tests.support.queued_requests import collect, engine_chat, expected, queued_block
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,8 +88,6 @@ async def test_the_cpu_queue_gets_a_task_per_request(broker, settings):
 async def test_a_failed_write_reaches_every_request_of_the_burst(settings):
     from redis.exceptions import RedisError
 
-    from tests.workers.conftest import free_port
-
     settings.REDIS_URL = settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"
     outcomes = await asyncio.gather(*(enqueue.request_enqueue(request_id=str(n), record={}, queue="inference.gpu.x")
                                       for n in range(3)), return_exceptions=True)
@@ -99,13 +98,13 @@ async def test_a_failed_write_reaches_every_request_of_the_burst(settings):
 async def test_64_requests_sharing_gpu_queue_tasks_run_at_once(org, worker_env, tmp_path):
     queue = f"inference.gpu.burst-{uuid.uuid4().hex[:6]}"
     engine = start_fake_engine(token_delay_ms=25, tokens=40)
-    worker = celery_worker(worker_env, tmp_path, queue=queue)
+    worker = start_celery_worker(worker_env, tmp_path, queue=queue)
     try:
         block = await asyncio.to_thread(queued_block, engine.url, org, queue=queue)
         backend = backend_for_block(block)
-        results = await asyncio.gather(*(collect(backend, chat(org, max_tokens=40)) for _ in range(64)))
+        results = await asyncio.gather(*(collect(backend, engine_chat(org, max_tokens=40)) for _ in range(64)))
         assert all(text == expected(0, 40) for text, _ in results)
         assert engine.stats()["max_active"] >= 60
     finally:
         worker.stop()
-        stop_process(engine.proc)
+        engine.stop()

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
-from tests.workers.conftest import start_fake_engine, stop_process
-from tests.workers.test_queued import expected, queued_block
-from tests.workers.test_request_endpoints import sse_events, text_of
+from tests.support.live_server import start_fake_engine
+from tests.support.queued_requests import expected, queued_block
+from tests.support.sse import sse_events, text_of
 from webapp.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def engine():
     engine = start_fake_engine(token_delay_ms=5, tokens=24)
     yield engine
-    stop_process(engine.proc)
+    engine.stop()
 
 
 async def post_chat(key: str, body: dict) -> dict:
@@ -122,4 +122,4 @@ async def test_a_retry_policy_on_the_upstreams_own_status_retries_a_queued_block
         assert "engine exploded" in orjson.loads(response["body"])["error"]["message"]
         assert engine.stats()["requests"] == 2  # the first attempt and its retry, each a queued task
     finally:
-        stop_process(engine.proc)
+        engine.stop()

@@ -20,11 +20,12 @@ from inference.backends.openai_compat import close_sessions
 from inference.models import Engine
 from inference.workers import services
 from tests.factories import BlockFactory
-from tests.workers.conftest import ROOT, Worker, get_json, wait_for
+from tests.support.live_server import FAKE_ENGINE_CMD, ROOT, Worker, wait_for
+from tests.support.plain_http import get_json
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-FAKE_ENGINE_CMD = f"{sys.executable} -m tests.workers.fake_sglang --token-delay-ms 5 --tokens 12"
+ENGINE_CMD = f"{FAKE_ENGINE_CMD} --token-delay-ms 5 --tokens 12"
 
 
 def sglang_block(org, **config):
@@ -34,7 +35,7 @@ def sglang_block(org, **config):
                                                    "capacity": 32}, **config})
 
 
-def gpu_worker(env, tmp_path, *, node: str, model: str, engine_cmd: str = FAKE_ENGINE_CMD) -> Worker:
+def gpu_worker(env, tmp_path, *, node: str, model: str, engine_cmd: str = ENGINE_CMD) -> Worker:
     argv = [sys.executable, str(ROOT / "manage.py"), "inference_worker", "--gpu", "0", "--model", model,
             "--node", node, "--engine-port", "0", "--engine-cmd", engine_cmd, "--concurrency", "16"]
     return Worker(argv, {**env, "ENGINE_HEARTBEAT_S": "0.3"}, tmp_path / f"{node}.log")
@@ -89,7 +90,7 @@ def test_a_gpu_worker_supervises_its_engine_restarts_it_and_serves_queued_and_di
         assert "".join(d.content for d in deltas).startswith("tok0 ")
     finally:
         worker.kill(signal.SIGTERM)
-        worker.proc.wait(40)
+        worker.process.wait(40)
         worker.stop()
     # Shutdown drains, then stops the engine; the row ends dead and the process is gone.
     final = engine_row(node="node-a")
@@ -109,7 +110,7 @@ async def _collect(backend, request):
 def test_sigterm_drains_the_engine_at_once_and_stops_it_after_the_running_queued_request(
         org, worker_env, tmp_path):
     sglang_block(org, dispatch="queued")
-    slow_cmd = f"{sys.executable} -m tests.workers.fake_sglang --token-delay-ms 100 --tokens 12"
+    slow_cmd = f"{FAKE_ENGINE_CMD} --token-delay-ms 100 --tokens 12"
     worker = gpu_worker(worker_env, tmp_path, node="node-d", model="llama-fake", engine_cmd=slow_cmd)
     try:
         worker.wait_ready()
@@ -141,12 +142,12 @@ def test_sigterm_drains_the_engine_at_once_and_stops_it_after_the_running_queued
         assert client.is_alive() and get_json(f"{engine.endpoint}/stats")["active"] == 1
         time.sleep(1.0)
         assert engine_row(pk=engine.pk).state == Engine.DRAINING
-        assert worker.proc.poll() is None
+        assert worker.process.poll() is None
 
         client.join(30)
         assert "error" not in result, result.get("error")
         assert "".join(d.content for d in result["deltas"]) == "".join(f"tok{i} " for i in range(40))
-        worker.proc.wait(40)
+        worker.process.wait(40)
     finally:
         worker.stop()
     # Then the existing stop path: the engine stopped, the row dead with no load, the process gone.

@@ -9,34 +9,16 @@ import pytest
 import redis
 from django.conf import settings
 
-from inference.backends.base import BackendError, ChatRequest
+from inference.backends.base import BackendError
 from inference.backends.factory import backend_for_block
 from inference.backends.queued import streams
 from inference.backends.queued.backend import QueuedBackend
 from tests.factories import BlockFactory
-from tests.workers.conftest import celery_worker, start_fake_engine, stop_process, wait_for
+from tests.support.live_server import start_celery_worker, start_fake_engine, wait_for
+from tests.support.ports import free_port
+from tests.support.queued_requests import collect, engine_chat, expected, queued_block
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def expected(start: int, end: int) -> str:
-    return "".join(f"tok{i} " for i in range(start, end))
-
-
-def queued_block(engine_url: str, organization, **config):
-    return BlockFactory(organization=organization, backend_type="openai",
-                        backend_config={"base_url": f"{engine_url}/v1", "dispatch": "queued",
-                                        "queue": "inference.cpu", **config})
-
-
-def chat(org, max_tokens: int = 16) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": "hello"}], model="m", max_tokens=max_tokens,
-                       organization_id=org.pk)
-
-
-async def collect(backend, request: ChatRequest) -> tuple[str, list]:
-    deltas = [d async for d in backend.stream_chat(request)]
-    return "".join(d.content for d in deltas), deltas
 
 
 def test_a_queued_block_gets_the_queued_backend(org):
@@ -47,7 +29,7 @@ def test_a_queued_block_gets_the_queued_backend(org):
 async def test_a_queued_request_streams_every_token_in_batched_entries(org, fake_engine, cpu_worker):
     block = await asyncio.to_thread(queued_block, fake_engine.url, org)
     backend = backend_for_block(block)
-    text, deltas = await collect(backend, chat(org, max_tokens=40))
+    text, deltas = await collect(backend, engine_chat(org, max_tokens=40))
     assert text == expected(0, 40)
     assert deltas[-1].finish_reason == "length"
     assert deltas[-1].usage["completion_tokens"] == 40
@@ -62,18 +44,18 @@ async def test_a_queued_request_streams_every_token_in_batched_entries(org, fake
 
 async def test_64_concurrent_queued_requests_finish_in_about_the_time_of_one(org, worker_env, tmp_path):
     engine = start_fake_engine(token_delay_ms=25, tokens=40)
-    worker = celery_worker(worker_env, tmp_path, queue="inference.cpu")
+    worker = start_celery_worker(worker_env, tmp_path, queue="inference.cpu")
     try:
         block = await asyncio.to_thread(queued_block, engine.url, org)
         backend = backend_for_block(block)
-        await collect(backend, chat(org, max_tokens=2))  # connections and caches warm
+        await collect(backend, engine_chat(org, max_tokens=2))  # connections and caches warm
         started = time.monotonic()
-        text, _ = await collect(backend, chat(org, max_tokens=40))
+        text, _ = await collect(backend, engine_chat(org, max_tokens=40))
         single = time.monotonic() - started
         assert text == expected(0, 40)
 
         started = time.monotonic()
-        results = await asyncio.gather(*(collect(backend, chat(org, max_tokens=40)) for _ in range(64)))
+        results = await asyncio.gather(*(collect(backend, engine_chat(org, max_tokens=40)) for _ in range(64)))
         many = time.monotonic() - started
         assert all(text == expected(0, 40) for text, _ in results)
         # Served one by one this would take 64x; the engine must have seen them together.
@@ -81,7 +63,7 @@ async def test_64_concurrent_queued_requests_finish_in_about_the_time_of_one(org
         assert engine.stats()["max_active"] >= 32
     finally:
         worker.stop()
-        stop_process(engine.proc)
+        engine.stop()
 
 
 async def test_cancelling_a_queued_request_aborts_it_on_the_engine(org, cpu_worker):
@@ -89,7 +71,7 @@ async def test_cancelling_a_queued_request_aborts_it_on_the_engine(org, cpu_work
     try:
         block = await asyncio.to_thread(queued_block, engine.url, org)
         backend = backend_for_block(block)
-        request = chat(org, max_tokens=500)
+        request = engine_chat(org, max_tokens=500)
         request_id = await backend.submit(request)
         seen = []
         async for delta in streams.stream_read(request_id, timeout_s=30):
@@ -101,7 +83,7 @@ async def test_cancelling_a_queued_request_aborts_it_on_the_engine(org, cpu_work
         wait_for(lambda: engine.stats()["aborted"] == 1, 5, what="engine abort")
         assert engine.stats()["completed"] == 0
     finally:
-        stop_process(engine.proc)
+        engine.stop()
 
 
 async def test_a_client_going_away_cancels_the_engine_request_after_the_grace_period(org, cpu_worker, settings):
@@ -109,14 +91,14 @@ async def test_a_client_going_away_cancels_the_engine_request_after_the_grace_pe
     engine = start_fake_engine(token_delay_ms=20, tokens=500)
     try:
         block = await asyncio.to_thread(queued_block, engine.url, org)
-        stream = backend_for_block(block).stream_chat(chat(org, max_tokens=500))
+        stream = backend_for_block(block).stream_chat(engine_chat(org, max_tokens=500))
         async for delta in stream:
             if delta.content:
                 break
         await stream.aclose()
         wait_for(lambda: engine.stats()["aborted"] == 1, 5, what="engine abort after client left")
     finally:
-        stop_process(engine.proc)
+        engine.stop()
 
 
 async def test_an_engine_error_reaches_the_reader_with_its_message(org, cpu_worker):
@@ -124,17 +106,17 @@ async def test_an_engine_error_reaches_the_reader_with_its_message(org, cpu_work
     try:
         block = await asyncio.to_thread(queued_block, engine.url, org)
         with pytest.raises(BackendError) as caught:
-            await collect(backend_for_block(block), chat(org))
+            await collect(backend_for_block(block), engine_chat(org))
         assert "engine exploded" in caught.value.message
         assert caught.value.status == 502
         assert caught.value.upstream_status == 500  # what a retry_on policy is written against
     finally:
-        stop_process(engine.proc)
+        engine.stop()
 
 
 async def test_a_request_nobody_serves_times_out_with_504(org, settings):
     block = await asyncio.to_thread(queued_block, "http://127.0.0.1:1", org, queue="inference.nobody")
-    request = chat(org)
+    request = engine_chat(org)
     request.timeout_s = 1.5
     with pytest.raises(BackendError) as caught:
         await collect(backend_for_block(block), request)
@@ -148,12 +130,12 @@ async def test_a_worker_killed_mid_task_is_redelivered_and_every_stream_complete
     env = {"CELERY_VISIBILITY_TIMEOUT": "3", "WORKER_LEASE_S": "2"}
     redis.Redis.from_url(settings.REDIS_URL).delete(queue)
     engine = start_fake_engine(token_delay_ms=20, tokens=150)
-    first = celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
+    first = start_celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
     second = None
     try:
         block = await asyncio.to_thread(queued_block, engine.url, org, queue=queue)
         backend = backend_for_block(block)
-        ids = await asyncio.gather(*(backend.submit(chat(org, max_tokens=150)) for _ in range(together)))
+        ids = await asyncio.gather(*(backend.submit(engine_chat(org, max_tokens=150)) for _ in range(together)))
         readers = [streams.stream_read(i, timeout_s=60) for i in ids]
         seen: list[list] = [[] for _ in ids]
         for reader, deltas in zip(readers, seen, strict=True):
@@ -162,8 +144,8 @@ async def test_a_worker_killed_mid_task_is_redelivered_and_every_stream_complete
                 if len("".join(d.content for d in deltas).split()) >= 20:
                     break
         first.kill()
-        first.proc.wait(5)
-        second = celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
+        first.process.wait(5)
+        second = start_celery_worker(worker_env, tmp_path, queue=queue, extra_env=env)
         for reader, deltas in zip(readers, seen, strict=True):
             async for delta in reader:
                 deltas.append(delta)
@@ -175,16 +157,14 @@ async def test_a_worker_killed_mid_task_is_redelivered_and_every_stream_complete
         first.stop()
         if second:
             second.stop()
-        stop_process(engine.proc)
+        engine.stop()
 
 
 async def test_a_request_answers_503_when_the_queue_is_unreachable(org, settings):
-    from tests.workers.conftest import free_port
-
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     block = await asyncio.to_thread(queued_block, "http://127.0.0.1:1", org)
     with pytest.raises(BackendError) as caught:
-        await collect(backend_for_block(block), chat(org))
+        await collect(backend_for_block(block), engine_chat(org))
     assert caught.value.status == 503 and caught.value.code == "queue_unavailable"
 
 
@@ -214,7 +194,7 @@ def test_rabbitmq_works_as_the_celery_broker(org, fake_engine, worker_env, tmp_p
     import sys
 
     env = {**worker_env, "CELERY_BROKER_URL": RABBITMQ_URL, "DJANGO_SETTINGS_MODULE": "webapp.settings"}
-    worker = celery_worker(env, tmp_path, queue="inference.cpu")
+    worker = start_celery_worker(env, tmp_path, queue="inference.cpu")
     try:
         assert "amqp://guest:**@127.0.0.1:5672//" in worker.output()  # the banner names the broker it uses
         block = queued_block(fake_engine.url, org)
@@ -239,7 +219,7 @@ async def test_a_queued_request_runs_its_own_organizations_block_when_another_ha
 
     mine, theirs = await asyncio.to_thread(blocks)
     assert backend_for_block(mine) is not backend_for_block(theirs)
-    text, _ = await collect(backend_for_block(mine), chat(org, max_tokens=4))
+    text, _ = await collect(backend_for_block(mine), engine_chat(org, max_tokens=4))
     assert text == expected(0, 4)
     with pytest.raises(BackendError):
-        await collect(backend_for_block(theirs), chat(other_org, max_tokens=4))
+        await collect(backend_for_block(theirs), engine_chat(other_org, max_tokens=4))

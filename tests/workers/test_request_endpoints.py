@@ -9,8 +9,9 @@ import pytest
 from channels.testing import HttpCommunicator
 
 from inference.backends.queued import streams
-from tests.workers.conftest import start_fake_engine, stop_process, wait_for
-from tests.workers.test_queued import chat, expected, queued_block
+from tests.support.live_server import start_fake_engine, wait_for
+from tests.support.queued_requests import engine_chat, expected, queued_block
+from tests.support.sse import sse_events, text_of
 from webapp.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -24,28 +25,8 @@ async def call(method: str, path: str, key: str | None = None, **headers: str) -
     return await communicator.get_response(timeout=30)
 
 
-def sse_events(body: bytes) -> list[tuple[str | None, dict | str]]:
-    events = []
-    for frame in body.decode().split("\n\n"):
-        if not frame.strip():
-            continue
-        event_id, data = None, None
-        for line in frame.split("\n"):
-            if line.startswith("id: "):
-                event_id = line[4:]
-            elif line.startswith("data: "):
-                data = line[6:]
-        events.append((event_id, data if data == "[DONE]" else orjson.loads(data)))
-    return events
-
-
-def text_of(events) -> str:
-    return "".join(e["choices"][0]["delta"].get("content", "") for _, e in events if isinstance(e, dict)
-                   and e.get("choices"))
-
-
 async def submit(backend, org, max_tokens: int) -> str:
-    return await backend.submit(chat(org, max_tokens=max_tokens))
+    return await backend.submit(engine_chat(org, max_tokens=max_tokens))
 
 
 async def test_a_client_resumes_with_last_event_id_without_losing_or_repeating_tokens(owner, cpu_worker):
@@ -54,7 +35,7 @@ async def test_a_client_resumes_with_last_event_id_without_losing_or_repeating_t
         block = await asyncio.to_thread(queued_block, engine.url, owner.organization)
         from inference.backends.factory import backend_for_block
 
-        stream = backend_for_block(block).stream_chat(chat(owner.organization, max_tokens=60))
+        stream = backend_for_block(block).stream_chat(engine_chat(owner.organization, max_tokens=60))
         first_part, last_event = [], None
         async for delta in stream:
             first_part.append(delta.content)
@@ -77,7 +58,7 @@ async def test_a_client_resumes_with_last_event_id_without_losing_or_repeating_t
         again = sse_events((await call("GET", f"/v1/requests/{request_id}/stream", owner.key))["body"])
         assert text_of(again) == expected(0, 60)
     finally:
-        stop_process(engine.proc)
+        engine.stop()
 
 
 async def test_the_cancel_endpoint_stops_the_request_on_the_engine(owner, cpu_worker):
@@ -95,7 +76,7 @@ async def test_the_cancel_endpoint_stops_the_request_on_the_engine(owner, cpu_wo
         events = sse_events((await call("GET", f"/v1/requests/{request_id}/stream", owner.key))["body"])
         assert events[-2][1]["choices"][0]["finish_reason"] == "cancelled"
     finally:
-        stop_process(engine.proc)
+        engine.stop()
 
 
 async def test_request_endpoints_reject_another_orgs_key_missing_keys_and_bad_input(owner, outsider):
@@ -140,4 +121,4 @@ async def test_a_resumed_stream_that_failed_ends_with_the_error_and_no_done(owne
         assert (None, "[DONE]") not in events
         assert "engine exploded" in events[-1][1]["error"]["message"]
     finally:
-        stop_process(engine.proc)
+        engine.stop()

@@ -16,7 +16,7 @@ from inference.workflows.models import Approval, NodeRun, WorkflowRun
 from registry.models import Block
 from registry.tenancy.access import clear_block_cache
 from tests.factories import BlockFactory
-from tests.gateway.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 
 # The worker tests' database and Redis plumbing, shared rather than copied.
 from tests.workers.conftest import _drop_stray_connections, worker_env  # noqa: F401
@@ -57,7 +57,7 @@ def reverse_block() -> Callable[..., Block]:
 
 @pytest.fixture
 def upstream_block(fake_upstream) -> Callable[..., Block]:
-    """make(org, block_id, scenario) -> an `openai` block on the fake upstream (tests/gateway/fake_upstream.py)."""
+    """make(org, block_id, scenario) -> an `openai` block on the fake upstream (tests/support/fake_upstream.py)."""
 
     def make(organization, block_id: str, scenario: str = "ok", **fields) -> Block:
         return BlockFactory(organization=organization, block_id=block_id, name=block_id, backend_type="openai",

@@ -9,7 +9,7 @@ import pytest
 
 from inference.workflows import services
 from inference.workflows.models import NodeRun, RunEvent, WorkflowRun
-from tests.workers.conftest import celery_worker
+from tests.support.live_server import start_celery_worker as celery_worker
 from tests.workflows.conftest import nodes, publish, start, wait_for, wait_node, wait_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,7 +65,7 @@ def test_a_worker_killed_mid_node_loses_nothing_and_no_finished_node_runs_again(
         wait_node(run_id, "c", NodeRun.SUCCEEDED, timeout=30)
         wait_for(lambda: calls.get(scenario["b"]) == 1, what="b's upstream call")
         first.kill(signal.SIGKILL)  # mid-call: b is running, its lease is renewed no more
-        first.proc.wait(10)
+        first.process.wait(10)
     finally:
         first.stop()
     assert nodes(run_id)["b"].state == NodeRun.RUNNING

@@ -1,4 +1,4 @@
-"""A Redis and a PostgreSQL of the test's own, on spare ports, that a test can stop and start again.
+"""A Redis and a PostgreSQL of the test's own, on free ports, that a test can stop and start again.
 
 The suite's shared services must never be stopped, so the outage tests run a gateway against
 these instead. The binaries must be installed: a missing one is an error, never a skip.
@@ -10,31 +10,11 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-
-def spare_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, *, up: bool, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                listening = True
-        except OSError:
-            listening = False
-        if listening == up:
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not {'open' if up else 'close'} within {timeout} s")
+from tests.support.ports import free_port, wait_for_port
 
 
 class PrivateRedis:
@@ -44,7 +24,7 @@ class PrivateRedis:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise RuntimeError("redis-server is not on PATH: the outage tests need it (apt-get install redis-server)")
-        self.port = spare_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -88,7 +68,7 @@ class PrivatePostgres:
 
     def __init__(self, bin_dir: Path | None = None):
         self.bin = bin_dir or _postgres_bin()
-        self.port = spare_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="sb-outage-pg-"))
         self.data = self.root / "data"
         self.as_root = os.geteuid() == 0

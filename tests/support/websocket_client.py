@@ -1,5 +1,5 @@
-"""What the WebSocket chat tests need of a client: a connect that passes the origin check, and a
-reader of one conversation's frames."""
+"""What the WebSocket chat tests need of a client: a connect that passes the origin check (asyncio
+or blocking), and a reader of one conversation's frames."""
 
 from __future__ import annotations
 
@@ -7,12 +7,21 @@ import asyncio
 import json
 
 from websockets.asyncio.client import connect as ws_connect
+from websockets.sync.client import connect as ws_connect_sync
+
+
+def _origin(url: str) -> str:
+    # webapp/asgi.py guards sockets with AllowedHostsOriginValidator, which wants an Origin.
+    return url.split("/ws/")[0].replace("ws://", "http://")
 
 
 def connect(url: str, **kwargs):
-    # webapp/asgi.py guards sockets with AllowedHostsOriginValidator, which wants an Origin.
-    origin = url.split("/ws/")[0].replace("ws://", "http://")
-    return ws_connect(url, origin=origin, **kwargs)
+    return ws_connect(url, origin=_origin(url), **kwargs)
+
+
+def connect_sync(url: str, **kwargs):
+    """The blocking client, for tests that drive a server from plain (non-async) code."""
+    return ws_connect_sync(url, origin=_origin(url), **kwargs)
 
 
 async def frames_until_done(ws, conversation, limit: float = 5.0) -> list[dict]:

@@ -4,7 +4,7 @@ on a GGUF, plus one route of ours, `POST /reset-cache`, which forgets the evalua
 llama.cpp reuses the longest evaluated prefix of the previous prompt, and a warm prefix changes
 logprobs: the test resets it before each side of a pair so both start cold.
 
-    python -m tests.gateway.llama_reference --model PATH --port N
+    python -m tests.support.llama_reference --model PATH --port N
 """
 
 from __future__ import annotations

@@ -1,26 +1,42 @@
-"""A fast fake OpenAI-compatible upstream on raw asyncio, for the gateway's tests and benchmark.
+"""The suite's one fake OpenAI-compatible upstream, on raw asyncio (fast enough for the gateway benchmark).
 
 One server plays many upstreams: the first path segment picks the behaviour, so each test
-block gets its own base URL, e.g. http://127.0.0.1:PORT/delay50/v1. Segments combine with
-"-":  ok | status<N> (answer every chat request with N) | flaky<K> (500 for the first K
-requests, then ok) | hang (never answer) | cut<K> (drop the connection after K stream
-events) | delay<MS> (wait before each stream event) | chunks<N> (content chunks, default 16) | nousage (never stream usage) | wait<MS> (wait before a non-streamed answer) | ctxlen (a 400
-`context_length_exceeded` API error, as llama_cpp.server sends it) | reqid (answer with an x-request-id of its own) |
-script<name> (answer each chat with the next content given to `script(name, ...)`, the last one again once
-they run out: a planner model's replies).
-It echoes the requested model, so a gateway can pass chunks through untouched. POST .../v1/embeddings answers
-8-dimensional vectors derived from each input (floats, or base64 float32 when asked).
-`stats` counts requests, streams started/completed/aborted, and when each abort was seen.
+block gets its own base URL, e.g. http://127.0.0.1:PORT/delay50/v1. Segments combine with "-":
+
+    ok          a normal answer: "tok0 tok1 ... tok15", usage 8 prompt + `chunks` completion tokens
+    status<N>   answer every request with HTTP N (a 429 carries Retry-After: 0, as providers send it)
+    flaky<K>    500 for the first K requests to this scenario, then ok
+    hang        never answer
+    gate        hold every request until the test calls open_gate(), then answer normally
+    cut<K>      drop the connection after K stream events (a non-streamed answer: before it is sent)
+    delay<MS>   wait before each stream event          wait<MS>  wait before a non-streamed answer
+    chunks<N>   content chunks (default 16)            nousage   never stream usage
+    ctxlen      a 400 `context_length_exceeded` API error, as llama_cpp.server sends it
+    reqid       answer with an x-request-id of its own
+    script<name> answer each chat with the next content given to `script(name, ...)`, the last one again
+                once they run out (a planner model's replies)
+
+It serves POST /v1/chat/completions and /v1/completions (the same tokens as text), GET /v1/models, and
+POST /v1/embeddings (8-dimensional vectors derived from each input: floats, or base64 float32 when asked).
+It echoes the requested model, so a gateway can pass chunks through untouched. `stats` counts
+requests (in all and per scenario name), streams started/completed/aborted, non-streamed waits
+aborted, when each abort was seen, and keeps the last request's body and headers.
+
+In a test: `FakeUpstream().start()` serves on its own event loop in a daemon thread (the `fake_upstream`
+fixture in tests/conftest.py is one for the whole session); `python -m tests.support.fake_upstream
+--port N` serves in a process of its own (the benchmark does).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +59,7 @@ class Scenario:
     context_length: bool = False
     request_id: bool = False
     script: str = ""
+    gate: bool = False
 
     @classmethod
     def parse(cls, name: str) -> Scenario:
@@ -62,6 +79,8 @@ class Scenario:
                 scenario.request_id = True
             if part.startswith("script") and len(part) > len("script"):
                 scenario.script = part[len("script"):]
+            if part == "gate":
+                scenario.gate = True
         return scenario
 
 
@@ -73,15 +92,20 @@ class Stats:
     streams_aborted: int = 0
     waits_aborted: int = 0
     aborted_at: list[float] = field(default_factory=list)
-    by_scenario: dict[str, int] = field(default_factory=dict)
+    by_scenario: Counter[str] = field(default_factory=Counter)
     last_body: dict[str, Any] | None = None
     # Every request body a script<name> scenario received, by name.
     scripted_bodies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     last_headers: dict[str, str] = field(default_factory=dict)
 
 
+def answer_text(chunks: int = 16) -> str:
+    """The content of a non-streamed answer; streamed, each token is followed by a space."""
+    return " ".join(f"tok{i}" for i in range(chunks))
+
+
 def completion(model: str, chunks: int) -> bytes:
-    text = " ".join(f"tok{i}" for i in range(chunks))
+    text = answer_text(chunks)
     return orjson.dumps({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -120,7 +144,7 @@ def text_completion(model: str, chunks: int) -> bytes:
     """POST /v1/completions: the same tokens as a text_completion."""
     return orjson.dumps({
         "id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model,
-        "choices": [{"text": " ".join(f"tok{i}" for i in range(chunks)), "index": 0, "logprobs": None,
+        "choices": [{"text": answer_text(chunks), "index": 0, "logprobs": None,
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
     })
@@ -160,8 +184,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.server.connections.add(self)
 
     def connection_lost(self, exc):
+        self.server.connections.discard(self)
         if self.waiting:
             self.waiting = False
             self.server.stats.waits_aborted += 1
@@ -191,7 +217,8 @@ class _Connection(asyncio.Protocol):
             self.buffer = self.buffer[head_end + 4 + length:]
             self.server.stats.last_headers = {k.strip().lower(): v.strip()
                                               for k, _, v in (line.partition(":") for line in lines[1:])}
-            asyncio.get_running_loop().create_task(self.respond(method, path, body))
+            self.server.tasks.add(task := asyncio.get_running_loop().create_task(self.respond(method, path, body)))
+            task.add_done_callback(self.server.tasks.discard)
 
     def send(self, status: int, payload: bytes, extra: bytes = b"") -> None:
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
@@ -210,9 +237,12 @@ class _Connection(asyncio.Protocol):
             self.send(404, b'{"error":{"message":"not found"}}')
             return
         stats.requests += 1
-        count = stats.by_scenario[name] = stats.by_scenario.get(name, 0) + 1
+        stats.by_scenario[name] += 1
+        count = stats.by_scenario[name]
         if scenario.hang:
             return
+        if scenario.gate:
+            await self.server.gate.wait()
         extra = b"x-request-id: upstream-%d\r\n" % stats.requests if scenario.request_id else b""
         if scenario.context_length:
             self.send(400, b'{"error":{"message":"Requested tokens (3000) exceed context window of 2048",'
@@ -220,8 +250,9 @@ class _Connection(asyncio.Protocol):
                       extra)
             return
         if scenario.status or count <= scenario.flaky:
-            self.send(scenario.status or 500,
-                      b'{"error":{"message":"injected failure from the fake upstream","type":"server_error"}}')
+            status = scenario.status or 500
+            self.send(status, b'{"error":{"message":"injected failure from the fake upstream","type":"server_error"}}',
+                      b"retry-after: 0\r\n" if status == 429 else b"")
             return
         request = orjson.loads(body or b"{}")
         stats.last_body = request
@@ -234,6 +265,9 @@ class _Connection(asyncio.Protocol):
             self.send(200, scripted_completion(model, self.server.next_scripted(scenario.script)), extra)
             return
         if not request.get("stream"):
+            if scenario.cut_after:
+                self.transport.close()
+                return
             if scenario.wait_ms:
                 self.waiting = True
                 await asyncio.sleep(scenario.wait_ms / 1000)
@@ -263,15 +297,19 @@ class _Connection(asyncio.Protocol):
 
 
 class FakeUpstream:
-    """Serves on its own event loop in a daemon thread; `base_url(scenario)` for block configs."""
+    """`start()` serves on its own event loop in a daemon thread; `base_url(scenario)` for block configs."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.host = host
         self.port = port
         self.stats = Stats()
         self._scripts: dict[str, list[str]] = {}
+        self.gate = asyncio.Event()
+        self.connections: set[_Connection] = set()
+        self.tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
 
     def script(self, name: str, *replies: str) -> str:
         """Queue the contents a `script<name>` scenario answers with; returns its base URL."""
@@ -286,13 +324,22 @@ class FakeUpstream:
     def base_url(self, scenario: str = "ok") -> str:
         return f"http://{self.host}:{self.port}/{scenario}/v1"
 
+    @property
+    def hits(self) -> Counter[str]:
+        """Requests received per scenario name (0 for one never asked)."""
+        return self.stats.by_scenario
+
+    def open_gate(self) -> None:
+        """Let every `gate` request through, those waiting and those to come."""
+        self._loop.call_soon_threadsafe(self.gate.set)
+
     async def serve(self) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self._server
 
-    def start_in_thread(self) -> FakeUpstream:
+    def start(self) -> FakeUpstream:
         ready = threading.Event()
 
         def run() -> None:
@@ -300,20 +347,34 @@ class FakeUpstream:
             self._loop.run_until_complete(self.serve())
             ready.set()
             self._loop.run_forever()
+            self._loop.close()
 
-        threading.Thread(target=run, daemon=True, name="fake-upstream").start()
-        ready.wait(5)
+        self._thread = threading.Thread(target=run, daemon=True, name="fake-upstream")
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fake upstream did not start")
         return self
 
     def stop(self) -> None:
-        if self._loop and self._server:
-            self._loop.call_soon_threadsafe(self._server.close)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        """Stop listening, drop open connections and pending answers (a `hang` one too), end the thread."""
+        if self._loop is None or self._thread is None:
+            return
+
+        def shut() -> None:
+            self._server.close()
+            for connection in list(self.connections):
+                connection.transport.close()
+            for task in list(self.tasks):
+                task.cancel()
+            # One more turn so the cancelled answers unwind before the loop stops.
+            self._loop.call_soon(self._loop.stop)
+
+        self._loop.call_soon_threadsafe(shut)
+        self._thread.join(10)
+        self._thread = None
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

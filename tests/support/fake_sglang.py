@@ -1,6 +1,6 @@
 """A stand-in for an SGLang server (no GPU): its OpenAI-compatible API and its health/load endpoints.
 
-Run as `python -m tests.workers.fake_sglang --port N --token-delay-ms D [--fail-mode MODE]`.
+Run as `python -m tests.support.fake_sglang --port N --token-delay-ms D [--fail-mode MODE]`.
 The answer is deterministic ("tok0 tok1 ..."), so a continuation after a prefill can be checked.
 Counters at GET /stats: requests, active, completed, aborted (client went away mid-stream).
 
