@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from inference import metrics
-from inference.gateway.pipeline import clear_principal_cache
 from inference.workers.loop import close_worker_loop
 from inference.workflows.models import Approval, NodeRun, WorkflowRun
+from registry.auth import clear_principal_cache
 from registry.models import Block
 from registry.tenancy.access import clear_block_cache
 from tests.factories import BlockFactory
