@@ -16,7 +16,7 @@ from inference.planner.services import planner_config_update
 from registry.models import Block
 from registry.services import api_key_create
 from registry.tenancy.models import PolicyRule
-from tests.gateway.websocket_client import connect, frames_until_done
+from tests.support.websocket_client import connect, frames_until_done
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
