@@ -125,6 +125,7 @@ def test_every_example_of_the_seed_is_here():
         assert "agents_sdk" not in path.read_text(), path.name
 
 
+@pytest.mark.slow
 def test_the_seeds_names_import_from_one_place_without_django():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = str(ROOT)

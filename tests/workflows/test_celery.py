@@ -12,7 +12,7 @@ from inference.workflows.models import NodeRun, RunEvent, WorkflowRun
 from tests.support.live_server import start_celery_worker as celery_worker
 from tests.workflows.conftest import nodes, publish, start, wait_for, wait_node, wait_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # real Celery workers
 
 
 def test_a_celery_worker_runs_parallel_nodes_and_resumes_after_an_approval(owner, reverse_block, worker_env,
