@@ -51,12 +51,12 @@ def builtin_embedding_block_load(*, organization: Organization) -> Block:
     described = {
         "kind": Block.LLM,
         "name": EMBEDDING_MODEL,
-        "description": f"{EMBEDDING_MODEL} sentence embeddings ({EMBEDDING_DIMENSIONS} dimensions, 4-bit, on the "
+        "description": f"{EMBEDDING_MODEL} sentence embeddings ({EMBEDDING_DIMENSIONS} dimensions, English, on the "
                        "CPU); bundled, no download. Serves /v1/embeddings only.",
-        "tags": ["embeddings", "bundled", "cpu", "multilingual"],
+        "tags": ["embeddings", "bundled", "cpu"],
         "input_protocols": ["text/plain"],
         "output_protocols": ["application/json"],
-        "metadata": {"dimensions": EMBEDDING_DIMENSIONS, "maxInputTokens": 512},
+        "metadata": {"dimensions": EMBEDDING_DIMENSIONS, "maxInputTokens": 256},  # the model truncates at 256
         "backend_type": "embedding",
     }
     block, _ = Block.objects.update_or_create(

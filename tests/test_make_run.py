@@ -29,7 +29,7 @@ def test_make_run_serves_the_registry_on_sqlite_and_restarts_quickly(tmp_path):
                                                  {"variable": "inputProtocols", "operator": "==", "value": "text/plain"}]})
         assert [b["id"] for b in found["data"]] == ["smollm2-135m-instruct"]
         status, none = call_json(f"{first.base}/api/blocks/query",
-                                {"conditions": [{"variable": "tags", "operator": "NOT IN", "value": ["builtin"]}]})
+                                {"conditions": [{"variable": "tags", "operator": "NOT IN", "value": ["builtin", "embeddings"]}]})
         assert none["data"] == []
     finally:
         first.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
@@ -21,8 +21,26 @@ ENVELOPE = OpenApiResponse(OpenApiTypes.OBJECT, description='{"success": true, "
 ERROR = OpenApiResponse(OpenApiTypes.OBJECT, description='{"success": false, "message": "..."}')
 
 
+# The rules services.check_messages applies, stated in the schema too (a client sees them before it sends).
+CONTENT_SCHEMA = {"oneOf": [
+    {"type": "string"},
+    {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}},
+]}
+
+
+@extend_schema_field(CONTENT_SCHEMA)
+class ContentField(serializers.JSONField):
+    """A message's content: a string or a list of content parts."""
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=services.ROLES)
+    content = ContentField()
+    name = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
 class AppendSerializer(serializers.Serializer):
-    messages = serializers.JSONField()
+    messages = serializers.ListField(child=MessageSerializer(), min_length=1)
 
 
 class TrimSerializer(serializers.Serializer):
@@ -90,11 +108,11 @@ class SessionMessagesView(APIView):
     @extend_schema(operation_id="api_session_append", request=AppendSerializer,
                    responses={201: ENVELOPE, 400: ERROR, 409: ERROR})
     def post(self, request, session_id: str):
-        serializer = AppendSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        # AppendSerializer states the rules in the schema; check_messages applies them, naming the param.
+        data = request.data if isinstance(request.data, dict) else {}
         try:
             services.check_session_id(session_id, param="session id")
-            messages = services.check_messages(serializer.validated_data["messages"])
+            messages = services.check_messages(data.get("messages"))
             session = services.session_append(organization=request.user.organization, session_id=session_id,
                                                messages=messages, user=_person(request.user))
         except services.SessionError as exc:

@@ -21,6 +21,8 @@ def similar_blocks(*, principal: Principal, task: str, kind: str, tag: str | Non
                    policy: str = DEFAULT_POLICY, filter_rule: list[dict[str, Any]] | None = None) -> list[Hit]:
     """The blocks of `kind` the caller may run, best first, by how well they fit `task` (synchronous:
     it embeds the task and queries the database). `filter_rule`: extra conditions (ids, for instance)."""
+    if not task.strip():
+        return []  # A conversation with no words in it fits nothing: the planner abstains.
     # The search takes a filter rule as the similarity API does: one AND group of the query language.
     rule = {"logicalOperator": "AND", "conditions": [*candidate_filter_rule(tag=tag), *(filter_rule or [])]}
     hits = blocks_similar(organization=principal.organization, task=task, filter_rule=rule, kind=kind,

@@ -63,9 +63,14 @@ KNOWN_FIELDS["optimizer"] = KNOWN_FIELDS["block"]
 
 
 class DocumentError(ValueError):
-    def __init__(self, errors: list[str]):
+    """`parsed`: the text was a document (JSON or YAML) but not a valid workflow. The API answers 422 then
+    (well-formed input breaking rules no JSON Schema states: the graph, the templates, the blocks), 400 when
+    the text is no document at all."""
+
+    def __init__(self, errors: list[str], *, parsed: bool = False):
         super().__init__("; ".join(errors))
         self.errors = errors
+        self.parsed = parsed
 
 
 def parse(raw: Any) -> dict[str, Any]:
@@ -405,7 +410,7 @@ def validate(raw: Any, *, principal: Principal) -> dict[str, Any]:
         # Still name the bad blocks and approvers of well-formed nodes, so one upload shows everything.
         errors += _reference_errors_of_wellformed(document, principal=principal)
     if errors:
-        raise DocumentError(errors)
+        raise DocumentError(errors, parsed=True)
     return document
 
 

@@ -52,7 +52,7 @@ def workflow_publish(*, principal: Principal, raw: Any) -> tuple[WorkflowVersion
     try:
         document = dsl.validate(raw, principal=principal)
     except dsl.DocumentError as exc:
-        raise WorkflowError(exc.errors) from None
+        raise WorkflowError(exc.errors, status=422 if exc.parsed else 400) from None
     organization = principal.organization
     user = person_of(principal)
     name, label = str(document["name"]).strip(), str(document["version"]).strip()

@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.workflows import live, selectors, services
@@ -58,9 +59,11 @@ class WorkflowsView(APIView):
         return ok([workflow_dict(w) for w in selectors.workflows_of(request.user.organization)])
 
     @extend_schema(operation_id="api_workflows_publish", request=OpenApiTypes.OBJECT,
-                   responses={200: ENVELOPE, 201: ENVELOPE, 409: ERROR, **ERRORS},
+                   responses={200: ENVELOPE, 201: ENVELOPE, 409: ERROR, 422: ERROR, **ERRORS},
                    description='The workflow document as JSON, or {"document": "<JSON or YAML text>"}. '
-                               "A new version of the workflow of that name; the same document again is 200.")
+                               "A new version of the workflow of that name; the same document again is 200. "
+                               "A document that is not a valid workflow (its fields, graph, templates, blocks or "
+                               "approvers) is a 422 naming every error; text that is no document is a 400.")
     def post(self, request):
         roles.require_owner(request.user, "publish workflows")
         data = request.data
@@ -116,8 +119,8 @@ class RunDetailView(APIView):
 
 
 class EventStreamRenderer(BaseRenderer):
-    """Lets `Accept: text/event-stream` through content negotiation; a refusal (404, 400) still goes
-    out as the JSON envelope."""
+    """Lets `Accept: text/event-stream` (or ?format=sse) through content negotiation; a refusal (404,
+    400) still goes out as the JSON envelope, with a JSON content type (RunEventsView.finalize_response)."""
 
     media_type = "text/event-stream"
     format = "sse"
@@ -150,6 +153,13 @@ def _after(request) -> int | None:
 
 class RunEventsView(APIView):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Only the stream itself is text/event-stream; a refusal is the JSON envelope and says so.
+        if isinstance(response, Response):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(operation_id="api_workflow_run_events", responses={
         (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="SSE: id = the event's number"),

@@ -24,7 +24,7 @@ HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content":
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start_in_thread()
+    server = FakeUpstream().start()
     yield server
     server.stop()
 

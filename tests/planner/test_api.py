@@ -172,3 +172,11 @@ def test_an_outsider_explains_with_its_own_blocks_only(outsider, catalogue):
         "messages": [{"role": "user", "content": "a translation"}]}, format="json").json()["data"]
     assert data["model"] == "globex-secret"
     assert all(not c["id"].startswith("acme") for c in data["considered"])
+
+
+def test_explain_with_nothing_to_go_on_answers_in_the_envelope_never_a_500(member, catalogue):
+    # Found by schemathesis: a conversation whose only message is an empty assistant turn.
+    response = member.client().post("/api/planner/explain", {
+        "model": "auto", "messages": [{"role": "assistant", "content": "", "name": ""}]}, format="json")
+    assert response.status_code in (200, 400), response.content
+    assert response.json()["success"] is (response.status_code == 200)

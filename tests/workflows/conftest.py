@@ -40,7 +40,7 @@ def _close_the_node_loop() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream().start_in_thread()
+    upstream = FakeUpstream().start()
     yield upstream
     upstream.stop()
 

@@ -68,7 +68,7 @@ def test_a_bad_document_names_every_error_at_once(owner, outsider, reverse_block
         ],
     }
     response = owner.client().post("/api/workflows", document, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 422  # a document, but not a valid workflow
     errors = response.json()["errors"]
     expected = [
         "node 'a'.block: no block 'nope'",
@@ -106,7 +106,7 @@ def test_a_key_restricted_to_some_models_cannot_publish_a_workflow_using_others(
     client = owner.client()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     response = client.post("/api/workflows", simple(block="other"), format="json")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["errors"] == ["node 'say'.block: this API key is not allowed to use 'other'"]
 
 
