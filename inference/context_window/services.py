@@ -115,7 +115,9 @@ def session_trim(*, session: ChatSession, block: Block, max_tokens: int | None =
     with the block's tokenizer where its backend has one, else the estimator's documented estimate."""
     limit = max_tokens or context_length(block)
     if limit is None:
-        raise SessionError("this block declares no context length; give 'max_tokens'", param="max_tokens")
+        # 422: a well-formed request the named block cannot serve (no schema can know the block).
+        raise SessionError("this block declares no context length; give 'max_tokens'", param="max_tokens",
+                           status=422)
     target = limit - reserve
     if target <= 0:
         raise SessionError(f"'reserve' ({reserve}) leaves no room in {limit} tokens", param="reserve")

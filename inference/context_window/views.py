@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
@@ -14,6 +14,7 @@ from inference.context_window import selectors, services
 from inference.context_window.models import ChatSession, SessionMessage
 from registry import roles
 from registry.envelope import fail, ok
+from registry.fields import StrictCharField, StrictIntegerField
 from registry.models import Membership
 from registry.selectors import block_resolve
 
@@ -44,10 +45,10 @@ class AppendSerializer(serializers.Serializer):
 
 
 class TrimSerializer(serializers.Serializer):
-    model = serializers.CharField(max_length=200, help_text="the block whose context and tokenizer count")
-    max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=10_000_000,
-                                          help_text="the budget; default the block's context length")
-    reserve = serializers.IntegerField(required=False, min_value=0, max_value=10_000_000, default=0,
+    model = StrictCharField(max_length=200, help_text="the block whose context and tokenizer count")
+    max_tokens = StrictIntegerField(required=False, min_value=1, max_value=10_000_000,
+                                    help_text="the budget; default the block's context length")
+    reserve = StrictIntegerField(required=False, min_value=0, max_value=10_000_000, default=0,
                                        help_text="tokens kept free for the answer")
 
 
@@ -81,6 +82,11 @@ def _person(principal):
     return principal.api_key.created_by if principal.api_key is not None else None
 
 
+# The session id's rule, stated for every path that names one (services.SESSION_ID applies it).
+SESSION_ID_PARAMETER = OpenApiParameter("session_id", str, OpenApiParameter.PATH, pattern=services.SESSION_ID.pattern,
+                                        description="1-128 letters, digits and . _ : @ -")
+
+
 class SessionsView(APIView):
     @extend_schema(operation_id="api_sessions_list", responses={200: ENVELOPE})
     def get(self, request):
@@ -88,12 +94,14 @@ class SessionsView(APIView):
 
 
 class SessionDetailView(APIView):
-    @extend_schema(operation_id="api_session", responses={200: ENVELOPE, 404: ERROR})
+    @extend_schema(operation_id="api_session", responses={200: ENVELOPE, 404: ERROR},
+                   parameters=[SESSION_ID_PARAMETER])
     def get(self, request, session_id: str):
         session = _session(request, session_id)
         return ok(session_dict(session, messages=selectors.session_messages(session)))
 
-    @extend_schema(operation_id="api_session_delete", responses={204: None, 403: ERROR, 404: ERROR})
+    @extend_schema(operation_id="api_session_delete", responses={200: ENVELOPE, 403: ERROR, 404: ERROR},
+                   parameters=[SESSION_ID_PARAMETER])
     def delete(self, request, session_id: str):
         session = _session(request, session_id)
         person = _person(request.user)
@@ -105,7 +113,7 @@ class SessionDetailView(APIView):
 
 
 class SessionMessagesView(APIView):
-    @extend_schema(operation_id="api_session_append", request=AppendSerializer,
+    @extend_schema(operation_id="api_session_append", request=AppendSerializer, parameters=[SESSION_ID_PARAMETER],
                    responses={201: ENVELOPE, 400: ERROR, 409: ERROR})
     def post(self, request, session_id: str):
         # AppendSerializer states the rules in the schema; check_messages applies them, naming the param.
@@ -121,8 +129,8 @@ class SessionMessagesView(APIView):
 
 
 class SessionTrimView(APIView):
-    @extend_schema(operation_id="api_session_trim", request=TrimSerializer,
-                   responses={200: ENVELOPE, 400: ERROR, 403: ERROR, 404: ERROR})
+    @extend_schema(operation_id="api_session_trim", request=TrimSerializer, parameters=[SESSION_ID_PARAMETER],
+                   responses={200: ENVELOPE, 400: ERROR, 403: ERROR, 404: ERROR, 422: ERROR})
     def post(self, request, session_id: str):
         session = _session(request, session_id)
         serializer = TrimSerializer(data=request.data)

@@ -109,7 +109,7 @@ def test_trim_needs_a_context_length_and_a_block_the_caller_may_use(owner, outsi
     BlockFactory(organization=outsider.organization, block_id="theirs", metadata={"contextLength": 100})
     append(owner, "t", HELLO)
     no_limit = owner.client().post("/api/sessions/t/trim", {"model": "nolimit"}, format="json")
-    assert no_limit.status_code == 400 and "declares no context length" in no_limit.json()["message"]
+    assert no_limit.status_code == 422 and "declares no context length" in no_limit.json()["message"]
     foreign = owner.client().post("/api/sessions/t/trim", {"model": "theirs"}, format="json")
     assert foreign.status_code == 404
     no_room = owner.client().post("/api/sessions/t/trim", {"model": "nolimit", "max_tokens": 5, "reserve": 5},

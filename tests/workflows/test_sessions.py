@@ -36,7 +36,7 @@ def test_a_session_must_be_a_template_string_and_only_on_single_calls(owner, rev
          "session": "s"},
         {"id": "other", "type": "block", "block": "reverse", "prompt": "x", "session": "{{ input.nope }}"}]}
     response = owner.client().post("/api/workflows", bad, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 422  # a document, but not a valid workflow
     errors = "\n".join(response.json()["errors"])
     assert "'say'.session: a string template" in errors
     assert "node 'each'" in errors and "session" in errors
