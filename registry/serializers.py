@@ -36,11 +36,19 @@ def _string_list(value: Any, allow_string: bool = True) -> list[str]:
         raise ValueError(f"at most {MAX_LIST_ITEMS} items")
     out: list[str] = []
     for item in value:
-        if not isinstance(item, str) or not item.strip() or len(item) > 200:
+        kept = item.strip(SCHEMA_WHITESPACE) if isinstance(item, str) else ""
+        if not kept or len(item) > 200:
             raise ValueError("every item must be a non-empty string of at most 200 characters")
-        if item.strip() not in out:
-            out.append(item.strip())
+        if kept not in out:
+            out.append(kept)
     return out
+
+
+# What the schema's `\S` calls whitespace (JSON Schema patterns are ECMA-262 regexes). Python's str.strip()
+# also strips the ASCII separators \x1c-\x1f and \x85, which the schema counts as characters: a blank item
+# is one the schema refuses too, no more, no less.
+SCHEMA_WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+                    "\u2028\u2029\u202f\u205f\u3000\ufeff"
 
 
 # What _string_list accepts, for /api/schema/: a string or a list of them, each non-blank, at most 200 long.

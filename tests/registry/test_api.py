@@ -401,3 +401,14 @@ def test_the_openapi_schema_documents_the_block_endpoints(anon):
     for path in ("/api/blocks", "/api/blocks/{block_id}", "/api/blocks/query", "/api/blocks/similarity"):
         assert path in paths
     assert set(paths["/api/blocks/{block_id}"]) >= {"get", "patch", "put", "delete"}
+
+
+def test_a_protocol_is_blank_exactly_when_the_schema_says_so(owner):
+    # Found by schemathesis: "\x1d" matches the schema's \S (ECMA-262) but Python's strip() removed it.
+    body = {"id": "sep", "kind": "llm", "outputProtocols": ["\x1d", " text/plain "]}
+    response = owner.client().post("/api/blocks", body, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["data"]["outputProtocols"] == ["\x1d", "text/plain"]
+    blank = owner.client().post("/api/blocks", {**body, "id": "blank", "outputProtocols": ["\ufeff\u3000 "]},
+                                format="json")
+    assert blank.status_code == 400 and "outputProtocols" in blank.json()["message"]
