@@ -120,7 +120,8 @@ def session_trim(*, session: ChatSession, block: Block, max_tokens: int | None =
                            status=422)
     target = limit - reserve
     if target <= 0:
-        raise SessionError(f"'reserve' ({reserve}) leaves no room in {limit} tokens", param="reserve")
+        # 422: each number is valid alone; together (or with the block's context) they leave no room.
+        raise SessionError(f"'reserve' ({reserve}) leaves no room in {limit} tokens", param="reserve", status=422)
     rows = session_messages(session)
     standing = [r for r in rows if r.role in STANDING_ROLES]
     others = [r for r in rows if r.role not in STANDING_ROLES]

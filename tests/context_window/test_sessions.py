@@ -114,7 +114,7 @@ def test_trim_needs_a_context_length_and_a_block_the_caller_may_use(owner, outsi
     assert foreign.status_code == 404
     no_room = owner.client().post("/api/sessions/t/trim", {"model": "nolimit", "max_tokens": 5, "reserve": 5},
                                   format="json")
-    assert no_room.status_code == 400 and "leaves no room" in no_room.json()["message"]
+    assert no_room.status_code == 422 and "leaves no room" in no_room.json()["message"]
 
 
 @pytest.mark.slow
