@@ -4,7 +4,6 @@ block's context and deleted; and /v1/chat/completions requests that name a sessi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -14,19 +13,11 @@ from django.core.management import call_command
 
 from inference.context_window.models import ChatSession
 from tests.factories import BlockFactory
-from tests.support.fake_upstream import FakeUpstream
 from webapp.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
 
 
 def append(party, session_id: str, messages: list[dict]):
@@ -141,15 +132,15 @@ async def chat(key: str, body: dict) -> tuple[int, bytes]:
 
 
 async def test_a_chat_request_naming_a_session_gets_its_history_and_appends_its_turn(owner, member, outsider,
-                                                                                    upstream):
+                                                                                    fake_upstream):
     await asyncio.to_thread(BlockFactory, organization=owner.organization, block_id="up", backend_type="openai",
-                            backend_config={"base_url": upstream.base_url("ok-chunks2")})
+                            backend_config={"base_url": fake_upstream.base_url("ok-chunks2")})
     await asyncio.to_thread(append, owner, "conv", HELLO)
     status, _ = await chat(member.key, {"model": "up", "session_id": "conv",
                                         "messages": [{"role": "system", "content": "Be brief."},
                                                      {"role": "user", "content": "again"}]})
     assert status == 200
-    sent = upstream.stats.last_body["messages"]
+    sent = fake_upstream.stats.last_body["messages"]
     assert [m["content"] for m in sent] == ["Be brief.", "hello", "Be brief.", "again"]
     status, _ = await chat(owner.key, {"model": "up", "session_id": "conv", "stream": True,
                                        "messages": [{"role": "user", "content": "third"}]})
@@ -161,15 +152,15 @@ async def test_a_chat_request_naming_a_session_gets_its_history_and_appends_its_
         ("user", "third"), ("assistant", "tok0 tok1 ")]  # the streamed chunks, as the client saw them
     # The outsider's "conv" is its own, empty one: none of the above reaches its request.
     await asyncio.to_thread(BlockFactory, organization=outsider.organization, block_id="up", backend_type="openai",
-                            backend_config={"base_url": upstream.base_url("ok-chunks2")})
+                            backend_config={"base_url": fake_upstream.base_url("ok-chunks2")})
     status, _ = await chat(outsider.key, {"model": "up", "session_id": "conv",
                                           "messages": [{"role": "user", "content": "hi"}]})
-    assert status == 200 and [m["content"] for m in upstream.stats.last_body["messages"]] == ["hi"]
+    assert status == 200 and [m["content"] for m in fake_upstream.stats.last_body["messages"]] == ["hi"]
 
 
-async def test_a_failed_request_appends_nothing_and_a_bad_session_id_is_a_400(owner, upstream):
+async def test_a_failed_request_appends_nothing_and_a_bad_session_id_is_a_400(owner, fake_upstream):
     await asyncio.to_thread(BlockFactory, organization=owner.organization, block_id="down", backend_type="openai",
-                            backend_config={"base_url": upstream.base_url("status500")})
+                            backend_config={"base_url": fake_upstream.base_url("status500")})
     status, _ = await chat(owner.key, {"model": "down", "session_id": "kept",
                                        "messages": [{"role": "user", "content": "hi"}]})
     assert status >= 500

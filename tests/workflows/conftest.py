@@ -16,7 +16,6 @@ from registry.auth import clear_principal_cache
 from registry.models import Block
 from registry.tenancy.access import clear_block_cache
 from tests.factories import BlockFactory
-from tests.support.fake_upstream import FakeUpstream
 
 # The worker tests' database and Redis plumbing, shared rather than copied.
 from tests.workers.conftest import _drop_stray_connections, worker_env  # noqa: F401
@@ -36,13 +35,6 @@ def _in_process_executor(settings):
 def _close_the_node_loop() -> Iterator[None]:
     yield
     close_worker_loop()  # block calls ran on the shared loop: close its pooled upstream sessions
-
-
-@pytest.fixture(scope="session")
-def fake_upstream() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream().start()
-    yield upstream
-    upstream.stop()
 
 
 @pytest.fixture
