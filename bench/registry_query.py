@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+from _timing import percentile, timed
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/sb_bench_registry"
 PAGE = 100
@@ -164,22 +166,6 @@ def run_sql(viewer, payload) -> None:
         cursor.fetchall()
 
 
-def timed(fn, runs: int) -> list[float]:
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=100_000)
@@ -201,8 +187,8 @@ def main() -> None:
     print("| query | matches (visible) | rows on page | API page p50 ms | p95 ms | SQL only p50 ms | p95 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, payload in QUERIES.items():
-        page = timed(lambda p=payload: run_page(viewer, p), args.runs)
-        sql = timed(lambda p=payload: run_sql(viewer, p), args.runs)
+        page = timed(lambda p=payload: run_page(viewer, p), args.runs, warmup=5)
+        sql = timed(lambda p=payload: run_sql(viewer, p), args.runs, warmup=5)
         rows = run_page(viewer, payload)
         matches = blocks_query(organization=viewer, payload=payload).count()
         print(f"| {label} | {matches:,} | {rows} | {statistics.median(page):.1f} | {percentile(page, 0.95):.1f} "

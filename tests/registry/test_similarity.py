@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.conf import settings as server_settings
 from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -21,7 +22,12 @@ from registry.similarity.services import blocks_needing_embedding, embedding_thr
 from registry.similarity.vectors import store_vector
 from registry.tasks import embed_blocks
 from tests.factories import BlockFactory
-from tests.registry.relevance import load_relevance_blocks, measure_relevance
+from tests.registry.relevance import (
+    calibrated_min_score,
+    fitting_tasks,
+    load_relevance_blocks,
+    measure_relevance,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -49,20 +55,32 @@ def ids(response) -> list[str]:
 # Relevance on the fixture (tests/registry/fixtures/relevance.json; figures in docs/planning.md).
 
 
-def test_the_default_policy_finds_the_right_block_for_tasks_phrased_in_other_words(org):
-    load_relevance_blocks(org)
-
+def _cosine_rank(org):
     def rank(task: str):
         hits = blocks_similar(organization=org, task=task, limit=10)
         return [hit.block.block_id for hit in hits], similarity_abstains(hits)
+    return rank
 
-    measured = measure_relevance(rank)
-    # Measured 83.9 % / 96.4 %; the issue asks 85 % top-1 (docs/planning.md: the gap and what closes it).
-    assert measured.top1 >= 0.83, measured.misses
+
+def test_the_abstention_threshold_is_the_one_the_calibration_half_of_the_fixture_chooses(org):
+    load_relevance_blocks(org)
+    best = [blocks_similar(organization=org, task=task, limit=1)[0].parts["similarity"]
+            for task in fitting_tasks("calibration")]
+    # SIMILARITY_MIN_SCORE ships rounded to 4 decimals; re-run this calibration after changing the
+    # model, the searchable text or the fixture's calibration half.
+    assert server_settings.SIMILARITY_MIN_SCORE == pytest.approx(calibrated_min_score(best), abs=5e-5)
+
+
+def test_on_the_held_out_half_the_default_policy_finds_the_right_block_and_abstains_when_none_fits(org):
+    load_relevance_blocks(org)
+    measured = measure_relevance(_cosine_rank(org), "held-out")
+    # The issue's targets, on tasks nothing was tuned on: top-3 >= 95 %, abstains on >= 80 % of the no-fit
+    # tasks and <= 5 % of the fitting ones. Measured 96 % / 87.5 % / 4 %.
     assert measured.top3 >= 0.95, measured.misses
-    # Measured: abstains on 60 % of the no-fit tasks and 3.6 % of the fitting ones (the issue asks ≥ 80 % / ≤ 5 %).
+    assert measured.abstain_no_fit >= 0.8
     assert measured.abstain_fitting <= 0.05
-    assert measured.abstain_no_fit >= 0.6
+    # Top-1: measured 76 %, short of the issue's 85 % (docs/planning.md: what was tried, what is left).
+    assert measured.top1 >= 0.76, measured.misses
 
 
 def test_embeddings_beat_the_old_stem_overlap_on_the_same_fixture(org):
