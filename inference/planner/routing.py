@@ -40,6 +40,9 @@ AUTO = "auto"
 AUTO_PREFIX = "auto:"
 # How many ranked blocks the similarity and tags modes look through for one the caller may run.
 SEARCH_LIMIT = 20
+# How many of them the tags and similarity modes check the caller may run: the block chosen and the runner-up
+# the route names (the plan mode checks all its candidates: the planner model chooses among them).
+CHOSEN_AND_RUNNER_UP = 2
 MAX_HEADER_REASON = 160
 # Backends that honour a json_schema response_format (llama.cpp as a grammar; OpenAI-compatible servers).
 JSON_SCHEMA_BACKENDS = frozenset({"llamacpp", "openai", "sglang"})
@@ -160,9 +163,14 @@ class _Router:
     async def usable(self, block: Block) -> bool:
         return await usable(self.principal, block, request=self.request, prompt_tokens=self.prompt_tokens)
 
-    async def usable_hits(self, hits: list[Hit]) -> list[Hit]:
+    async def usable_hits(self, hits: list[Hit], *, enough: int | None = None) -> list[Hit]:
+        """The hits the caller may run, in order; with `enough`, only until that many are found (each check
+        is a database round trip: `auto` in similarity mode needs the chosen block and its runner-up, not
+        all SEARCH_LIMIT of them). `considered` lists the hits checked."""
         kept = []
         for hit in hits:
+            if enough is not None and len(kept) >= enough:
+                break
             ok = await self.usable(hit.block)
             self.considered.append({"id": self.reference(hit.block), "score": hit.score, "parts": hit.parts,
                                     "usable": ok})
@@ -194,13 +202,14 @@ class _Router:
             return await self.hardcoded()
         if mode == PlannerConfig.TAGS:
             hits = await self.usable_hits(await _tag_ranking(principal=self.principal, text=self.task.text,
-                                                             kind=Block.LLM, tag=self.tag))
+                                                             kind=Block.LLM, tag=self.tag), enough=CHOSEN_AND_RUNNER_UP)
             if not hits:
                 return await self.abstain(mode, "no block's tags are named in the conversation")
             return self.chosen(hits, 0, mode=mode, policy="tags")
         limit = self.config.candidates if mode == PlannerConfig.PLAN else SEARCH_LIMIT
         hits = await self.usable_hits(await _similar_blocks(principal=self.principal, task=self.task.text,
-                                                            kind=Block.LLM, tag=self.tag, limit=limit))
+                                                            kind=Block.LLM, tag=self.tag, limit=limit),
+                                      enough=None if mode == PlannerConfig.PLAN else CHOSEN_AND_RUNNER_UP)
         if mode == PlannerConfig.PLAN:
             return await self.plan(hits)
         if not hits or not fits(hits[0], self.config.min_score):
