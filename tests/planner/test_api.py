@@ -156,6 +156,18 @@ def test_explain_says_what_auto_would_run_and_runs_nothing(owner, member, catalo
     assert fake_upstream.stats.requests == before
 
 
+def test_in_similarity_mode_explain_checks_only_the_chosen_block_and_its_runner_up(owner, member, catalogue,
+                                                                                  upstream_block):
+    upstream_block(owner.organization, block_id="acme-poet", description="Writes poems in a requested style.")
+    upstream_block(owner.organization, block_id="acme-chef", description="Creates recipes from ingredients.")
+    data = member.client().post("/api/planner/explain", {
+        "messages": [{"role": "user", "content": "render this German letter in English"}]}, format="json").json()["data"]
+    assert (data["model"], data["outcome"], data["mode"]) == ("acme-translate", "chosen", "similarity")
+    # Four LLM blocks ranked; usability (a database round trip each) is checked for the first two only.
+    assert [(c["id"], c["usable"]) for c in data["considered"]] == [("acme-translate", True),
+                                                                    (data["route"]["runnerUp"], True)]
+
+
 def test_explain_refuses_a_named_model_and_bad_messages(owner, catalogue):
     named = owner.client().post("/api/planner/explain", {"model": "acme-translate",
                                                          "messages": [{"role": "user", "content": "x"}]},
