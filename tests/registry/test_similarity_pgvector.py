@@ -18,7 +18,7 @@ import pytest
 
 from registry.models import Block
 from registry.similarity.vectors import pgvector_ready
-from tests.registry.relevance import load_relevance_blocks, rank_everything
+from tests.registry.relevance import load_relevance_blocks, rank_everything, relevance_fixture
 from tests.support.pgvector import pgvector_postgres
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -53,7 +53,8 @@ def test_pgvector_and_the_exact_scan_rank_every_task_the_same_under_every_filter
     load_relevance_blocks(org)
     exact = rank_everything(org)
     remote = pgvector_rankings["rankings"]
-    assert set(exact) == set(remote) and len(exact) == 3 * 76
+    fixture = relevance_fixture()
+    assert set(exact) == set(remote) and len(exact) == 3 * (len(fixture["tasks"]) + len(fixture["no_fit"]))
     for key, ranked in exact.items():
         assert [block_id for block_id, _ in remote[key]] == [block_id for block_id, _ in ranked], key
         assert [s for _, s in remote[key]] == pytest.approx([s for _, s in ranked], abs=1e-5), key
