@@ -10,7 +10,9 @@ UPDATE lets only one of them start it even when both see it ready).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -114,6 +116,33 @@ def run_start(*, version: WorkflowVersion, principal: Principal, input: Any) -> 
     return run
 
 
+# Set by node_run_chain for the node it runs: _advance leaves one ready child here instead of sending it
+# through the broker, and the same task runs it next (None elsewhere: a decision, the sweeper).
+_inline_child: ContextVar[list[int] | None] = ContextVar("workflows_inline_child", default=None)
+
+
+def node_run_chain(*, node_run_id: int) -> str:
+    """The Celery task's work: run the node, then one child its end made ready, in this same task, while
+    the task is younger than WORKFLOW_INLINE_BUDGET_S. Sending a ready child through the broker costs a
+    publish, the worker's consumer and a thread hand-off (most of a node's scheduling overhead); running it
+    here costs nothing but its claim. Its siblings still go through the broker and run in parallel. The
+    child is `queued` in the database before it runs here, so if this worker dies the sweeper's lost-message
+    path hands it to another, as for a message the broker lost."""
+    started = time.monotonic()
+    outcome = "not-claimed"
+    next_id: int | None = node_run_id
+    while next_id is not None:
+        slot: list[int] | None = [] if (settings.WORKFLOW_INLINE_CHILD and
+                                        time.monotonic() - started < settings.WORKFLOW_INLINE_BUDGET_S) else None
+        token = _inline_child.set(slot)
+        try:
+            outcome = node_execute(node_run_id=next_id)
+        finally:
+            _inline_child.reset(token)
+        next_id = slot[0] if slot else None
+    return outcome
+
+
 def dispatch(node_run_ids: list[int]) -> None:
     """Hand queued nodes to an executor: Celery tasks, or the in-process pool in the embedded default."""
     for node_run_id in node_run_ids:
@@ -122,7 +151,7 @@ def dispatch(node_run_ids: list[int]) -> None:
             current_app.send_task(RUN_NODE_TASK, args=[node_run_id], queue=settings.WORKFLOW_QUEUE)
         else:
             executor.start_sweeper(workflows_sweep)
-            executor.submit(node_execute, node_run_id=node_run_id)
+            executor.submit(node_run_chain, node_run_id=node_run_id)
 
 
 def _principal(run: WorkflowRun) -> Principal:
@@ -178,7 +207,7 @@ def node_execute(*, node_run_id: int) -> str:
                                                                       "branch": "then" if result else "else"}
         else:
             principal = _principal(run)
-            work = execution.run_map if node["type"] == "map" else execution.run_call
+            work = {"map": execution.run_map, "planner": execution.run_planner}.get(node["type"], execution.run_call)
             node_input, output = run_on_worker_loop(
                 execution.watched(work(principal, node, context), lambda: _arenew(node_run_id, token),
                                   settings.WORKFLOW_HEARTBEAT_S),
@@ -287,6 +316,9 @@ def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finis
                     .update(state=NodeRun.QUEUED, queued_at=now):
                 states[child] = NodeRun.QUEUED
                 to_dispatch.append(pks[child])
+    slot = _inline_child.get()
+    if slot is not None and not slot and to_dispatch:
+        slot.append(to_dispatch.pop(0))  # this task runs it next (node_run_chain); the rest go out now
     dispatch(to_dispatch)
     _maybe_finish(run, graph, document)
 
@@ -350,6 +382,8 @@ def _approval_apply(approval_id: int) -> None:
     approval = Approval.objects.select_related("run__version").get(pk=approval_id)
     if approval.state not in (Approval.APPROVED, Approval.REJECTED) or approval.reached_at is None:
         return
+    if approval.run_id is None:
+        return  # a held chat request: its waiting coroutine reads the decision itself (holds.py)
     run = approval.run
     nodes = NodeRun.objects.filter(run=run, node_id=approval.node_id, state=NodeRun.WAITING)
     now = timezone.now()
@@ -415,6 +449,13 @@ def approval_decide(*, approval: Approval, principal: Principal, decision: str, 
                             f"(approvers: {_approvers_text(approval.approvers)})", status=403)
     if decision not in DECISIONS:
         raise WorkflowError(f"decision: one of {', '.join(DECISIONS)}")
+    if approval.request_id:
+        if decision == "edit":
+            raise WorkflowError("a held chat request is approved or rejected as it was sent; it cannot be edited")
+        person = person_of(principal)
+        if person is not None and person.pk == approval.requested_by_id:
+            # Four eyes: the policy asks for someone else's decision.
+            raise WorkflowError("you sent this request: someone else among its approvers decides it", status=403)
     if decision == "edit" and approval.schema:
         problems = sorted(Draft202012Validator(approval.schema).iter_errors(output), key=lambda e: list(e.path))
         if problems:
@@ -468,6 +509,12 @@ def _approval_timeout(approval: Approval, now: datetime) -> str:
         return "raced"  # a person decided first
     _approval_apply(approval.pk)
     return values["decision"]
+
+
+def approval_deadline_fire(*, approval: Approval, now: datetime | None = None) -> str:
+    """Fire one approval's deadline if it is due (what the sweeper does for each due one); "raced" when
+    a decision or another sweep came first."""
+    return _approval_timeout(approval, now or timezone.now())
 
 
 def workflows_sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
