@@ -73,6 +73,8 @@ class WorkflowRun(models.Model):
     # Started through a key: if that key is deleted the run stops rather than run without its limits.
     via_key = models.BooleanField(default=False)
     dev_mode = models.BooleanField(default=False)  # the embedded default's keyless localhost owner
+    # The number of the run's last event (events.py): taken with an UPDATE, whose row lock orders writers.
+    event_seq = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

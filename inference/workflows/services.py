@@ -19,7 +19,8 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import DateTimeField, F, Max, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -126,20 +127,22 @@ def node_run_chain(*, node_run_id: int) -> str:
     the task is younger than WORKFLOW_INLINE_BUDGET_S. Sending a ready child through the broker costs a
     publish, the worker's consumer and a thread hand-off (most of a node's scheduling overhead); running it
     here costs nothing but its claim. Its siblings still go through the broker and run in parallel. The
-    child is `queued` in the database before it runs here, so if this worker dies the sweeper's lost-message
-    path hands it to another, as for a message the broker lost."""
+    child stays `pending` until this task claims it (pending -> running, conditional like every claim); if
+    this worker dies in between, the sweeper finds a run with ready nodes and nothing in flight and
+    advances it, as after any crash between two steps."""
     started = time.monotonic()
     outcome = "not-claimed"
     next_id: int | None = node_run_id
+    from_pending = False
     while next_id is not None:
         slot: list[int] | None = [] if (settings.WORKFLOW_INLINE_CHILD and
                                         time.monotonic() - started < settings.WORKFLOW_INLINE_BUDGET_S) else None
         token = _inline_child.set(slot)
         try:
-            outcome = node_execute(node_run_id=next_id)
+            outcome = node_execute(node_run_id=next_id, from_pending=from_pending)
         finally:
             _inline_child.reset(token)
-        next_id = slot[0] if slot else None
+        next_id, from_pending = (slot[0], True) if slot else (None, False)
     return outcome
 
 
@@ -176,15 +179,19 @@ def _parents_outputs(context: dict[str, Any], graph: dag.Graph, node_id: str) ->
     return {p: context["nodes"].get(p, {}).get("output") for p in graph.parents[node_id]}
 
 
-def node_execute(*, node_run_id: int) -> str:
+def node_execute(*, node_run_id: int, from_pending: bool = False) -> str:
     """Claim a queued node (or one whose executor's lease ran out) and run it. Returns what happened;
-    a node another executor holds, or that finished, is left alone ("not-claimed")."""
+    a node another executor holds, or that finished, is left alone ("not-claimed"). `from_pending`: the
+    caller's own advance found the node ready and left it pending for this claim (node_run_chain)."""
     token = uuid.uuid4().hex
     now = timezone.now()
     claimable = Q(state=NodeRun.QUEUED) | Q(state=NodeRun.RUNNING, lease_until__lt=now)
+    if from_pending:
+        claimable |= Q(state=NodeRun.PENDING)
     with transaction.atomic():  # the claim and its event: one commit
         claimed = (NodeRun.objects.filter(claimable, pk=node_run_id, run__state=WorkflowRun.RUNNING)
                    .update(state=NodeRun.RUNNING, claim=token, attempts=F("attempts") + 1, started_at=now,
+                           queued_at=Coalesce(F("queued_at"), Value(now, output_field=DateTimeField())),
                            lease_until=now + timedelta(seconds=settings.WORKFLOW_LEASE_S), error=""))
         if not claimed:
             return "not-claimed"
@@ -291,6 +298,7 @@ def _skipped(child: str, graph: dag.Graph, states: dict[str, str], outputs: dict
 def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finished: list[str]) -> None:
     """Start (or skip) the children of finished nodes whose parents are all done; finish the run."""
     to_dispatch: list[int] = []
+    slot = _inline_child.get()
     conditions = {c for branches in graph.branches.values() for c, _ in branches}
     work = list(finished)
     while work:
@@ -312,15 +320,19 @@ def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finis
                                       run_id=run.pk, kind=events.NODE_SKIPPED, node_id=child):
                     work.append(child)
                     states[child] = NodeRun.SKIPPED
+            elif slot is not None and not slot:
+                # This task claims it next, straight from pending (node_run_chain): no queued step, no
+                # message. The claim is conditional like any other, so a second parent that queued it
+                # meanwhile for the broker starts it no second time.
+                slot.append(pks[child])
+                states[child] = NodeRun.QUEUED
             elif NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
                     .update(state=NodeRun.QUEUED, queued_at=now):
                 states[child] = NodeRun.QUEUED
                 to_dispatch.append(pks[child])
-    slot = _inline_child.get()
-    if slot is not None and not slot and to_dispatch:
-        slot.append(to_dispatch.pop(0))  # this task runs it next (node_run_chain); the rest go out now
     dispatch(to_dispatch)
-    _maybe_finish(run, graph, document)
+    if not to_dispatch and not slot:  # a child just started or queued: the run is not over
+        _maybe_finish(run, graph, document)
 
 
 def _maybe_finish(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any]) -> None:

@@ -12,6 +12,16 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='workflowrun',
+            name='event_seq',
+            field=models.PositiveIntegerField(default=0),
+        ),
+        # Runs made before the counter: it starts at their last event's number.
+        migrations.RunSQL(
+            "UPDATE workflows_workflowrun SET event_seq = COALESCE((SELECT MAX(e.seq) FROM workflows_runevent e "
+            "WHERE e.run_id = workflows_workflowrun.id), 0)",
+            migrations.RunSQL.noop),
         migrations.AlterField(
             model_name='approval',
             name='run',
