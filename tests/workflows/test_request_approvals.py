@@ -16,6 +16,7 @@ from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from inference.backends.queued import streams
 from inference.workflows.models import Approval, WorkflowRun
 from inference.workflows.services import workflows_sweep
 from registry.tenancy.models import PolicyRule
@@ -296,3 +297,17 @@ def test_the_policy_api_stores_the_rule_and_names_bad_approvers(owner, member, u
                         format="json").status_code == 400
     assert member.client().patch(f"/api/policies/{rule}", {"approval_required": False},
                                  format="json").status_code == 403
+
+
+async def test_a_queued_requests_status_is_queued_for_its_organization_only(owner, outsider):
+    # The queued path's record, as QueuedBackend.submit stores it in Redis (inference/backends/queued).
+    await streams.request_store("q-status-1", {"block_id": "acme-gpu", "organization_id": owner.organization.pk,
+                                               "request": {"model": "acme-gpu"}, "queue": "gpu"})
+    try:
+        code, request = await status_of(owner, "q-status-1")
+        assert code == 200 and request == {"id": "q-status-1", "object": "request", "status": "queued",
+                                           "model": "acme-gpu", "approval": None}
+        assert (await status_of(outsider, "q-status-1"))[0] == 404
+        assert (await status_of(owner, "no-such-request"))[0] == 404
+    finally:
+        await streams.redis_client().delete(streams.record_key("q-status-1"))
