@@ -8,6 +8,9 @@ shape) on its own Redis database, then measures:
 
   1. a 10-node diamond (1 -> 2 -> 4 -> 2 -> 1) of block calls: the scheduling overhead of each node,
      from the end of its last parent to its own start (NodeRun timestamps), p50 and p95; target p50 <= 20 ms.
+     Side by side in one run, on two workers started alike (runs alternate between them): every ready child
+     sent through the broker (WORKFLOW_INLINE_CHILD=0, how it was) and the default, where the task that
+     finished a node runs one ready child itself (services.node_run_chain).
   2. --paused runs stopped at an approval: the worker's RSS before and after, the broker's queue length
      and unacked messages, and the rows they hold: a paused run holds no worker, no task, no memory.
   3. --approve of them approved, one decision at a time as POST /api/approvals/<id>/decision makes it:
@@ -95,7 +98,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=20, help="diamond runs, one after another")
+    parser.add_argument("--runs", type=int, default=20, help="diamond runs per worker, one after another")
     parser.add_argument("--paused", type=int, default=1000, help="runs left paused at an approval")
     parser.add_argument("--approve", type=int, default=100, help="how many of those to approve")
     parser.add_argument("--concurrency", type=int, default=16, help="the worker's threads")
@@ -111,7 +114,7 @@ def main() -> None:
            "PYTHONUNBUFFERED": "1", "EGRESS_ALLOW": "127.0.0.1", "WORKFLOW_EXECUTOR": "celery"}
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-    worker: subprocess.Popen | None = None
+    workers: dict[str, subprocess.Popen] = {}
     try:
         import django
 
@@ -131,7 +134,7 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         broker = redis.Redis.from_url(args.redis_url)
         broker.flushdb()
-        upstream = FakeUpstream().start_in_thread()
+        upstream = FakeUpstream().start()
         org = Organization.objects.create(name="Bench", slug="bench")
         user = get_user_model().objects.create_user(username="bench-owner", password="x")
         Membership.objects.create(user=user, organization=org, role=Membership.OWNER)
@@ -139,40 +142,51 @@ def main() -> None:
                              backend_config={"base_url": upstream.base_url("ok-chunks2")})
         principal = Principal(organization=org, user=user)
 
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", settings.WORKFLOW_QUEUE, "-P", "threads",
-             "-c", str(args.concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l",
-             "WARNING", "-n", f"bench-wf-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=(logs / "workflows-worker.log").open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        time.sleep(4)  # the worker's startup
+        def start_worker(name: str, inline: bool) -> subprocess.Popen:
+            worker_env = {**env, "WORKFLOW_INLINE_CHILD": "1" if inline else "0", "WORKFLOW_QUEUE": name}
+            return subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", name, "-P", "threads",
+                 "-c", str(args.concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l",
+                 "WARNING", "-n", f"{name}-{os.getpid()}@%h"],
+                cwd=ROOT, env=worker_env, stdout=(logs / f"{name}-worker.log").open("wb"), stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+        # One worker per way of handing a ready child on; the bench sends each run's roots to one of them.
+        modes = {"broker": "wf-broker", "inline": "wf-inline"}
+        workers.update({mode: start_worker(queue, inline=mode == "inline") for mode, queue in modes.items()})
+        worker = workers["inline"]
+        time.sleep(4)  # the workers' startup
         rss_start = rss_mib(worker.pid)
 
-        # 1. The diamond.
+        # 1. The diamond, runs alternating between the two workers.
         version, _ = services.workflow_publish(principal=principal, raw=diamond())
         parents = {n["id"]: n.get("after", []) for n in version.document["nodes"]}
-        gaps: list[float] = []
-        advance: list[float] = []  # end of the last parent -> the child queued (the finishing executor's work)
-        pickup: list[float] = []  # queued -> claimed by a worker thread (the broker and Celery's consumer)
-        walls: list[float] = []
-        for i in range(args.runs + 1):  # the first run warms the worker's connections: not counted
-            started = time.perf_counter()
-            run = services.run_start(version=version, principal=principal, input={})
-            wait_until(lambda run=run: WorkflowRun.objects.filter(pk=run.pk, state__in=WorkflowRun.FINISHED).exists(),
-                       60, "a diamond run")
-            walls.append(time.perf_counter() - started)
-            nodes = {n.node_id: n for n in NodeRun.objects.filter(run=run)}
-            assert all(n.state == NodeRun.SUCCEEDED for n in nodes.values()), [(n.node_id, n.error) for n in nodes.values()]
-            if i == 0:
-                walls.clear()
-                continue
-            for node_id, ps in parents.items():
-                if ps:
-                    last_parent = max(nodes[p].finished_at for p in ps)
-                    child = nodes[node_id]
-                    gaps.append((child.started_at - last_parent).total_seconds() * 1000)
-                    advance.append((child.queued_at - last_parent).total_seconds() * 1000)
-                    pickup.append((child.started_at - child.queued_at).total_seconds() * 1000)
+        gaps: dict[str, list[float]] = {mode: [] for mode in modes}
+        advance: dict[str, list[float]] = {mode: [] for mode in modes}  # last parent's end -> child queued
+        pickup: dict[str, list[float]] = {mode: [] for mode in modes}  # queued -> claimed by a worker thread
+        walls: dict[str, list[float]] = {mode: [] for mode in modes}
+        for i in range(args.runs + 1):  # the first round warms the workers' connections: not counted
+            for mode, queue in modes.items():
+                settings.WORKFLOW_QUEUE = queue
+                started = time.perf_counter()
+                run = services.run_start(version=version, principal=principal, input={})
+                wait_until(lambda run=run: WorkflowRun.objects.filter(pk=run.pk, state__in=WorkflowRun.FINISHED)
+                           .exists(), 60, "a diamond run")
+                wall = time.perf_counter() - started
+                nodes = {n.node_id: n for n in NodeRun.objects.filter(run=run)}
+                assert all(n.state == NodeRun.SUCCEEDED for n in nodes.values()), \
+                    [(n.node_id, n.error) for n in nodes.values()]
+                if i == 0:
+                    continue
+                walls[mode].append(wall)
+                for node_id, ps in parents.items():
+                    if ps:
+                        last_parent = max(nodes[p].finished_at for p in ps)
+                        child = nodes[node_id]
+                        gaps[mode].append((child.started_at - last_parent).total_seconds() * 1000)
+                        advance[mode].append((child.queued_at - last_parent).total_seconds() * 1000)
+                        pickup[mode].append((child.started_at - child.queued_at).total_seconds() * 1000)
+        settings.WORKFLOW_QUEUE = modes["inline"]
         rss_after_diamonds = rss_mib(worker.pid)
 
         # 2. Runs paused at an approval.
@@ -203,14 +217,20 @@ def main() -> None:
         wait_until(lambda: WorkflowRun.objects.filter(pk__in=paused[:args.approve], state=WorkflowRun.SUCCEEDED)
                    .count() == len(approvals), 60, "the approved runs to finish")
 
-        print(f"\nworkflows bench: one Celery worker (threads, -c {args.concurrency}), fake upstream in-process, "
+        print(f"\nworkflows bench: Celery workers (threads, -c {args.concurrency}), fake upstream in-process, "
               f"{os.cpu_count()} CPUs (shared)")
-        print(f"\n1. 10-node diamond x {args.runs}: scheduling overhead per node (end of last parent -> start)")
-        print(f"   p50 {statistics.median(gaps):.1f} ms   p95 {pct(gaps, 95):.1f} ms   max {max(gaps):.1f} ms   "
-              f"(target p50 <= 20 ms: {'met' if statistics.median(gaps) <= 20 else 'NOT met'}); "
-              f"whole run p50 {statistics.median(walls) * 1000:.0f} ms")
-        print(f"   of which: parent's end -> child queued p50 {statistics.median(advance):.1f} ms, "
-              f"queued -> claimed by the worker p50 {statistics.median(pickup):.1f} ms")
+        print(f"\n1. 10-node diamond x {args.runs} per worker, alternating: scheduling overhead per node "
+              "(end of last parent -> start)")
+        for mode, label in (("broker", "every child through the broker (before)"),
+                            ("inline", "one ready child run by the finishing task (now)")):
+            print(f"   {label}: p50 {statistics.median(gaps[mode]):.1f} ms   p95 {pct(gaps[mode], 95):.1f} ms   "
+                  f"max {max(gaps[mode]):.1f} ms; parent's end -> child queued p50 "
+                  f"{statistics.median(advance[mode]):.1f} ms, queued -> claimed p50 "
+                  f"{statistics.median(pickup[mode]):.1f} ms; whole run p50 {statistics.median(walls[mode]) * 1000:.0f} ms")
+        before, now = statistics.median(gaps["broker"]), statistics.median(gaps["inline"])
+        print(f"   before / now: p50 {before / max(now, 1e-9):.1f}x, whole run "
+              f"{statistics.median(walls['broker']) / statistics.median(walls['inline']):.2f}x "
+              f"(target p50 <= 20 ms: {'met' if now <= 20 else 'NOT met'})")
         print(f"\n2. {len(paused)} runs paused at an approval (reached in {pause_s:.1f} s)")
         print(f"   worker RSS: {rss_start:.1f} MiB at start, {rss_after_diamonds:.1f} after the diamonds, "
               f"{rss_paused:.1f} with the runs paused ({rss_paused - rss_after_diamonds:+.1f} MiB)")
@@ -221,8 +241,10 @@ def main() -> None:
               f"(target p50 <= 100 ms: {'met' if statistics.median(delays) <= 100 else 'NOT met'})")
         upstream.stop()
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers.values():
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers.values():
             try:
                 worker.wait(15)
             except subprocess.TimeoutExpired:

@@ -276,6 +276,25 @@ def _v1_paths() -> dict[str, Any]:
             "responses": {"200": {"description": "The model.", "content": _json_of("#/components/schemas/Model")},
                           **_openai_errors(400, 401, 404, 405, 503)},
         }},
+        "/v1/requests/{request_id}": {"get": {
+            "operationId": "v1_requests_get",
+            "summary": "Where a request stands: held for a person's approval (a policy's approval_required), "
+                       "or queued",
+            "tags": ["v1"], "security": BEARER, "parameters": request_id,
+            "responses": {"200": {"description": "The request.", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["id", "object", "status"],
+                "properties": {
+                    "id": {"type": "string"}, "object": {"type": "string", "enum": ["request"]},
+                    "status": {"type": "string", "enum": ["awaiting_approval", "approved", "rejected", "expired",
+                                                          "cancelled", "queued"]},
+                    "model": {"type": "string", "nullable": True}, "created": {"type": "integer", "nullable": True},
+                    "approval": {"type": "object", "nullable": True, "properties": {
+                        "id": {"type": "integer"}, "approvers": {"type": "object"},
+                        "due_at": {"type": "integer", "nullable": True}, "decision": {"type": "string", "nullable": True},
+                        "decided_by": {"type": "string", "nullable": True}, "decided_at": {"type": "integer", "nullable": True},
+                        "comment": {"type": "string", "nullable": True}}}}}}}},
+                **_openai_errors(401, 404, 405, 503)},
+        }},
         "/v1/requests/{request_id}/stream": {"get": {
             "operationId": "v1_requests_stream", "summary": "Resume a queued request's token stream "
                                                            "(after Last-Event-ID)",

@@ -318,8 +318,14 @@ WORKFLOW_INPROCESS_WORKERS = envint("WORKFLOW_INPROCESS_WORKERS", 8)
 WORKFLOW_HEARTBEAT_S = envfloat("WORKFLOW_HEARTBEAT_S", 0.5)
 WORKFLOW_LEASE_S = envfloat("WORKFLOW_LEASE_S", 30.0)
 WORKFLOW_SWEEP_INTERVAL_S = envfloat("WORKFLOW_SWEEP_INTERVAL_S", 5.0)
+# A Celery task that finishes a node runs one child it made ready itself (services.node_run_chain), rather
+# than through the broker, while the task is younger than the budget; its siblings go through the broker.
+WORKFLOW_INLINE_CHILD = envbool("WORKFLOW_INLINE_CHILD", True)
+WORKFLOW_INLINE_BUDGET_S = envfloat("WORKFLOW_INLINE_BUDGET_S", 60.0)
 # An open live feed of a run (SSE or WebSocket) reads its new events this often.
 WORKFLOW_EVENTS_POLL_S = envfloat("WORKFLOW_EVENTS_POLL_S", 0.2)
+# A chat request held for approval (a policy's approval_required) reads its decision at most this often.
+GATEWAY_APPROVAL_POLL_S = envfloat("GATEWAY_APPROVAL_POLL_S", 1.0)
 # The context window API (inference/context_window): the most messages one session keeps.
 CONTEXT_SESSION_MAX_MESSAGES = envint("CONTEXT_SESSION_MAX_MESSAGES", 2000)
 # The embedded default has no beat: its serving process runs the sweeper on a thread.

@@ -22,6 +22,7 @@ from inference.gateway.embeddings import EmbeddingCall, prepare_embeddings
 from inference.gateway.errors import OpenAIError, unavailable
 from inference.gateway.sse import DONE, ChunkWriter, error_event
 from inference.gateway.validation import check_model_name, parse_json
+from inference.workflows.holds import hold_request
 from registry.egress import HOPS_HEADER
 from registry.models import Block
 from registry.selectors import block_reference
@@ -65,6 +66,7 @@ class OpenAIConsumer(AsyncHttpConsumer):
         self.receive = receive  # The streaming path listens for http.disconnect itself.
         self.request_id = pipeline.new_request_id()
         self.call: pipeline.ChatCall | None = None
+        self.stream_started = False  # an approval hold sends the SSE headers before the answer
         await super().__call__(scope, receive, send)
 
     def request_id_header(self) -> tuple[bytes, bytes]:
@@ -156,7 +158,29 @@ class ChatCompletionsConsumer(OpenAIConsumer):
         call = await pipeline.prepare(principal, parse_json(body), hops=hops, request_id=self.request_id,
                                       text=self.text)
         self.call = call
-        await self.until_hangup(self.pump(call) if call.stream_requested else self.reply(call))
+        await self.until_hangup(self.held_then_answered(call))
+
+    async def held_then_answered(self, call: pipeline.ChatCall) -> None:
+        """The answer, after a person's approval where the policy asks for one (workflows/holds.py): a
+        stream starts at once with a comment naming the hold (so the client has the request id for
+        GET /v1/requests/<id>), and a refusal then ends it with an error event; a JSON answer waits."""
+        try:
+            await hold_request(call, notify=self.announce_hold if call.stream_requested else None)
+        except OpenAIError as exc:
+            if not self.stream_started:
+                raise
+            await self.send({"type": "http.response.body", "body": error_event(exc)})
+            return
+        await (self.pump(call) if call.stream_requested else self.reply(call))
+
+    async def announce_hold(self, request: dict) -> None:
+        if not self.stream_started:
+            await self.send({"type": "http.response.start", "status": 200,
+                             "headers": [*SSE_HEADERS, self.request_id_header(), *route_headers(self.call)]})
+            self.stream_started = True
+        # An SSE comment: OpenAI clients skip it; a person (or curl) sees the hold and its id.
+        await self.send({"type": "http.response.body", "body": b": approval " + orjson.dumps(request) + b"\n\n",
+                         "more_body": True})
 
     async def reply(self, call: pipeline.ChatCall) -> None:
         body = orjson.dumps(await call.complete())
@@ -210,7 +234,7 @@ class ChatCompletionsConsumer(OpenAIConsumer):
 
         producer = asyncio.ensure_future(produce())
         try:
-            started = False
+            started = self.stream_started
             while True:
                 await wake.wait()
                 wake.clear()

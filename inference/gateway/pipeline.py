@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import itertools
 import logging
 import os
@@ -217,6 +218,15 @@ def _attempt_timeout(policy: Policy, block: Block) -> float:
 
 
 # 5-6. Running it under the policy, then accounting.
+def upstream_session_id(principal: Principal, session: SessionTurn) -> str:
+    """The session id a block of another organization sees (a gRPC packet's `session_id`, the seed's
+    stateful inference): one per (caller organization, session), like the context window store's key, so
+    two organizations' sessions of the same name never share state on a shared upstream; opaque, so the
+    block's owner learns neither the caller nor its session names."""
+    digest = hashlib.sha256(f"{principal.organization.pk}:{session.session_id}".encode()).hexdigest()
+    return f"sb-{digest[:32]}"
+
+
 class ChatCall:
     def __init__(self, *, principal: Principal, chat: ChatBody, block: Block, admission: Admission,
                  started: float | None = None, route: Route | None = None, session: SessionTurn | None = None):
@@ -245,6 +255,21 @@ class ChatCall:
         self.attempt_request: ChatRequest | None = None
         # The context window session the request named: its answer is appended once complete.
         self.session = session
+        # Set by inference/workflows/holds.py once a person approved the request, where a policy's
+        # `approval_required` asks for one. A caller that cannot wait (a workflow node, the SDK) is refused.
+        self.approved = False
+
+    @property
+    def needs_approval(self) -> bool:
+        return bool(self.policy.approval_required) and not self.approved
+
+    async def _refuse_unapproved(self) -> None:
+        """Fail closed: no path reaches a block whose policy wants a person's approval without one."""
+        if self.needs_approval:
+            await self.admission.release()
+            raise OpenAIError(403, f"The model '{self.model_name}' runs only after a person approves the request "
+                                   "(policy approval_required); send it to /v1/chat/completions or the WebSocket "
+                                   "chat, which wait for the decision.", code="approval_required")
 
     @property
     def model_name(self) -> str:
@@ -282,6 +307,8 @@ class ChatCall:
         for block in self._candidates():
             timeout_s = _attempt_timeout(self.policy, block)
             request = dataclasses.replace(self.chat.request, model=block.block_id, timeout_s=timeout_s)
+            if self.session is not None and block.organization_id != self.principal.organization.pk:
+                request.extra = {**request.extra, "session_id": upstream_session_id(self.principal, self.session)}
             for n in range(self.policy.retries + 1):
                 if n:
                     await asyncio.sleep(self.policy.backoff_s * 2 ** (n - 1))
@@ -319,6 +346,7 @@ class ChatCall:
         return f"{'cmpl' if self.text else 'chatcmpl'}-{id(self):x}{int(self.started * 1e6):x}"
 
     async def complete(self) -> dict[str, Any]:
+        await self._refuse_unapproved()
         ok = False
         usage: dict[str, int] = {}
         try:
@@ -367,6 +395,7 @@ class ChatCall:
 
     async def stream(self) -> AsyncIterator[ChatDelta]:
         """Deltas as the backend yields them; raises OpenAIError (before or after the first one)."""
+        await self._refuse_unapproved()
         opened: list[AsyncIterator[ChatDelta]] = []
 
         async def first_delta(backend: StreamingBackend, request: ChatRequest) -> ChatDelta | None:

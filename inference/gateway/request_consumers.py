@@ -1,5 +1,6 @@
-"""HTTP consumers for queued requests: resume a token stream, cancel a request.
+"""HTTP consumers for requests by id: where one stands, resume a queued one's token stream, cancel it.
 
+GET  /v1/requests/<id>          a request held for approval (inference/workflows/holds.py), or queued
 GET  /v1/requests/<id>/stream   SSE (OpenAI chunk format, with `id:` lines) after Last-Event-ID
 POST /v1/requests/<id>/cancel   stops the task; the worker closes its engine request
 Only the organization that made the request may touch it; others get 404 (ids are not leaked).
@@ -12,10 +13,14 @@ from typing import Any
 
 import orjson
 from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
 
 from inference.backends.base import BackendError
 from inference.backends.queued import streams
+from inference.workflows.holds import request_dict, request_hold_get
+from registry.asyncdb import in_db_thread
 from registry.auth import AuthError, aprincipal_for
+from registry.principal import Principal
 
 JSON = [(b"Content-Type", b"application/json")]
 
@@ -47,16 +52,46 @@ class RequestConsumer(AsyncHttpConsumer):
                                      headers=JSON)
             return
         request_id = self.scope["url_route"]["kwargs"]["request_id"]
-        record = await streams.request_load(request_id)
-        if record is None or record.get("organization_id") != principal.organization.pk:
+        record = await self.lookup(request_id, principal)
+        if record is None:
             await self.send_response(404, error_body(f"no request {request_id!r}", type_="invalid_request_error",
                                                      code="request_not_found", param="request_id"),
                                      headers=JSON)
             return
         await self.serve(request_id, record, headers)
 
+    async def lookup(self, request_id: str, principal: Principal) -> dict[str, Any] | None:
+        """The queued request's record when the caller's organization made it (else None: a 404)."""
+        record = await streams.request_load(request_id)
+        return record if record is not None and record.get("organization_id") == principal.organization.pk else None
+
     async def serve(self, request_id: str, record: dict[str, Any], headers: dict[str, str]) -> None:
         raise NotImplementedError
+
+
+_ahold_get = in_db_thread(request_hold_get)
+
+
+class StatusConsumer(RequestConsumer):
+    """Where a request stands: held for approval (awaiting_approval, approved, rejected, expired,
+    cancelled, with its approval), or queued (a queued request's record lives in Redis)."""
+
+    method = "GET"
+
+    async def lookup(self, request_id: str, principal: Principal) -> dict[str, Any] | None:
+        held = await _ahold_get(organization=principal.organization, request_id=request_id)
+        if held is not None:
+            return request_dict(held)
+        if not _has_redis():
+            return None
+        record = await super().lookup(request_id, principal)
+        if record is None:
+            return None
+        return {"id": request_id, "object": "request", "status": "queued",
+                "model": (record.get("request") or {}).get("model") or record.get("block_id"), "approval": None}
+
+    async def serve(self, request_id: str, record: dict[str, Any], headers: dict[str, str]) -> None:
+        await self.send_response(200, orjson.dumps(record), headers=JSON)
 
 
 class CancelConsumer(RequestConsumer):
@@ -109,6 +144,10 @@ class ResumeConsumer(RequestConsumer):
 def _is_entry_id(value: str) -> bool:
     ms, _, seq = value.partition("-")
     return ms.isdigit() and seq.isdigit()
+
+
+def _has_redis() -> bool:
+    return bool(settings.REDIS_URL)
 
 
 def _grace() -> float:

@@ -1,5 +1,5 @@
 """ASGI routes of every client-facing transport: the /v1 HTTP consumers (chat and text completions,
-models, the queued requests' resume and cancel) and the WebSocket chat."""
+models, a request's status, the queued requests' resume and cancel) and the WebSocket chat."""
 
 from django.urls import path, re_path
 
@@ -10,7 +10,7 @@ from inference.gateway.consumers import (
     ModelsConsumer,
     NotFoundConsumer,
 )
-from inference.gateway.request_consumers import CancelConsumer, ResumeConsumer
+from inference.gateway.request_consumers import CancelConsumer, ResumeConsumer, StatusConsumer
 from inference.gateway.websocket_consumers import ChatSocketConsumer
 from inference.workflows.consumers import RunEventsSocket
 
@@ -20,6 +20,8 @@ http_urlpatterns: list = [
     path("v1/embeddings", EmbeddingsConsumer.as_asgi()),
     path("v1/models", ModelsConsumer.as_asgi()),
     path("v1/models/<path:model>", ModelsConsumer.as_asgi()),
+    # Where a request stands (held for approval: inference/workflows/holds.py, or queued).
+    re_path(r"^v1/requests/(?P<request_id>[^/]+)$", StatusConsumer.as_asgi()),
     # Queued requests (inference/backends/queued): resume a token stream, cancel a request.
     re_path(r"^v1/requests/(?P<request_id>[^/]+)/stream$", ResumeConsumer.as_asgi()),
     re_path(r"^v1/requests/(?P<request_id>[^/]+)/cancel$", CancelConsumer.as_asgi()),

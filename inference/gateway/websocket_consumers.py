@@ -8,6 +8,8 @@ Protocol (JSON text frames):
   server -> {"type": "done", "id": "c1", "usage": {...}, "finish_reason": "stop"}
   server -> {"type": "error", "id": "c1", "error": {"message", "type", "param", "code"}}
   server -> {"type": "cancelled", "id": "c1"}
+  server -> {"type": "approval", "id": "c1", "request": {"id", "status", "approval": {...}, ...}}
+            (a policy's approval_required: once when the wait starts, once when it is decided)
 The key comes from the `Authorization: Bearer` header (non-browser clients), the
 `?api_key=` query parameter, or a first `auth` message (browsers, which cannot set headers
 and should keep keys out of URLs).
@@ -37,6 +39,7 @@ from django.utils import timezone
 
 from inference.gateway import pipeline
 from inference.gateway.errors import OpenAIError, invalid, unavailable
+from inference.workflows.holds import hold_request
 from registry import jsonsafe
 from registry.asyncdb import in_db_thread
 from registry.auth import KEY_CACHE_SECONDS, principal_for_user
@@ -321,6 +324,11 @@ class ChatSocketConsumer(AsyncJsonWebsocketConsumer):
     async def converse(self, conversation: Any, body: dict[str, Any]) -> None:
         try:
             call = await pipeline.prepare(self.principal, body, force_stream=True)
+
+            async def waiting(request: dict[str, Any]) -> None:
+                await self.send_json({"type": "approval", "id": conversation, "request": request})
+
+            await hold_request(call, notify=waiting)  # a policy's approval_required: a person decides first
             async with contextlib.aclosing(call.stream()) as deltas:
                 async for delta in deltas:
                     if delta.content or delta.tool_calls:

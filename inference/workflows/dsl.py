@@ -7,8 +7,9 @@ every error at once.
                 "prompt": "Summarize: {{ input.ticket }}", "params": {"temperature": 0}}, ...],
      "output": "{{ nodes.summary.output }}"}
 
-Node types: block, optimizer, condition, map, approval (docs/workflows.md has every field). `planner`
-is recognised and refused until the planner has an API a workflow can call.
+Node types: block, optimizer, condition, map, approval, planner (docs/workflows.md has every field). A
+planner node is "pick, then run": the planner's selector (inference/planner/selection.py) chooses a block
+among candidates, and the node calls it as a block node would.
 
 `structure_errors` needs no database; `reference_errors` checks the names against the caller's
 organization: blocks by the gateway's naming rule (registry.selectors.block_resolve) and the API key's
@@ -25,6 +26,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from inference.planner.selection import MAX_CANDIDATES
+from inference.planner.selectors import planner_config_get
 from inference.workflows import graph as dag
 from inference.workflows import templates
 from registry.models import Block, Membership, Organization
@@ -53,13 +56,18 @@ KNOWN_FIELDS = {
     "block": {"id", "type", "after", "description", "block", "prompt", "system", "messages", "params", "output_format"},
     "condition": {"id", "type", "after", "description", "if", "then", "else"},
     "approval": {"id", "type", "after", "description", "approvers", "deadline", "on_timeout", "schema", "review"},
-    "planner": {"id", "type", "after", "description"},
 }
 KNOWN_FIELDS["map"] = KNOWN_FIELDS["block"] | {"over", "max_items", "concurrency"}
 # A block call may keep a conversation in the context window store (`session`, a template naming its
 # session_id), as a chat request that names one does; a map's many calls would interleave in one session.
 KNOWN_FIELDS["block"] = KNOWN_FIELDS["block"] | {"session"}
 KNOWN_FIELDS["optimizer"] = KNOWN_FIELDS["block"]
+# A planner node: what to choose for (`task`, a template; default the call's last user message), among
+# which blocks (`candidates`; default a similarity search over the organization's runnable ones), by which
+# planner block (`planner`; default the organization's configured one), then the call, as a block node's.
+KNOWN_FIELDS["planner"] = (KNOWN_FIELDS["block"] - {"block"}) | {"task", "candidates", "planner", "kind", "limit"}
+PLANNER_KINDS = (Block.LLM, Block.OPTIMIZER)
+PLANNER_DEFAULT_LIMIT = 8
 
 
 class DocumentError(ValueError):
@@ -139,7 +147,7 @@ def _on_timeout_errors(where: str, value: Any, *, nested: bool = False) -> list[
 
 def _call_errors(where: str, node: dict[str, Any]) -> list[str]:
     errors = []
-    if not isinstance(node.get("block"), str) or not node.get("block"):
+    if node.get("type") != "planner" and (not isinstance(node.get("block"), str) or not node.get("block")):
         errors.append(f"{where}.block: the block to call (its id, name, or '<org-slug>/<block-id>')")
     has_prompt, has_messages = "prompt" in node, "messages" in node
     if has_prompt == has_messages:
@@ -169,6 +177,24 @@ def _call_errors(where: str, node: dict[str, Any]) -> list[str]:
                 errors.append(f"{where}.params.{name}: mistyped ({type(value).__name__})")
     if node.get("output_format", "text") not in ("text", "json"):
         errors.append(f"{where}.output_format: 'text' or 'json'")
+    return errors
+
+
+def _planner_errors(where: str, node: dict[str, Any]) -> list[str]:
+    errors = []
+    if "task" in node and (not isinstance(node["task"], str) or not node["task"].strip()):
+        errors.append(f"{where}.task: a string template (what to choose a block for)")
+    candidates = node.get("candidates")
+    if "candidates" in node and (not isinstance(candidates, list) or not 1 <= len(candidates) <= MAX_CANDIDATES
+                                 or not all(isinstance(c, str) and c.strip() for c in candidates)):
+        errors.append(f"{where}.candidates: a list of 1 to {MAX_CANDIDATES} block names")
+    if "planner" in node and (not isinstance(node["planner"], str) or not node["planner"].strip()):
+        errors.append(f"{where}.planner: the planner block's name")
+    if node.get("kind", Block.LLM) not in PLANNER_KINDS:
+        errors.append(f"{where}.kind: {' or '.join(PLANNER_KINDS)} (the kind of block to choose)")
+    limit = node.get("limit", PLANNER_DEFAULT_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CANDIDATES:
+        errors.append(f"{where}.limit: an integer from 1 to {MAX_CANDIDATES} (how many candidates the planner sees)")
     return errors
 
 
@@ -251,7 +277,7 @@ def _template_errors(where: str, value: Any, *, graph: dag.Graph, node_id: str |
 
 
 def _node_templates(node: dict[str, Any]) -> dict[str, Any]:
-    fields = ("prompt", "system", "messages", "review", "session")
+    fields = ("prompt", "system", "messages", "review", "session", "task")
     found = {name: node[name] for name in fields if name in node}
     if isinstance(node.get("if"), dict):
         found["if"] = {k: v for k, v in node["if"].items() if k in ("left", "right")}
@@ -303,11 +329,7 @@ def structure_errors(document: dict[str, Any]) -> list[str]:
         good.append(node)
         node_type = node.get("type")
         if node_type not in NODE_TYPES:
-            errors.append(f"{where}: unknown node type {node_type!r} (known: {', '.join(NODE_TYPES[:-1])})")
-            continue
-        if node_type == "planner":
-            errors.append(f"{where}: planner nodes are not supported yet (the planner has no API a workflow "
-                          "can call); use a block node")
+            errors.append(f"{where}: unknown node type {node_type!r} (known: {', '.join(NODE_TYPES)})")
             continue
         extra = set(node) - KNOWN_FIELDS[node_type]
         if extra:
@@ -315,8 +337,10 @@ def structure_errors(document: dict[str, Any]) -> list[str]:
         after = node.get("after", [])
         if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
             errors.append(f"{where}.after: a list of node ids")
-        if node_type in CALL_TYPES:
+        if node_type in CALL_TYPES or node_type == "planner":
             errors += _call_errors(where, node)
+        if node_type == "planner":
+            errors += _planner_errors(where, node)
         if node_type == "map":
             errors += _map_errors(where, node)
         elif node_type == "condition":
@@ -385,6 +409,9 @@ def reference_errors(document: dict[str, Any], *, principal: Principal) -> list[
             errors.append(f"{where}: '{node['block']}' is a registry entry with no inference backend")
         elif not principal.allows_block(block):
             errors.append(f"{where}: this API key is not allowed to use '{node['block']}'")
+    for node in document.get("nodes", []):
+        if node.get("type") == "planner":
+            errors += _planner_reference_errors(node, principal=principal)
     usernames = set(Membership.objects.filter(organization=organization).values_list("user__username", flat=True))
     for node in document.get("nodes", []):
         if node.get("type") != "approval":
@@ -397,6 +424,31 @@ def reference_errors(document: dict[str, Any], *, principal: Principal) -> list[
             for username in approvers.get("users") or []:
                 if username not in usernames:
                     errors.append(f"node '{node['id']}'.{field}: '{username}' is not a member of this organization")
+    return errors
+
+
+def _planner_reference_errors(node: dict[str, Any], *, principal: Principal) -> list[str]:
+    """A planner node's candidates and planner block, by the same rules as a block node's block; without
+    a `planner`, the organization must have configured one."""
+    organization = principal.organization
+    errors = []
+    kind = node.get("kind", Block.LLM)
+    named = [("candidates", c, (kind,)) for c in node.get("candidates") or []]
+    if "planner" in node:
+        named.append(("planner", node["planner"], (Block.LLM,)))
+    elif planner_config_get(organization=organization).planner_block is None:
+        errors.append(f"node '{node['id']}'.planner: name the planner block, or configure the organization's "
+                      "plannerBlock (PUT /api/planner/config)")
+    for field, reference, kinds in named:
+        where = f"node '{node['id']}'.{field}"
+        block = block_resolve(organization=organization, reference=reference, prefer_kind=kinds[0],
+                              queryset=blocks_callable(organization, kinds=kinds))
+        if block is None:
+            errors.append(f"{where}: no {kinds[0]} block '{reference}' that this organization may use")
+        elif not block.backend_type:
+            errors.append(f"{where}: '{reference}' is a registry entry with no inference backend")
+        elif not principal.allows_block(block):
+            errors.append(f"{where}: this API key is not allowed to use '{reference}'")
     return errors
 
 
@@ -417,6 +469,7 @@ def validate(raw: Any, *, principal: Principal) -> dict[str, Any]:
 def _reference_errors_of_wellformed(document: dict[str, Any], *, principal: Principal) -> list[str]:
     nodes = [n for n in document.get("nodes") or [] if isinstance(n, dict) and isinstance(n.get("id"), str)
              and (n.get("type") not in CALL_TYPES or (isinstance(n.get("block"), str) and n["block"]))
+             and (n.get("type") != "planner" or not _planner_errors("", n))
              and (n.get("type") != "approval" or not _approvers_errors("", n.get("approvers")))]
     on_timeout_ok = [n for n in nodes if n.get("type") != "approval" or "on_timeout" not in n
                      or not _on_timeout_errors("", n["on_timeout"])]

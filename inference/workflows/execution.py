@@ -14,8 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from inference.gateway.errors import OpenAIError
-from inference.gateway.pipeline import prepare
+from inference.gateway.pipeline import planner_ask, prepare
+from inference.planner.selection import SelectRefused, planner_select
+from inference.planner.selector import Task
+from inference.planner.task import task_text
 from inference.workflows import templates
+from registry.models import Block
 from registry.principal import Principal
 
 
@@ -64,6 +68,29 @@ async def run_call(principal: Principal, node: dict[str, Any], context: dict[str
     recorded = {"block": node["block"], "messages": messages, "params": node.get("params") or {},
                 **({"session": session_id} if session_id else {})}
     return recorded, await call_block(principal, node, messages, session_id)
+
+
+async def run_planner(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:
+    """Pick, then run: the planner's selector (the same service as POST /api/planner/select) chooses a
+    block for the task, and the node calls it as a block node calls its block. The choice is recorded
+    in the node's input; its output is the chosen block's answer."""
+    messages = messages_for(node, context)
+    text = templates.as_text(templates.render(node["task"], context)) if "task" in node else task_text(messages)
+    kind = node.get("kind", Block.LLM)
+    try:
+        result = await planner_select(principal=principal, task=Task(text=text), kind=kind,
+                                      candidates=node.get("candidates"), planner=node.get("planner"),
+                                      limit=node.get("limit", 8), ask_for=lambda block: planner_ask(principal, block))
+    except SelectRefused as exc:
+        raise NodeFailure(f"the planner refused: {exc.message}") from None
+    selection = result.to_dict()
+    if result.selection.id is None:
+        raise NodeFailure(f"the planner found no block for the task: {result.selection.reason}")
+    chosen = {**node, "type": "optimizer" if kind == Block.OPTIMIZER else "block", "block": result.selection.id}
+    session_id = templates.as_text(templates.render(node["session"], context)) if "session" in node else None
+    recorded = {"task": text, "selection": selection, "block": result.selection.id, "messages": messages,
+                "params": node.get("params") or {}, **({"session": session_id} if session_id else {})}
+    return recorded, await call_block(principal, chosen, messages, session_id)
 
 
 async def run_map(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:

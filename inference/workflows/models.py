@@ -73,6 +73,8 @@ class WorkflowRun(models.Model):
     # Started through a key: if that key is deleted the run stops rather than run without its limits.
     via_key = models.BooleanField(default=False)
     dev_mode = models.BooleanField(default=False)  # the embedded default's keyless localhost owner
+    # The number of the run's last event (events.py): taken with an UPDATE, whose row lock orders writers.
+    event_seq = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -117,15 +119,21 @@ class NodeRun(models.Model):
 
 
 class Approval(models.Model):
-    """A human decision on one approval node of one run. Made when the run starts, so a decision can
-    come before the run reaches the node; `reached_at` says it has."""
+    """A human decision on one approval node of one run, or on one chat request the gateway holds
+    (a policy's `approval_required`: `request_id` set, no run; holds.py). A node's is made when the
+    run starts, so a decision can come before the run reaches the node; `reached_at` says it has."""
 
     PENDING, APPROVED, REJECTED, CANCELLED = "pending", "approved", "rejected", "cancelled"
     STATES = [(s, s) for s in (PENDING, APPROVED, REJECTED, CANCELLED)]
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="approvals")
-    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="approvals")
+    run = models.ForeignKey(WorkflowRun, null=True, blank=True, on_delete=models.CASCADE, related_name="approvals")
     node_id = models.CharField(max_length=64)
+    # A held chat request: its x-request-id (GET /v1/requests/<id>) and who sent it.
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    requested_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     state = models.CharField(max_length=16, choices=STATES, default=PENDING)
     approvers = models.JSONField()
     deadline_s = models.PositiveIntegerField(null=True, blank=True)
@@ -147,7 +155,11 @@ class Approval(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="approval_once_per_node")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "node_id"], name="approval_once_per_node"),
+            models.UniqueConstraint(fields=["organization", "request_id"], condition=~models.Q(request_id=""),
+                                    name="approval_once_per_request"),
+        ]
         indexes = [
             models.Index(fields=["state", "due_at"], name="approval_state_due"),
             models.Index(fields=["organization", "state"], name="approval_org_state"),
@@ -155,6 +167,8 @@ class Approval(models.Model):
         ordering = ["pk"]
 
     def __str__(self) -> str:
+        if self.request_id:
+            return f"approval of request {self.request_id} ({self.state})"
         return f"approval {self.node_id} of run {self.run_id} ({self.state})"
 
 

@@ -31,7 +31,8 @@ def nodes_of(run: WorkflowRun) -> QuerySet[NodeRun]:
 
 
 def approvals_of(*, organization: Organization, state: str | None = None) -> QuerySet[Approval]:
-    approvals = Approval.objects.filter(organization=organization).select_related("decided_by", "run__version__workflow")
+    approvals = Approval.objects.filter(organization=organization).select_related("decided_by", "requested_by",
+                                                                                  "run__version__workflow")
     return approvals.filter(state=state) if state else approvals
 
 

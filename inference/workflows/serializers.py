@@ -68,7 +68,11 @@ def run_dict(run: WorkflowRun, *, nodes: list[NodeRun] | None = None,
 
 
 def approval_dict(approval: Approval) -> dict[str, Any]:
-    return {"id": approval.pk, "run": approval.run_id, "workflow": approval.run.version.workflow.name,
+    return {"id": approval.pk, "run": approval.run_id,
+            "workflow": approval.run.version.workflow.name if approval.run_id else None,
+            # A chat request the gateway holds (policy approval_required): its x-request-id and sender.
+            "request": approval.request_id or None,
+            "requestedBy": approval.requested_by.get_username() if approval.requested_by_id else None,
             "node": approval.node_id, "state": approval.state, "reached": approval.reached_at is not None,
             "approvers": approval.approvers, "escalated": approval.escalated, "review": approval.review,
             "schema": approval.schema, "dueAt": _time(approval.due_at), "decision": approval.decision or None,

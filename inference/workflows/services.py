@@ -10,14 +10,17 @@ UPDATE lets only one of them start it even when both see it ready).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import DateTimeField, F, Max, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -114,6 +117,35 @@ def run_start(*, version: WorkflowVersion, principal: Principal, input: Any) -> 
     return run
 
 
+# Set by node_run_chain for the node it runs: _advance leaves one ready child here instead of sending it
+# through the broker, and the same task runs it next (None elsewhere: a decision, the sweeper).
+_inline_child: ContextVar[list[int] | None] = ContextVar("workflows_inline_child", default=None)
+
+
+def node_run_chain(*, node_run_id: int) -> str:
+    """The Celery task's work: run the node, then one child its end made ready, in this same task, while
+    the task is younger than WORKFLOW_INLINE_BUDGET_S. Sending a ready child through the broker costs a
+    publish, the worker's consumer and a thread hand-off (most of a node's scheduling overhead); running it
+    here costs nothing but its claim. Its siblings still go through the broker and run in parallel. The
+    child stays `pending` until this task claims it (pending -> running, conditional like every claim); if
+    this worker dies in between, the sweeper finds a run with ready nodes and nothing in flight and
+    advances it, as after any crash between two steps."""
+    started = time.monotonic()
+    outcome = "not-claimed"
+    next_id: int | None = node_run_id
+    from_pending = False
+    while next_id is not None:
+        slot: list[int] | None = [] if (settings.WORKFLOW_INLINE_CHILD and
+                                        time.monotonic() - started < settings.WORKFLOW_INLINE_BUDGET_S) else None
+        token = _inline_child.set(slot)
+        try:
+            outcome = node_execute(node_run_id=next_id, from_pending=from_pending)
+        finally:
+            _inline_child.reset(token)
+        next_id, from_pending = (slot[0], True) if slot else (None, False)
+    return outcome
+
+
 def dispatch(node_run_ids: list[int]) -> None:
     """Hand queued nodes to an executor: Celery tasks, or the in-process pool in the embedded default."""
     for node_run_id in node_run_ids:
@@ -122,7 +154,7 @@ def dispatch(node_run_ids: list[int]) -> None:
             current_app.send_task(RUN_NODE_TASK, args=[node_run_id], queue=settings.WORKFLOW_QUEUE)
         else:
             executor.start_sweeper(workflows_sweep)
-            executor.submit(node_execute, node_run_id=node_run_id)
+            executor.submit(node_run_chain, node_run_id=node_run_id)
 
 
 def _principal(run: WorkflowRun) -> Principal:
@@ -147,15 +179,19 @@ def _parents_outputs(context: dict[str, Any], graph: dag.Graph, node_id: str) ->
     return {p: context["nodes"].get(p, {}).get("output") for p in graph.parents[node_id]}
 
 
-def node_execute(*, node_run_id: int) -> str:
+def node_execute(*, node_run_id: int, from_pending: bool = False) -> str:
     """Claim a queued node (or one whose executor's lease ran out) and run it. Returns what happened;
-    a node another executor holds, or that finished, is left alone ("not-claimed")."""
+    a node another executor holds, or that finished, is left alone ("not-claimed"). `from_pending`: the
+    caller's own advance found the node ready and left it pending for this claim (node_run_chain)."""
     token = uuid.uuid4().hex
     now = timezone.now()
     claimable = Q(state=NodeRun.QUEUED) | Q(state=NodeRun.RUNNING, lease_until__lt=now)
+    if from_pending:
+        claimable |= Q(state=NodeRun.PENDING)
     with transaction.atomic():  # the claim and its event: one commit
         claimed = (NodeRun.objects.filter(claimable, pk=node_run_id, run__state=WorkflowRun.RUNNING)
                    .update(state=NodeRun.RUNNING, claim=token, attempts=F("attempts") + 1, started_at=now,
+                           queued_at=Coalesce(F("queued_at"), Value(now, output_field=DateTimeField())),
                            lease_until=now + timedelta(seconds=settings.WORKFLOW_LEASE_S), error=""))
         if not claimed:
             return "not-claimed"
@@ -178,7 +214,7 @@ def node_execute(*, node_run_id: int) -> str:
                                                                       "branch": "then" if result else "else"}
         else:
             principal = _principal(run)
-            work = execution.run_map if node["type"] == "map" else execution.run_call
+            work = {"map": execution.run_map, "planner": execution.run_planner}.get(node["type"], execution.run_call)
             node_input, output = run_on_worker_loop(
                 execution.watched(work(principal, node, context), lambda: _arenew(node_run_id, token),
                                   settings.WORKFLOW_HEARTBEAT_S),
@@ -262,6 +298,7 @@ def _skipped(child: str, graph: dag.Graph, states: dict[str, str], outputs: dict
 def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finished: list[str]) -> None:
     """Start (or skip) the children of finished nodes whose parents are all done; finish the run."""
     to_dispatch: list[int] = []
+    slot = _inline_child.get()
     conditions = {c for branches in graph.branches.values() for c, _ in branches}
     work = list(finished)
     while work:
@@ -283,12 +320,19 @@ def _advance(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any], finis
                                       run_id=run.pk, kind=events.NODE_SKIPPED, node_id=child):
                     work.append(child)
                     states[child] = NodeRun.SKIPPED
+            elif slot is not None and not slot:
+                # This task claims it next, straight from pending (node_run_chain): no queued step, no
+                # message. The claim is conditional like any other, so a second parent that queued it
+                # meanwhile for the broker starts it no second time.
+                slot.append(pks[child])
+                states[child] = NodeRun.QUEUED
             elif NodeRun.objects.filter(run=run, node_id=child, state=NodeRun.PENDING) \
                     .update(state=NodeRun.QUEUED, queued_at=now):
                 states[child] = NodeRun.QUEUED
                 to_dispatch.append(pks[child])
     dispatch(to_dispatch)
-    _maybe_finish(run, graph, document)
+    if not to_dispatch and not slot:  # a child just started or queued: the run is not over
+        _maybe_finish(run, graph, document)
 
 
 def _maybe_finish(run: WorkflowRun, graph: dag.Graph, document: dict[str, Any]) -> None:
@@ -350,6 +394,8 @@ def _approval_apply(approval_id: int) -> None:
     approval = Approval.objects.select_related("run__version").get(pk=approval_id)
     if approval.state not in (Approval.APPROVED, Approval.REJECTED) or approval.reached_at is None:
         return
+    if approval.run_id is None:
+        return  # a held chat request: its waiting coroutine reads the decision itself (holds.py)
     run = approval.run
     nodes = NodeRun.objects.filter(run=run, node_id=approval.node_id, state=NodeRun.WAITING)
     now = timezone.now()
@@ -415,6 +461,13 @@ def approval_decide(*, approval: Approval, principal: Principal, decision: str, 
                             f"(approvers: {_approvers_text(approval.approvers)})", status=403)
     if decision not in DECISIONS:
         raise WorkflowError(f"decision: one of {', '.join(DECISIONS)}")
+    if approval.request_id:
+        if decision == "edit":
+            raise WorkflowError("a held chat request is approved or rejected as it was sent; it cannot be edited")
+        person = person_of(principal)
+        if person is not None and person.pk == approval.requested_by_id:
+            # Four eyes: the policy asks for someone else's decision.
+            raise WorkflowError("you sent this request: someone else among its approvers decides it", status=403)
     if decision == "edit" and approval.schema:
         problems = sorted(Draft202012Validator(approval.schema).iter_errors(output), key=lambda e: list(e.path))
         if problems:
@@ -468,6 +521,12 @@ def _approval_timeout(approval: Approval, now: datetime) -> str:
         return "raced"  # a person decided first
     _approval_apply(approval.pk)
     return values["decision"]
+
+
+def approval_deadline_fire(*, approval: Approval, now: datetime | None = None) -> str:
+    """Fire one approval's deadline if it is due (what the sweeper does for each due one); "raced" when
+    a decision or another sweep came first."""
+    return _approval_timeout(approval, now or timezone.now())
 
 
 def workflows_sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:

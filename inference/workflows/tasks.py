@@ -12,7 +12,7 @@ from inference.workflows import services
 # runs again because its state is no longer claimable.
 @shared_task(name=services.RUN_NODE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_node(node_run_id: int) -> str:
-    return services.node_execute(node_run_id=node_run_id)
+    return services.node_run_chain(node_run_id=node_run_id)
 
 
 @shared_task(name="workflows.sweep", ignore_result=True)

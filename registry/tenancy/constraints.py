@@ -20,6 +20,14 @@ REQUEST_POLICY_FIELD = "switchboard"
 REQUEST_ONLY_KEYS = ("protocol",)
 RULE_KEYS = ("timeout_s", "retries", "backoff_s", "retry_on", "fallbacks", "max_input_tokens",
              "max_output_tokens", "allowed_protocols")
+# Rule fields only a stored rule sets: a request that could say `approval_required: false` would
+# approve itself, so the body's `switchboard` object knows no such key.
+STORED_ONLY_KEYS = ("approval_required",)
+STORED_KEYS = RULE_KEYS + STORED_ONLY_KEYS
+APPROVAL_DEADLINE_DEFAULT_S = 3600
+APPROVAL_DEADLINE_MAX_S = 7 * 86400
+APPROVER_ROLES = ("owner", "member")
+MAX_APPROVER_USERS = 50
 
 
 def _number(name: str, value: Any, low: float, high: float, *, integer: bool) -> float | int:
@@ -66,9 +74,36 @@ def validate_rule_values(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = _strings(name, value, max_items=MAX_FALLBACKS)
         elif name == "allowed_protocols":
             out[name] = [_protocol(p) for p in _strings(name, value, max_items=50, max_len=100)]
+        elif name == "approval_required":
+            out[name] = approval_rule(value)
         else:
             raise ValueError(f"unknown policy field {name!r}")
     return out
+
+
+def approval_rule(value: Any) -> dict[str, Any] | bool:
+    """`approval_required`, normalised: true is owners within an hour; false lifts an organization-wide
+    rule for one block; an object names `approvers` (`{"role": "owner"|"member"}` or `{"users": [...]}`,
+    the workflows' approval node's shape) and `deadline_s` (after it the request is refused)."""
+    if isinstance(value, bool):
+        return {"approvers": {"role": "owner"}, "deadline_s": APPROVAL_DEADLINE_DEFAULT_S} if value else False
+    if not isinstance(value, dict):
+        raise ValueError("approval_required must be true, false or an object {approvers, deadline_s}")
+    unknown = sorted(set(value) - {"approvers", "deadline_s"})
+    if unknown:
+        raise ValueError(f"approval_required: unknown field(s) {', '.join(unknown)}")
+    approvers = value.get("approvers", {"role": "owner"})
+    if not isinstance(approvers, dict) or len(approvers) != 1 or not (
+            approvers.get("role") in APPROVER_ROLES or "users" in approvers):
+        raise ValueError("approval_required.approvers must be {\"role\": \"owner\"|\"member\"} or {\"users\": [...]}")
+    if "users" in approvers:
+        approvers = {"users": _strings("approval_required.approvers.users", approvers["users"],
+                                       max_items=MAX_APPROVER_USERS, max_len=150)}
+        if not approvers["users"]:
+            raise ValueError("approval_required.approvers.users names nobody")
+    deadline = int(_number("approval_required.deadline_s", value.get("deadline_s", APPROVAL_DEADLINE_DEFAULT_S),
+                           1, APPROVAL_DEADLINE_MAX_S, integer=True))
+    return {"approvers": approvers, "deadline_s": deadline}
 
 
 def request_rule(request) -> tuple[dict[str, Any], list[str] | None]:
@@ -121,6 +156,8 @@ def effective_policy(*, org_rule: dict, block_rule: dict, request_values: dict) 
             merged["allowed_protocols"] = ["none/none"]  # the request asked for nothing the org allows
     policy = Policy()
     fields = {k: v for k, v in merged.items() if v is not None}
+    if not fields.get("approval_required"):  # false (lifted for this block) or absent
+        fields.pop("approval_required", None)
     for name in ("retry_on", "fallbacks", "allowed_protocols"):
         if name in fields:
             fields[name] = tuple(fields[name])

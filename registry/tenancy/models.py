@@ -74,11 +74,14 @@ class PolicyRule(models.Model):
     max_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     allowed_protocols = models.JSONField(null=True, blank=True)
+    # A person approves each chat request first (constraints.approval_rule's shape): an object
+    # {"approvers", "deadline_s"}, or false where a block rule lifts its organization's.
+    approval_required = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     FIELDS = ("timeout_s", "retries", "backoff_s", "retry_on", "fallbacks", "max_input_tokens",
-              "max_output_tokens", "allowed_protocols")
+              "max_output_tokens", "allowed_protocols", "approval_required")
 
     class Meta:
         constraints = [

@@ -43,6 +43,9 @@ class Policy:
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None
     allowed_protocols: tuple[str, ...] = ()
+    # {"approvers": {"role": ...} | {"users": [...]}, "deadline_s": n}: each request waits for a person's
+    # decision (inference/workflows/holds.py); None when no rule asks for one.
+    approval_required: dict[str, Any] | None = None
 
 
 class GateError(Exception):

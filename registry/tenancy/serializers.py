@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.validators import RegexValidator
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.envelope import ReferenceNotFound, Unprocessable
@@ -15,8 +16,14 @@ from registry.fields import (
     StrictRegexField,
     StrictSlugField,
 )
-from registry.models import ApiKey, Organization
-from registry.tenancy.constraints import RULE_KEYS, validate_rule_values
+from registry.models import ApiKey, Membership, Organization
+from registry.tenancy.constraints import (
+    APPROVAL_DEADLINE_MAX_S,
+    APPROVER_ROLES,
+    MAX_APPROVER_USERS,
+    STORED_KEYS,
+    validate_rule_values,
+)
 from registry.tenancy.models import Quota
 from registry.tenancy.selectors import block_visible_get
 
@@ -73,6 +80,33 @@ class OrgModelSerializer(serializers.Serializer):
 PROTOCOL_FORM = RegexValidator(r"^\s*[^/\s][^/]*/[^/]*[^/\s]\s*$", "must look like 'type/subtype' (e.g. text/plain, image/*)")
 
 
+# constraints.approval_rule's rule, stated for the schema.
+APPROVAL_RULE_SCHEMA = {
+    "description": "Each chat request waits for a person's decision (docs/workflows.md): true (owners, within "
+                   "an hour), false (lifts the organization's rule for this block), or an object. A named "
+                   "user who is not a member of the organization is a 422.",
+    "nullable": True,
+    "oneOf": [
+        {"type": "boolean"},
+        {"type": "object", "additionalProperties": False, "properties": {
+            "approvers": {"oneOf": [
+                {"type": "object", "additionalProperties": False, "required": ["role"],
+                 "properties": {"role": {"type": "string", "enum": list(APPROVER_ROLES)}}},
+                {"type": "object", "additionalProperties": False, "required": ["users"],
+                 "properties": {"users": {"type": "array", "minItems": 1, "maxItems": MAX_APPROVER_USERS,
+                                          "items": {"type": "string", "minLength": 1, "maxLength": 150}}}},
+            ]},
+            "deadline_s": {"type": "integer", "minimum": 1, "maximum": APPROVAL_DEADLINE_MAX_S},
+        }},
+    ],
+}
+
+
+@extend_schema_field(APPROVAL_RULE_SCHEMA)
+class ApprovalRuleField(serializers.JSONField):
+    pass
+
+
 class PolicyRuleSerializer(serializers.Serializer):
     block = StrictCharField(max_length=200, required=False, allow_null=True,
                                   help_text="block id; empty for the organization-wide rule")
@@ -89,9 +123,10 @@ class PolicyRuleSerializer(serializers.Serializer):
     allowed_protocols = serializers.ListField(child=StrictCharField(max_length=100, validators=[PROTOCOL_FORM]),
                                               required=False,
                                               allow_null=True, max_length=50)
+    approval_required = ApprovalRuleField(required=False, allow_null=True)
 
     def validate(self, attrs):
-        values = {k: attrs[k] for k in RULE_KEYS if k in attrs}
+        values = {k: attrs[k] for k in STORED_KEYS if k in attrs}
         try:
             checked = validate_rule_values(values)
         except ValueError as exc:
@@ -105,6 +140,11 @@ class PolicyRuleSerializer(serializers.Serializer):
         block = out.get("block") or getattr(self.instance, "block", None)
         if block is not None and any(fallback.pk == block.pk for fallback in fallbacks):
             raise Unprocessable({"fallbacks": ["a block cannot fall back to itself"]})
+        users = (out.get("approval_required") or {}).get("approvers", {}).get("users") or []
+        strangers = sorted(set(users) - set(Membership.objects.filter(organization=org, user__username__in=users)
+                                            .values_list("user__username", flat=True)))
+        if strangers:
+            raise Unprocessable({"approval_required": [f"not members of this organization: {', '.join(strangers)}"]})
         return out
 
 

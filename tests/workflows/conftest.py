@@ -25,6 +25,9 @@ from tests.workers.conftest import _drop_stray_connections, worker_env  # noqa: 
 def _in_process_executor(settings):
     settings.WORKFLOW_EXECUTOR = "inprocess"
     settings.WORKFLOW_SWEEPER_THREAD = False  # tests sweep by hand, at the instant they choose
+    # No block embedding jobs: on a real worker they would take its threads (loading the embedding model
+    # takes tens of seconds on a loaded machine) before the nodes a test waits for.
+    settings.EMBEDDINGS_DISPATCH = "off"
     clear_block_cache()
     clear_principal_cache()
     yield
