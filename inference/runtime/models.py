@@ -41,6 +41,9 @@ class VectorRecord(models.Model):
     class Meta:
         indexes = [models.Index(fields=["component", "id"], name="runtime_vector_component")]
 
+    def __str__(self) -> str:
+        return f"{self.component_id}#{self.pk}"
+
 
 class RuntimeAccess(models.Model):
     """What the operator opened for one organization (the admin edits it): the `http_request` operator

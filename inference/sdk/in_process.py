@@ -24,9 +24,9 @@ from inference.backends.base import BackendError, StreamingBackend
 from inference.backends.factory import backend_for_block
 from inference.backends.grpc_common import GrpcBackend
 from inference.backends.openai_compat import close_sessions
-from inference.sdk.http import RegistryError
 from inference.runtime.errors import VMFailure
 from inference.runtime.vm import execute
+from inference.sdk.http import RegistryError
 from inference.sdk.inference import chat_request, checked_input
 from inference.sdk.runtime import VMError
 from registry.asyncdb import in_db_thread

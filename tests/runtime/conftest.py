@@ -29,13 +29,13 @@ class Socket:
     async def send(self, frame: dict[str, Any] | str) -> None:
         await self.communicator.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
 
-    async def receive(self, timeout: float = 10) -> dict[str, Any]:
-        return json.loads(await self.communicator.receive_from(timeout=timeout))
+    async def receive(self, wait_s: float = 10) -> dict[str, Any]:
+        return json.loads(await self.communicator.receive_from(timeout=wait_s))
 
-    async def packets(self, request_id: Any, timeout: float = 10) -> list[dict[str, Any]]:
+    async def packets(self, request_id: Any, wait_s: float = 10) -> list[dict[str, Any]]:
         packets = []
         while True:
-            packet = await self.receive(timeout)
+            packet = await self.receive(wait_s)
             if packet.get("id") != request_id:
                 self.others.append(packet)
                 continue
