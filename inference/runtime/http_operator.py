@@ -80,7 +80,8 @@ async def http_request(principal: Principal, inputs: dict[str, Any]) -> dict[str
                 if len(raw) > settings.RUNTIME_HTTP_MAX_BYTES:
                     raise VMFailure(502, f"The answer is larger than {settings.RUNTIME_HTTP_MAX_BYTES} bytes.",
                                     code="response_too_large")
-                return {"status_code": resp.status, "headers": {k: v for k, v in resp.headers.items()},
+                # str(): aiohttp's header names are `istr`, which JSON encoders do not take as keys.
+                return {"status_code": resp.status, "headers": {str(k): v for k, v in resp.headers.items()},
                         "body": raw.decode(resp.charset or "utf-8", errors="replace")}
     except EgressDenied as exc:
         raise VMFailure(502, str(exc), code="egress_denied") from None

@@ -43,9 +43,9 @@ class Socket:
             if packet["finish"]:
                 return packets
 
-    async def ask(self, request_id: Any = "r1", **frame: Any) -> list[dict[str, Any]]:
+    async def ask(self, request_id: Any = "r1", wait_s: float = 10, **frame: Any) -> list[dict[str, Any]]:
         await self.send({"id": request_id, **frame})
-        return await self.packets(request_id)
+        return await self.packets(request_id, wait_s)
 
     async def close(self) -> None:
         await self.communicator.disconnect()
