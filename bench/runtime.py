@@ -44,7 +44,7 @@ def socket_for(url: str, api_key: str | None):
     parts = urlsplit(url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     return connect(f"ws://{parts.netloc}/ws/runtime/", origin=f"{parts.scheme}://{parts.netloc}",
-                   additional_headers=headers, compression=None, max_size=None)
+                   additional_headers=headers, compression=None, max_size=None, legacy=True)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

@@ -68,9 +68,10 @@ class RemoteVM:
     def _connection(self) -> Any:
         if self._socket is None:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+            # legacy=True: the connection itself, kept open across calls (not only inside a with-block).
             try:
                 self._socket = connect(self.url, origin=self.origin, additional_headers=headers,
-                                       open_timeout=self.timeout, max_size=64 * 1024 * 1024)
+                                       open_timeout=self.timeout, max_size=64 * 1024 * 1024, legacy=True)
             except (InvalidHandshake, OSError, TimeoutError) as exc:
                 raise VMError(f"cannot open {self.url}: {exc}") from None
         return self._socket
