@@ -11,7 +11,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from inference.runtime.errors import bad_input
+from inference.runtime.errors import VMFailure, bad_input
 
 MAX_EXPRESSION = 1000
 MAX_DEPTH = 50
@@ -113,7 +113,11 @@ def calculator_operator(inputs: dict[str, Any]) -> dict[str, Any]:
     expression = inputs.get("expression")
     if not isinstance(expression, str) or not expression.strip():
         raise bad_input("'expression' must be a non-empty string.", "expression", "invalid_type")
-    value = evaluate(expression)
+    try:
+        value = evaluate(expression)
+    except VMFailure as exc:
+        exc.rule = True  # A well-formed string that is not an expression we evaluate.
+        raise
     if isinstance(value, float) and not math.isfinite(value):
-        raise bad_input("the result is not a finite number.", "expression", "math_error")
+        raise bad_input("the result is not a finite number.", "expression", "math_error", rule=True)
     return {"value": value}

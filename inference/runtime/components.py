@@ -213,9 +213,9 @@ class VectorStore(ComponentType):
                "remove": "remove", "clear": "clear"}
 
     async def prepare(self, principal: Principal, attrs: dict[str, Any]) -> dict[str, Any]:
-        dimension = attrs.get("dimension")
-        if dimension is None:
+        if "dimension" not in attrs:
             return {}
+        dimension = attrs["dimension"]
         if (not isinstance(dimension, int) or isinstance(dimension, bool)
                 or not 1 <= dimension <= settings.RUNTIME_VECTOR_MAX_DIMENSION):
             raise bad_input(f"'dimension' must be an integer from 1 to {settings.RUNTIME_VECTOR_MAX_DIMENSION}.",

@@ -117,30 +117,26 @@ class RuntimeSocketConsumer(ChatSocketConsumer):
         await self.send_json({"id": conversation, "status": "error", "body": _failure_body(error), "finish": True})
 
 
+def http_error(failure: VMFailure, request: dict[str, Any]) -> OpenAIError:
+    """A failure in the OpenAI error shape. A 400 for input the schema calls well-formed is a 422: a rule
+    it cannot state, or a method's input, whose shape depends on the type of a component in the database."""
+    status = failure.status
+    if status == 400 and (failure.rule or request.get("type") == "call_method"):
+        status = 422
+    return OpenAIError(status, failure.message, code=failure.code, param=failure.param)
+
+
 class RuntimeConsumer(OpenAIConsumer):
     """POST /v1/runtime: one request (a socket frame without `id`), answered once it is done:
     200 {"packets": [body, ...]}, or the OpenAI error shape with the failure's status."""
 
     allowed_methods = ("POST",)
 
-    async def handle(self, body: bytes) -> None:
-        if self.scope["method"] != "POST":
-            await self.send_error(OpenAIError(405, "Use POST.", code="method_not_allowed"))
-            return
+    async def respond(self, body: bytes) -> None:
+        principal = await self.principal()
+        request = parse_json(body)
         try:
-            principal = await self.principal()
-            request = parse_json(body)
-            if not isinstance(request, dict):
-                raise invalid("The body must be a JSON object.")
             packets = [packet async for packet in execute(principal, request)]
-        except OpenAIError as exc:
-            await self.send_error(exc)
-            return
         except VMFailure as exc:
-            await self.send_error(OpenAIError(exc.status, exc.message, code=exc.code, param=exc.param))
-            return
-        except Exception as exc:
-            failure = _unexpected(exc)
-            await self.send_error(OpenAIError(failure.status, failure.message, code=failure.code))
-            return
+            raise http_error(exc, request) from None
         await self.send_json(200, orjson.dumps({"packets": packets}))

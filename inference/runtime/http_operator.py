@@ -39,9 +39,9 @@ def _headers(value: Any) -> dict[str, str]:
     for name, text in value.items():
         lowered = name.lower() if isinstance(name, str) else ""
         if not _TOKEN.match(lowered) or lowered in REFUSED_HEADERS or lowered.startswith("x-forwarded-"):
-            raise bad_input(f"The header {name!r} may not be set.", "headers")
+            raise bad_input(f"The header {name!r} may not be set.", "headers", rule=True)
         if not isinstance(text, str) or len(text) > 8192 or _CONTROL.search(text):
-            raise bad_input(f"The header {name!r} must be a string without line breaks.", "headers")
+            raise bad_input(f"The header {name!r} must be a string without line breaks.", "headers", rule=True)
     return value
 
 
@@ -63,9 +63,9 @@ async def http_request(principal: Principal, inputs: dict[str, Any]) -> dict[str
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise bad_input(f"'url': {exc}.", "url") from None
+        raise bad_input(f"'url': {exc}.", "url", rule=True) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise bad_input("'url' must be an http:// or https:// URL with a host.", "url")
+        raise bad_input("'url' must be an http:// or https:// URL with a host.", "url", rule=True)
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise bad_input(f"'method' must be one of {', '.join(METHODS)}.", "method")
     if body is not None and not isinstance(body, str):

@@ -118,7 +118,7 @@ def split_text_operator(inputs: dict[str, Any]) -> dict[str, Any]:
     chunk_overlap = _whole_number(inputs.get("chunk_overlap", DEFAULT_CHUNK_OVERLAP), "chunk_overlap", 0)
     if chunk_overlap > chunk_size:
         raise bad_input(f"'chunk_overlap' ({chunk_overlap}) may not be larger than 'chunk_size' ({chunk_size}).",
-                        "chunk_overlap")
+                        "chunk_overlap", rule=True)
     separators = inputs.get("separators", list(DEFAULT_SEPARATORS))
     if (not isinstance(separators, list) or not separators or len(separators) > MAX_SEPARATORS
             or not all(isinstance(s, str) for s in separators)):

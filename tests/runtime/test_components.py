@@ -146,6 +146,13 @@ async def test_post_v1_runtime_refuses_in_the_openai_error_shape(owner, member, 
     assert status == 400 and body["error"]["code"] == "invalid_json"
     status, body = await post(owner.key, {"type": "call_function", "function": "calculator", "input": {}})
     assert status == 400 and body["error"]["param"] == "expression"
+    # Well-formed by the schema, refused by a rule it cannot state: 422, like /api.
+    status, body = await post(owner.key, {"type": "call_function", "function": "split_text",
+                                          "input": {"text": "x", "chunk_size": 5, "chunk_overlap": 6}})
+    assert status == 422 and body["error"]["param"] == "chunk_overlap"
+    status, body = await post(owner.key, {"type": "call_method", "component_name": "v", "method": "insert",
+                                          "input": {"document": "no embedding"}})
+    assert status == 422 and body["error"]["param"] == "embedding"
 
 
 @pytest.mark.slow  # loads the sentence embedding model (PyTorch): seconds
