@@ -82,16 +82,16 @@ class RemoteVM:
         except TimeoutError:
             raise VMError(f"no answer from {self.url} within {self.timeout} s", 504, "timeout") from None
         except ConnectionClosed as exc:
-            self._socket = None
-            raise VMError(f"the runtime socket closed ({exc})") from None
+            self._socket = None  # The next request opens a new one.
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            raise VMError(f"the runtime socket closed ({exc})", 401 if code == 4401 else None, "socket_closed") from None
 
     def request(self, frame: dict[str, Any]) -> Iterator[Any]:
         request_id = next(self._ids)
         try:
             self._connection().send(json.dumps({**frame, "id": request_id}))
         except ConnectionClosed:
-            self._socket = None
-            self._connection().send(json.dumps({**frame, "id": request_id}))
+            pass  # The server closed the socket: what it said first (a refused key) is read below.
         finished = False
         try:
             while True:
