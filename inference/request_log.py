@@ -1,0 +1,221 @@
+"""The request log: one row per finished chat request, written off the request path.
+
+`record()` appends to an in-process list (no database, no await); a task on the serving event loop
+writes the list with one bulk insert every FLUSH_INTERVAL_S, like inference.metrics, and once more
+when the loop closes or the interpreter exits. The prompt and answer travel in memory with every
+entry, and the flush drops them unless the calling organization turned content logging on
+(RequestLogSettings.store_content): one query per flush decides, none per request.
+
+Retention: rows older than settings.REQUEST_LOG_RETENTION_DAYS are deleted by the flusher at most
+once per PRUNE_INTERVAL_S, and by `manage.py prune_request_log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from inference.models import RequestLogEntry, RequestLogSettings
+from registry.asyncdb import in_db_thread
+from registry.models import ApiKey, Block, Organization
+from registry.outages import DATABASE_ERRORS
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 1.0
+PRUNE_INTERVAL_S = 3600.0
+# Entries kept while the database cannot take them; past this the oldest are dropped (counted).
+MAX_PENDING = 50_000
+# A prompt or answer kept longer than this is cut (the log is for looking, not for replay).
+MAX_CONTENT_CHARS = 20_000
+
+
+@dataclass
+class Pending:
+    organization_pk: int
+    created_at: float  # time.time()
+    request_id: str
+    api_key_pk: int | None
+    key_label: str
+    block_pk: int | None
+    model: str
+    status: int
+    stream: bool
+    latency_ms: float
+    ttft_ms: float | None
+    tokens_in: int
+    tokens_out: int
+    route: dict[str, Any] | None
+    error: str
+    prompt: Any = None
+    answer: str | None = None
+
+
+_pending: list[Pending] = []
+_lock = threading.Lock()
+_flushers: dict[int, asyncio.Task] = {}
+_last_prune = 0.0
+dropped_entries = 0
+
+
+def _drop_overflow() -> None:
+    """Under _lock: a long database outage costs bounded memory; the oldest entries go first."""
+    global dropped_entries
+    excess = len(_pending) - MAX_PENDING
+    if excess > 0:
+        del _pending[:excess]
+        dropped_entries += excess
+
+
+def record(entry: Pending) -> None:
+    """Queue one finished request. Cheap and synchronous: never touches the database."""
+    with _lock:
+        _pending.append(entry)
+        _drop_overflow()
+    _ensure_flusher()
+
+
+def _ensure_flusher() -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # A sync caller: the exit hook or flush_now() writes it.
+    task = _flushers.get(id(loop))
+    if task is None or task.done():
+        _flushers[id(loop)] = loop.create_task(_flush_forever())
+
+
+async def _flush_forever() -> None:
+    failing = False
+    try:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await aflush()
+                if time.monotonic() - _last_prune > PRUNE_INTERVAL_S:
+                    await aprune()
+                failing = False
+            except DATABASE_ERRORS as exc:
+                if not failing:
+                    log.warning("request log flush failed, keeping the entries for the next try: %s", exc)
+                failing = True
+            except Exception:
+                log.exception("request log flush failed")
+    except asyncio.CancelledError:
+        try:
+            await aflush()
+        except Exception:
+            log.exception("request log flush at shutdown failed")
+        raise
+
+
+def _take() -> list[Pending]:
+    global _pending
+    with _lock:
+        taken, _pending = _pending, []
+    return taken
+
+
+def _cut(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_CONTENT_CHARS else text[:MAX_CONTENT_CHARS] + "…"
+
+
+def flush_now() -> int:
+    """Write everything pending in one insert; returns the number of rows. Sync: call from a thread."""
+    entries = _take()
+    if not entries:
+        return 0
+    try:
+        # What was deleted since (a test's organization, a removed block or key) must not fail the batch.
+        organizations = set(Organization.objects.filter(pk__in={e.organization_pk for e in entries})
+                            .values_list("pk", flat=True))
+        blocks = set(Block.objects.filter(pk__in={e.block_pk for e in entries if e.block_pk})
+                     .values_list("pk", flat=True))
+        keys = set(ApiKey.objects.filter(pk__in={e.api_key_pk for e in entries if e.api_key_pk})
+                   .values_list("pk", flat=True))
+        keeping = set(RequestLogSettings.objects.filter(organization_id__in=organizations, store_content=True)
+                      .values_list("organization_id", flat=True))
+        rows = []
+        for entry in entries:
+            if entry.organization_pk not in organizations:
+                continue
+            keep = entry.organization_pk in keeping
+            prompt = entry.prompt if keep else None
+            if isinstance(prompt, str):
+                prompt = _cut(prompt)
+            rows.append(RequestLogEntry(
+                organization_id=entry.organization_pk, created_at=datetime.fromtimestamp(entry.created_at, tz=UTC),
+                request_id=entry.request_id or "", api_key_id=entry.api_key_pk if entry.api_key_pk in keys else None, key_label=entry.key_label[:130],
+                block_id=entry.block_pk if entry.block_pk in blocks else None, model=entry.model[:300], status=entry.status, stream=entry.stream,
+                latency_ms=entry.latency_ms, ttft_ms=entry.ttft_ms, tokens_in=max(0, entry.tokens_in),
+                tokens_out=max(0, entry.tokens_out), route=entry.route, error=entry.error[:2000],
+                prompt=prompt, answer=_cut(entry.answer) if keep else None))
+        RequestLogEntry.objects.bulk_create(rows)
+    except BaseException:
+        with _lock:
+            _pending[:0] = entries  # Next try writes them, oldest first.
+            _drop_overflow()
+        raise
+    return len(rows)
+
+
+aflush = in_db_thread(flush_now)
+
+
+def request_log_prune(*, now: datetime | None = None) -> int:
+    """Delete the rows older than the retention; returns how many went."""
+    global _last_prune
+    _last_prune = time.monotonic()
+    cutoff = (now or timezone.now()) - timedelta(days=settings.REQUEST_LOG_RETENTION_DAYS)
+    deleted, _ = RequestLogEntry.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+aprune = in_db_thread(request_log_prune)
+
+
+def discard_pending() -> None:
+    _take()
+
+
+def pending_count() -> int:
+    with _lock:
+        return len(_pending)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if not _pending:
+        return
+    try:
+        flush_now()
+    except Exception:
+        log.exception("request log flush at exit failed")
+
+
+def request_log_settings_update(*, organization: Organization, store_content: bool) -> RequestLogSettings:
+    """Turn prompt and answer logging on or off for `organization` (the caller checked it is an owner).
+    Turning it off also forgets what was kept: off means the organization's content is not stored."""
+    with transaction.atomic():
+        config, _ = RequestLogSettings.objects.update_or_create(organization=organization,
+                                                                defaults={"store_content": store_content})
+        if not store_content:
+            (RequestLogEntry.objects.filter(organization=organization)
+             .filter(Q(prompt__isnull=False) | Q(answer__isnull=False)).update(prompt=None, answer=None))
+    return config
+
+
+def request_log_settings_get(organization: Organization) -> RequestLogSettings:
+    return (RequestLogSettings.objects.filter(organization=organization).first()
+            or RequestLogSettings(organization=organization))

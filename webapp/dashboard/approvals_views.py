@@ -1,0 +1,92 @@
+"""Approvals: the organization's queue of paused approval nodes (polled live), one approval's page
+with its payload, an edit box checked against the node's JSON schema and approve / reject with a
+comment, and the history of decisions. Deciding goes through inference.workflows.services
+(approval_decide): the first decision wins and a later one is told who decided first (409)."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from inference.workflows import selectors, services
+from inference.workflows.models import Approval
+from webapp.dashboard.scope import organization_or_404, principal_of
+
+POLL_S = 2
+HISTORY_SIZE = 50
+MAX_EDIT_CHARS = 200_000
+
+
+def _approvers_text(approvers: dict) -> str:
+    parts = [f"any {approvers['role']}"] if approvers.get("role") else []
+    parts += [", ".join(approvers.get("users") or [])] if approvers.get("users") else []
+    return " or ".join(parts) or "nobody"
+
+
+def _item(approval: Approval, principal) -> dict:
+    return {"approval": approval, "who": _approvers_text(approval.approvers or {}),
+            "may_decide": services.may_decide(approval=approval, principal=principal),
+            "workflow": approval.run.version.workflow.name}
+
+
+@login_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    org = organization_or_404(request)
+    principal = principal_of(request)
+    pending = (selectors.approvals_of(organization=org, state=Approval.PENDING)
+               .filter(reached_at__isnull=False).order_by("due_at", "reached_at", "pk"))
+    context = {"org": org, "queue": [_item(a, principal) for a in pending[:200]], "poll_s": POLL_S,
+               "now": timezone.now()}
+    if request.headers.get("HX-Request"):
+        return render(request, "dashboard/approvals/queue.html", context)
+    history = (selectors.approvals_of(organization=org).exclude(state=Approval.PENDING)
+               .filter(decided_at__isnull=False).order_by("-decided_at", "-pk")[:HISTORY_SIZE])
+    return render(request, "dashboard/approvals/list.html", context | {"history": history})
+
+
+def _pretty(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def approval_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    org = organization_or_404(request)
+    principal = principal_of(request)
+    approval = selectors.approval_get(organization=org, pk=pk)
+    if approval is None:
+        raise Http404("No such approval.")
+    errors: list[str] = []
+    status = 200
+    edited = request.POST.get("output", "") if request.method == "POST" else _pretty(approval.review)
+    comment = request.POST.get("comment", "") if request.method == "POST" else ""
+    if request.method == "POST":
+        decision = request.POST.get("decision", "")
+        output = None
+        if decision == "edit":
+            try:
+                if len(edited) > MAX_EDIT_CHARS:
+                    raise ValueError(f"longer than {MAX_EDIT_CHARS} characters")
+                output = json.loads(edited)
+            except ValueError as exc:
+                errors, status = [f"output: not JSON ({exc})"], 400
+        if not errors:
+            try:
+                services.approval_decide(approval=approval, principal=principal, decision=decision,
+                                         output=output, comment=comment[:5000])
+            except services.WorkflowError as exc:
+                errors, status = exc.errors, exc.status
+                approval.refresh_from_db()
+            else:
+                return redirect("dashboard-approval", pk=approval.pk)
+    return render(request, "dashboard/approvals/detail.html", {
+        "org": org, **_item(approval, principal), "errors": errors, "edited": edited, "comment": comment,
+        "review": _pretty(approval.review), "schema": _pretty(approval.schema) if approval.schema else "",
+        "diff": approval.diff, "output": _pretty(approval.output) if approval.output is not None else "",
+        "conflict": status == 409,
+    }, status=status)
