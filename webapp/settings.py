@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # An htmx request from an expired session: HX-Redirect to the login page, not a swapped-in login form.
+    "webapp.dashboard.middleware.HtmxLoginRedirectMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so its process_exception sees a view's database or Redis outage first: a 503, not a 500.
     "registry.outages.OutageMiddleware",
@@ -108,6 +110,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The dashboard's organization and role, for the nav and owner-only controls.
+                "webapp.dashboard.access.dashboard_context",
             ],
         },
     },
