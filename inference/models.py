@@ -121,7 +121,8 @@ class RequestLogEntry(models.Model):
     route = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     prompt = models.JSONField(null=True, blank=True)
-    answer = models.TextField(null=True, blank=True)
+    # NULL: not kept (the organization keeps no content); "": an empty answer that was kept.
+    answer = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"], name="reqlog_org_time"),

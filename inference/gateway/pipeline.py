@@ -483,9 +483,9 @@ class ChatCall:
         self._log_request(ok=ok, latency_ms=latency_ms, ttft_ms=ttft_ms)
         if request_lines.isEnabledFor(logging.INFO):
             request_lines.info("request_id=%s upstream_request_id=%s org=%s model=%s ok=%s prompt_tokens=%d "
-                             "completion_tokens=%d ms=%.1f", self.request_id, self.upstream_request_id,
-                             self.principal.organization.slug, self.block.block_id, ok, prompt, completion,
-                             latency_ms)
+                               "completion_tokens=%d ms=%.1f", self.request_id, self.upstream_request_id,
+                               self.principal.organization.slug, self.block.block_id, ok, prompt, completion,
+                               latency_ms)
         try:
             if self.ran:
                 await self.admission.settle(prompt_tokens=prompt, completion_tokens=completion)

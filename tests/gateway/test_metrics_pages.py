@@ -119,7 +119,7 @@ def test_anonymous_visitors_go_to_the_login_page(db):
     assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
-def test_a_user_without_an_organization_gets_404(db):
+def test_a_user_without_an_organization_gets_403(db):
     client = Client()
     client.force_login(get_user_model().objects.create_user(username="loner", password="pw"))
-    assert client.get("/usage/").status_code == 404
+    assert client.get("/usage/").status_code == 403

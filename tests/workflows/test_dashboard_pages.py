@@ -3,10 +3,12 @@ decision winning, the loser told), uploads with errors in place, starting a run 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
-from django.test import Client
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient, Client
 
 from inference.workflows.models import Approval, NodeRun, Workflow, WorkflowRun
 from tests.workflows.conftest import approval_of, publish, start, wait_node, wait_run
@@ -50,6 +52,25 @@ def test_the_queue_shows_a_paused_node_with_its_payload_run_approvers_and_deadli
 def test_the_queue_polls_its_own_partial(owner, paused):
     body = browser(owner).get("/approvals/", HTTP_HX_REQUEST="true").content.decode()
     assert body.lstrip().startswith('<ul class="queue" data-count="1">') and "<html" not in body
+
+
+async def test_the_queue_feed_says_when_an_approval_arrives(owner, reverse_block):
+    await sync_to_async(reverse_block)(owner.organization)
+    client = AsyncClient()
+    await client.aforce_login(owner.user)
+    response = await client.get("/approvals/feed")
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    chunks = aiter(response.streaming_content)
+    assert await anext(chunks) == b"retry: 2000\n\n"
+    workflow_id = await sync_to_async(publish)(owner, reviewed())
+    run_id = await sync_to_async(start)(owner, workflow_id)
+    await sync_to_async(wait_node)(run_id, "review", NodeRun.WAITING)
+    assert await asyncio.wait_for(anext(chunks), timeout=10) == b"event: queue\ndata: changed\n\n"
+    await chunks.aclose()
+
+
+async def test_the_queue_feed_needs_a_signed_in_member(db):
+    assert (await AsyncClient().get("/approvals/feed")).status_code == 302
 
 
 def test_an_owner_approves_and_the_run_finishes(owner, paused):
@@ -119,7 +140,8 @@ def test_the_run_page_draws_the_dag_with_each_nodes_state(owner, paused):
     page = browser(owner).get(f"/workflows/runs/{paused.run_id}/").content.decode()
     assert '<svg class="dag"' in page
     assert 'data-node="draft" data-state="succeeded"' in page and 'data-node="review" data-state="waiting"' in page
-    assert 'hx-trigger="every 1s"' in page  # still running: the page polls
+    # Still running: the page follows the run's event feed, with a slow poll behind it.
+    assert f'data-events="/api/workflow-runs/{paused.run_id}/events"' in page and "every 5s" in page
     partial = browser(owner).get(f"/workflows/runs/{paused.run_id}/", HTTP_HX_REQUEST="true").content.decode()
     assert partial.lstrip().startswith('<div id="run"') and "<html" not in partial
 

@@ -14,8 +14,8 @@ from django.shortcuts import render
 from inference import rollups
 from registry.models import Block
 from registry.selectors import block_get_visible, block_reference
+from webapp.dashboard.access import require_member
 from webapp.dashboard.charts import traffic_chart
-from webapp.dashboard.scope import organization_or_404
 
 POLL_S = 5
 DEFAULT_WINDOW = "1h"
@@ -37,7 +37,7 @@ def _render(request: HttpRequest, context: dict) -> HttpResponse:
 
 @login_required
 def organization_metrics(request: HttpRequest) -> HttpResponse:
-    org = organization_or_404(request)
+    org = require_member(request).organization
     window = _window(request)
     buckets = rollups.metric_buckets(viewer=org).filter(minute__gte=rollups.window_start(window))
     by_block = rollups.rollup_by_block(buckets)
@@ -47,7 +47,7 @@ def organization_metrics(request: HttpRequest) -> HttpResponse:
                   key=lambda row: (-row["m"]["requests"], row["reference"]))
     total = rollups.rollup(buckets)
     return _render(request, {
-        "org": org, "window": window, "m": total.as_dict(), "rows": rows, "block": None,
+        "org": org, "window": window, "m": total.as_dict(), "rows": rows, "metrics_block": None,
         "title": f"Metrics · {org.name}",
         "scope": "Requests your organization made, on any block.",
         "chart": traffic_chart(rollups.series(buckets, window=window), title=f"Requests per interval, {window}"),
@@ -56,7 +56,7 @@ def organization_metrics(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def block_metrics(request: HttpRequest, block_id: str) -> HttpResponse:
-    org = organization_or_404(request)
+    org = require_member(request).organization
     window = _window(request)
     # The API's naming rule (inference.views.block_metrics): another org's private block is not there.
     block = block_get_visible(organization=org, block_id=block_id)
@@ -65,7 +65,7 @@ def block_metrics(request: HttpRequest, block_id: str) -> HttpResponse:
     buckets = rollups.metric_buckets(viewer=org, block=block).filter(minute__gte=rollups.window_start(window))
     reference = block_reference(block, organization=org)
     return _render(request, {
-        "org": org, "window": window, "m": rollups.rollup(buckets).as_dict(), "rows": [], "block": block,
+        "org": org, "window": window, "m": rollups.rollup(buckets).as_dict(), "rows": [], "metrics_block": block,
         "reference": reference, "title": f"Metrics · {reference}",
         "scope": ("Every organization's requests (your block)." if block.organization_id == org.pk
                   else "Your organization's requests only."),

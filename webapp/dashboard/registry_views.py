@@ -27,8 +27,8 @@ from registry.roles import is_operator
 from registry.selectors import block_reference, blocks_visible_to
 from registry.similarity.policies import DEFAULT_POLICY, POLICIES
 from registry.similarity.search import blocks_similar
-from webapp.dashboard.block_forms import BlockForm
 from webapp.dashboard.access import dashboard_org, require_member, require_owner
+from webapp.dashboard.block_forms import BlockForm
 from webapp.dashboard.views import engine_status, render_page
 
 PAGE_SIZE = 50

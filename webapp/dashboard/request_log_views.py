@@ -7,7 +7,6 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings as django_settings
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,7 +17,7 @@ from inference.request_log import request_log_settings_get, request_log_settings
 from inference.selectors import request_log_entries
 from registry.models import ApiKey, Organization
 from registry.selectors import block_get_visible
-from webapp.dashboard.scope import is_owner, organization_or_404
+from webapp.dashboard.access import require_member, require_owner
 
 PAGE_SIZE = 50
 STATUS_CHOICES = [("", "Any"), ("ok", "OK (200)"), ("error", "Errors"), ("left", "Client left (499)"),
@@ -63,7 +62,7 @@ class RequestLogFilter(forms.Form):
 
 @login_required
 def request_log(request: HttpRequest) -> HttpResponse:
-    org = organization_or_404(request)
+    org = require_member(request).organization
     form = RequestLogFilter(request.GET or None, organization=org)
     page = None
     status = 200
@@ -79,14 +78,14 @@ def request_log(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "dashboard/request_log/list.html", {
-        "org": org, "form": form, "page": page, "query": query.urlencode(), "owner": is_owner(request),
+        "org": org, "form": form, "page": page, "query": query.urlencode(),
         "settings": request_log_settings_get(org), "retention_days": django_settings.REQUEST_LOG_RETENTION_DAYS,
     }, status=status)
 
 
 @login_required
 def request_log_entry(request: HttpRequest, pk: int) -> HttpResponse:
-    org = organization_or_404(request)
+    org = require_member(request).organization
     entry = RequestLogEntry.objects.filter(organization=org, pk=pk).select_related("block").first()
     if entry is None:
         raise Http404("No such request.")
@@ -96,8 +95,6 @@ def request_log_entry(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def request_log_settings(request: HttpRequest) -> HttpResponse:
-    org = organization_or_404(request)
-    if not is_owner(request):
-        raise PermissionDenied("Only owners change what the request log keeps.")
+    org = require_owner(request, "change what the request log keeps").organization
     request_log_settings_update(organization=org, store_content=request.POST.get("store_content") == "on")
     return redirect("dashboard-request-log")

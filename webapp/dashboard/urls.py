@@ -41,6 +41,7 @@ urlpatterns = [
     path("logs/settings", request_log_views.request_log_settings, name="dashboard-request-log-settings"),
     path("logs/<int:pk>/", request_log_views.request_log_entry, name="dashboard-request-log-entry"),
     path("approvals/", approvals_views.approvals, name="dashboard-approvals"),
+    path("approvals/feed", approvals_views.approvals_feed, name="dashboard-approvals-feed"),
     path("approvals/<int:pk>/", approvals_views.approval_detail, name="dashboard-approval"),
     path("workflows/", workflow_views.workflows, name="dashboard-workflows"),
     path("workflows/<int:pk>/", workflow_views.workflow_detail, name="dashboard-workflow"),

@@ -1,6 +1,7 @@
 """Workflows pages: the list with an upload form (JSON or YAML, errors shown in place), one
 workflow's versions and runs with a form to start one, and a run's page whose DAG and node states
-refresh while it runs (htmx polling of the run's partial; the JSON feed is /api/workflow-runs/<id>/events).
+refresh as its events come (static/run_live.js follows the SSE feed /api/workflow-runs/<id>/events and
+has htmx re-fetch the run's partial; a slow poll is the fallback).
 
 Writes go through inference.workflows.services, the same rules as the API: publishing is for
 owners, starting a run for any member."""
@@ -18,15 +19,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 from inference.workflows import graph as dag
 from inference.workflows import selectors, services
 from inference.workflows.models import Workflow, WorkflowRun
+from registry.models import Membership
+from webapp.dashboard.access import dashboard_principal, dashboard_role, require_member, require_owner
 from webapp.dashboard.dag_svg import dag_svg
-from webapp.dashboard.scope import is_owner, organization_or_404, principal_of
 
-POLL_S = 1
+# The run's SSE feed (static/run_live.js) refreshes the page on each event; the poll is the fallback.
+POLL_S = 5
 MAX_UPLOAD_BYTES = 256 * 1024
 
 
 def _workflow_or_404(request: HttpRequest, pk: int) -> Workflow:
-    workflow = selectors.workflow_get(organization=organization_or_404(request), pk=pk)
+    workflow = selectors.workflow_get(organization=require_member(request).organization, pk=pk)
     if workflow is None:
         raise Http404("No such workflow.")
     return workflow
@@ -35,13 +38,12 @@ def _workflow_or_404(request: HttpRequest, pk: int) -> Workflow:
 @login_required
 @require_http_methods(["GET", "POST"])
 def workflows(request: HttpRequest) -> HttpResponse:
-    org = organization_or_404(request)
+    org = require_member(request).organization
     errors: list[str] = []
     status = 200
     text = ""
     if request.method == "POST":
-        if not is_owner(request):
-            raise PermissionDenied("Only owners publish workflows.")
+        require_owner(request, "publish workflows")
         upload = request.FILES.get("file")
         if upload is not None:
             if upload.size > MAX_UPLOAD_BYTES:
@@ -57,14 +59,14 @@ def workflows(request: HttpRequest) -> HttpResponse:
             errors, status = ["paste a workflow document or choose a file"], 400
         if not errors:
             try:
-                version, _ = services.workflow_publish(principal=principal_of(request), raw=text)
+                version, _ = services.workflow_publish(principal=dashboard_principal(request), raw=text)
             except services.WorkflowError as exc:
                 errors, status = exc.errors, exc.status
             else:
                 return redirect("dashboard-workflow", pk=version.workflow_id)
     return render(request, "dashboard/workflows/list.html", {
         "org": org, "workflows": selectors.workflows_of(org).prefetch_related("versions"),
-        "errors": errors, "document": text, "owner": is_owner(request)}, status=status)
+        "errors": errors, "document": text}, status=status)
 
 
 @login_required
@@ -83,7 +85,7 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 number = request.POST.get("version") or None
                 version = services.version_for_run(workflow=workflow, number=int(number) if number else None)
-                run = services.run_start(version=version, principal=principal_of(request), input=value)
+                run = services.run_start(version=version, principal=dashboard_principal(request), input=value)
             except ValueError:
                 errors, status = ["version: a version number"], 400
             except services.WorkflowError as exc:
@@ -100,7 +102,7 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _run_or_404(request: HttpRequest, pk: int) -> WorkflowRun:
-    run = selectors.run_get(organization=organization_or_404(request), pk=pk)
+    run = selectors.run_get(organization=require_member(request).organization, pk=pk)
     if run is None:
         raise Http404("No such run.")
     return run
@@ -130,7 +132,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run_or_404(request, pk)
     # The API's rule (inference.workflows.views.RunCancelView): owners, or the member who started it.
-    if not is_owner(request) and run.created_by_id != request.user.pk:
+    if dashboard_role(request) != Membership.OWNER and run.created_by_id != request.user.pk:
         raise PermissionDenied("Only owners, or the member who started it, cancel a run.")
     services.run_cancel(run=run)
     return redirect("dashboard-workflow-run", pk=run.pk)
