@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.support.live_server import LiveGateway
@@ -21,9 +22,15 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test" / "screenshot
 TIMEOUT_MS = 30_000
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture
+def browser(monkeypatch) -> Iterator[Browser]:
+    """Chromium for one test. Function-scoped on purpose: Playwright's sync API keeps its event loop
+    marked as running on this thread while it is started, and the suite's async fixtures need the
+    thread's loop free before and after each test."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs it (.ci/chromium.sh)"
+    # For the same reason Django takes the test's plain ORM calls for calls from async code. They are
+    # not: nothing else runs on this thread while they do (Playwright's documentation gives this for Django).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         yield launched
@@ -89,6 +96,17 @@ def screenshot(request):
         return path
 
     return take
+
+
+@pytest.fixture
+def owner_login(owner) -> tuple[str, str]:
+    """The owner's (username, password), hashed so that the live gateway can check it: the suite's
+    fast MD5 hasher (tests/conftest.py) is this process's setting only. PBKDF2 with few iterations keeps
+    it quick; the gateway reads the iterations from the hash."""
+    password = "pw-browser"
+    owner.user.password = PBKDF2PasswordHasher().encode(password, PBKDF2PasswordHasher().salt(), iterations=1000)
+    owner.user.save(update_fields=["password"])
+    return owner.user.get_username(), password
 
 
 def log_in(page: Page, site: str, username: str, password: str) -> None:

@@ -20,11 +20,11 @@ PAGES = {"blocks": "/", "search": "/blocks/search/", "new-block": "/blocks/new/"
          "policies": "/org/policies/", "grants": "/org/grants/"}
 
 
-def test_an_owner_logs_in_and_every_page_renders_without_errors(page, site, owner, screenshot):
+def test_an_owner_logs_in_and_every_page_renders_without_errors(page, site, owner_login, screenshot):
     page.goto(f"{site}/engines/")
     expect(page).to_have_url(re.compile(r"/login/\?next="))
     screenshot(page, "login")
-    log_in(page, site, "alice", "pw-alice")
+    log_in(page, site, *owner_login)
     for name, path in PAGES.items():
         page.goto(f"{site}{path}")
         expect(page.locator("h1")).to_be_visible()
@@ -32,8 +32,8 @@ def test_an_owner_logs_in_and_every_page_renders_without_errors(page, site, owne
         screenshot(page, name)
 
 
-def test_an_owner_creates_a_key_sees_it_once_and_revokes_it(page, site, owner, screenshot):
-    log_in(page, site, "alice", "pw-alice")
+def test_an_owner_creates_a_key_sees_it_once_and_revokes_it(page, site, owner_login, screenshot):
+    log_in(page, site, *owner_login)
     page.goto(f"{site}/org/keys/")
     page.get_by_label("Name").fill("browser-key")
     page.get_by_role("button", name="Create key").click()
@@ -51,9 +51,9 @@ def test_an_owner_creates_a_key_sees_it_once_and_revokes_it(page, site, owner, s
     screenshot(page, "revoked")
 
 
-def test_chat_with_the_builtin_model_then_stop_an_answer(page, site, owner, screenshot):
+def test_chat_with_the_builtin_model_then_stop_an_answer(page, site, owner_login, screenshot):
     call_command("load_builtin_blocks")
-    log_in(page, site, "alice", "pw-alice")
+    log_in(page, site, *owner_login)
     page.goto(f"{site}/chat/")
     page.get_by_label("Model").select_option(settings.SWITCHBOARD_BUILTIN_BLOCK_ID)
     page.get_by_text("System prompt and parameters").click()
@@ -80,8 +80,8 @@ def test_chat_with_the_builtin_model_then_stop_an_answer(page, site, owner, scre
     screenshot(page, "stopped")
 
 
-def test_pages_fit_a_390_px_screen_with_a_menu_button(phone, site, owner, screenshot):
-    log_in(phone, site, "alice", "pw-alice")
+def test_pages_fit_a_390_px_screen_with_a_menu_button(phone, site, owner_login, screenshot):
+    log_in(phone, site, *owner_login)
     for name in ("blocks", "keys", "engines", "chat"):
         phone.goto(f"{site}{PAGES[name]}")
         width = phone.evaluate("document.documentElement.scrollWidth")
