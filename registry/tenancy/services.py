@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -18,6 +20,25 @@ class Conflict(Exception):
 
 class LastOwner(Exception):
     """The change would leave the organization with no owner: nobody could manage it any more."""
+
+
+@transaction.atomic
+def organization_owner_ensure(*, username: str, org_slug: str, org_name: str = "",
+                              password: str | None = None) -> tuple[Any, Organization, str | None]:
+    """The first-run path (manage.py create_owner): the organization (created if missing), the user
+    (created if missing) and an owner membership (an existing member is promoted). `password` is set
+    when given; a new user without one gets a random one, returned (the only copy) as the third item."""
+    organization, _ = Organization.objects.get_or_create(slug=org_slug, defaults={"name": org_name or org_slug})
+    user = get_user_model().objects.filter(username=username).first()
+    generated = None
+    if user is None:
+        generated = None if password else secrets.token_urlsafe(12)
+        user = get_user_model().objects.create_user(username=username, password=password or generated)
+    elif password:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    Membership.objects.update_or_create(user=user, organization=organization, defaults={"role": Membership.OWNER})
+    return user, organization, generated
 
 
 def membership_add(*, organization: Organization, user, role: str) -> Membership:

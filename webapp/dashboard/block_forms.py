@@ -72,7 +72,8 @@ class BlockForm(forms.Form):
     def __init__(self, *args: Any, block: Block | None = None, operator: bool = False, **kwargs: Any):
         self.block = block
         self.operator = operator
-        if block is not None and not args and "initial" not in kwargs:
+        data = args[0] if args else kwargs.get("data")
+        if block is not None and data is None and "initial" not in kwargs:
             kwargs["initial"] = self.initial_for(block)
         super().__init__(*args, **kwargs)
         if block is not None:
@@ -142,6 +143,17 @@ class BlockForm(forms.Form):
             raise forms.ValidationError(missing)
         return {"type": backend, "config": config}
 
+    def _backend_field(self, backend: str, message: str) -> str:
+        """The form field a backend error belongs on: the plain field for the config key it names,
+        else the JSON box (other backends) or the backend choice."""
+        if backend == OTHER:
+            return "config_json"
+        key = _config_key(message)
+        for field, config_key in BACKEND_FIELDS.get(backend, {}).items():
+            if config_key == key:
+                return field
+        return "backend_type"
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if self.errors:
@@ -161,13 +173,20 @@ class BlockForm(forms.Form):
         serializer = BlockWriteSerializer(data=payload, context={"operator": self.operator})
         if not serializer.is_valid():
             for key, messages in serializer.errors.items():
-                field = ERROR_FIELDS.get(key, "backend_type" if key == "backend" else None)
-                if key == "backend" and data["backend_type"] == OTHER:
-                    field = "config_json"
-                self.add_error(field, _flatten(messages))
+                message = _flatten(messages)
+                field = ERROR_FIELDS.get(key)
+                if key == "backend":
+                    field = self._backend_field(data["backend_type"], message)
+                self.add_error(field, message)
             return data
         self.validated = serializer.validated_data
         return data
+
+
+def _config_key(message: str) -> str | None:
+    """The config key a backend error names ("backend.config.base_url: ..." -> "base_url")."""
+    prefix = "backend.config."
+    return message[len(prefix):].split(":", 1)[0].split(".", 1)[0] if message.startswith(prefix) else None
 
 
 def _flatten(messages: Any) -> str:

@@ -38,13 +38,13 @@ FILTER_VARIABLES = ["id", "name", "kind", "description", "tags", "inputProtocols
 
 
 def _text_search(rows: QuerySet[Block], text: str) -> QuerySet[Block]:
-    """Id, name, description, or one of the tags (case-insensitive, in SQL)."""
-    tag_match = Q(pk__in=[])
-    # A tag matches whole; tags are short labels ("code", "chat"), so a prefix would over-match.
-    for candidate in {text, text.lower()}:
-        tag_match |= Q(tags__contains=[candidate])
-    return rows.filter(Q(block_id__icontains=text) | Q(name__icontains=text) | Q(description__icontains=text)
-                       | tag_match)
+    """Id, name, description or any tag containing `text`, case-insensitive: the query language's LIKE,
+    so it is SQL on every database (PostgreSQL and the embedded default's SQLite)."""
+    pattern = f"*{text}*"
+    node = {"logicalOperator": "OR", "conditions": [
+        {"variable": variable, "operator": "LIKE", "value": pattern}
+        for variable in ("id", "name", "description", "tags")]}
+    return rows.filter(compile_node(node, "q"))
 
 
 def _typed_value(variable: str, operator: str, value: str) -> Any:
@@ -142,7 +142,7 @@ def block_detail(request: HttpRequest, pk: int) -> HttpResponse:
     windows = [block_metrics(block=block, window=w, viewer=org) for w in ("1h", "24h")]
     grants = list(BlockGrant.objects.filter(block=block).select_related("organization")) if own else []
     return render(request, "dashboard/block_detail.html", {
-        "block": block, "own": own, "reference": block_reference(block, organization=org),
+        "subject": block, "own": own, "reference": block_reference(block, organization=org),
         "config": block.public_backend_config(), "metadata": block.metadata or {},
         "engines": engines, "windows": windows, "grants": grants,
     })
@@ -184,7 +184,7 @@ def _save_block(request: HttpRequest, *, block: Block | None) -> HttpResponse:
             messages.success(request, f"Saved block {saved.block_id}.")
             return redirect("dashboard-block", pk=saved.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "dashboard/block_form.html", {"form": form, "block": block}, status=status)
+    return render(request, "dashboard/block_form.html", {"form": form, "subject": block}, status=status)
 
 
 @login_required

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from inference.backends.factory import EMBEDDING_ONLY_BACKENDS
 from inference.models import Engine
 from registry.models import Block
 from registry.selectors import block_reference, blocks_visible_to
@@ -49,7 +50,11 @@ def chat(request: HttpRequest) -> HttpResponse:
     org = dashboard_org(request)
     models: list[str] = []
     if org is not None:
-        # As the chat socket resolves them: another organization's block by its qualified id.
-        models = sorted(block_reference(b, organization=org)
-                        for b in blocks_visible_to(org).filter(kind=Block.LLM, enabled=True))
-    return render(request, "dashboard/chat.html", {"models": models})
+        # As the chat socket resolves them: another organization's block by its qualified id. Blocks
+        # that only embed serve no chat.
+        rows = (blocks_visible_to(org).filter(kind=Block.LLM, enabled=True)
+                .exclude(backend_type__in=EMBEDDING_ONLY_BACKENDS))
+        models = sorted(block_reference(b, organization=org) for b in rows)
+    builtin = settings.SWITCHBOARD_BUILTIN_BLOCK_ID
+    default_model = builtin if builtin in models else (models[0] if models else "")
+    return render(request, "dashboard/chat.html", {"models": models, "default_model": default_model})

@@ -1,0 +1,95 @@
+"""The dashboard in a real browser: logging in and every page, keys, chat with the built-in model
+(stopping an answer), and a 390 px screen. Console errors fail any of them (conftest.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from playwright.sync_api import expect
+
+from registry.models import ApiKey
+from tests.browser.conftest import log_in
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+PAGES = {"blocks": "/", "search": "/blocks/search/", "new-block": "/blocks/new/", "engines": "/engines/",
+         "chat": "/chat/", "members": "/org/", "keys": "/org/keys/", "quotas": "/org/quotas/",
+         "policies": "/org/policies/", "grants": "/org/grants/"}
+
+
+def test_an_owner_logs_in_and_every_page_renders_without_errors(page, site, owner_login, screenshot):
+    page.goto(f"{site}/engines/")
+    expect(page).to_have_url(re.compile(r"/login/\?next="))
+    screenshot(page, "login")
+    log_in(page, site, *owner_login)
+    for name, path in PAGES.items():
+        page.goto(f"{site}{path}")
+        expect(page.locator("h1")).to_be_visible()
+        assert page.title().endswith("· Switchboard")
+        screenshot(page, name)
+
+
+def test_an_owner_creates_a_key_sees_it_once_and_revokes_it(page, site, owner_login, screenshot):
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/org/keys/")
+    page.get_by_label("Name").fill("browser-key")
+    page.get_by_role("button", name="Create key").click()
+    raw = page.locator("#raw-key").inner_text().strip()
+    assert raw.startswith("sb-")
+    screenshot(page, "created")
+    key = ApiKey.objects.get(name="browser-key")
+    page.goto(f"{site}/org/keys/")
+    assert raw not in page.content()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke key browser-key").click()
+    expect(page.locator(f"#key-{key.pk}")).to_contain_text("revoked")
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    screenshot(page, "revoked")
+
+
+def test_chat_with_the_builtin_model_then_stop_an_answer(page, site, owner_login, screenshot):
+    call_command("load_builtin_blocks")
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    page.get_by_label("Model").select_option(settings.SWITCHBOARD_BUILTIN_BLOCK_ID)
+    page.get_by_text("System prompt and parameters").click()
+    page.get_by_label("Max tokens").fill("12")
+    page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Message").fill("What is the capital of France?")
+    page.get_by_label("Message").press("Enter")
+    first = page.locator("#chat-log .turn.assistant").nth(0)
+    expect(first.locator(".meta")).to_contain_text("tokens", timeout=180_000)
+    expect(page.locator("#chat-send")).to_be_enabled()
+    assert first.locator(".body").inner_text().strip()
+
+    page.get_by_label("Max tokens").fill("400")
+    page.get_by_label("Message").fill("Write a long story about a lighthouse keeper.")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#chat-send")).to_be_disabled()
+    second = page.locator("#chat-log .turn.assistant").nth(1)
+    expect(second.locator(".body")).not_to_be_empty(timeout=180_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(second).to_have_class(re.compile(r"\bstopped\b"))
+    expect(second.locator(".meta")).to_contain_text("Stopped")
+    assert second.locator(".body").inner_text().strip(), "the partial answer is kept"
+    expect(page.locator("#chat-send")).to_be_enabled()
+    screenshot(page, "stopped")
+
+
+def test_pages_fit_a_390_px_screen_with_a_menu_button(phone, site, owner_login, screenshot):
+    log_in(phone, site, *owner_login)
+    for name in ("blocks", "keys", "engines", "chat"):
+        phone.goto(f"{site}{PAGES[name]}")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} scrolls sideways ({width} px)"
+        screenshot(phone, name)
+    nav = phone.locator("#site-nav")
+    expect(nav).to_be_hidden()
+    phone.get_by_role("button", name="Menu").click()
+    expect(nav).to_be_visible()
+    expect(phone.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "true")
+    screenshot(phone, "menu-open")
