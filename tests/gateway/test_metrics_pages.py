@@ -67,6 +67,13 @@ def test_the_block_pages_the_organization_page_and_the_api_agree(owner, traffic,
         assert page["tokensIn"] == api["tokensIn"] and page["tokensOut"] == api["tokensOut"]
         if reference == "acme-second":
             assert row == page  # only acme calls it: the organization's row is the block's page
+        if window in ("1h", "24h"):
+            # The registry's block page (webapp/dashboard/registry_views.py) shows the same rollup.
+            block = traffic[reference.removeprefix("acme-")]
+            detail = client.get(f"/blocks/{block.pk}/").content.decode()
+            shown = re.search(rf'<td data-label="Window">{window}</td><td data-label="Requests">(\d+)</td>'
+                              r'<td data-label="Errors">(\d+)</td>', detail)
+            assert (int(shown.group(1)), int(shown.group(2))) == (api["requests"], api["errors"])
     expected_second = 1 if window == "1h" else 6
     assert rows[1]["requests"] == expected_second
 
