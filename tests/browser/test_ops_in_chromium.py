@@ -113,3 +113,15 @@ def test_the_metrics_chart_has_data_after_traffic_and_keeps_up(page, site, owner
     page.goto(f"{site}/logs/")
     expect(page.locator("tbody tr[data-status]")).to_have_count(4, timeout=15_000)
     screenshot(page, "request-log")
+
+
+def test_the_operators_pages_fit_a_390_px_screen(phone, site, owner, owner_login, screenshot):
+    BlockFactory(organization=owner.organization, block_id="acme-wide-name-for-a-narrow-screen")
+    log_in(phone, site, *owner_login)
+    for name, path in {"metrics": "/usage/", "request-log": "/logs/", "approvals": "/approvals/",
+                       "workflows": "/workflows/"}.items():
+        phone.goto(f"{site}{path}")
+        expect(phone.locator("h1")).to_be_visible()
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} scrolls sideways ({width} px)"
+        screenshot(phone, name)
