@@ -14,13 +14,12 @@ from django.utils import timezone
 from inference import metrics
 from inference.models import BlockMetricBucket
 from registry.models import Block, BlockGrant
+from tests.dashboard.conftest import logged_in
 from tests.factories import BlockFactory
 
 
 def browser(party) -> Client:
-    client = Client()
-    client.force_login(party.user)
-    return client
+    return logged_in(party.user)
 
 
 def numbers(html: str, scope: str = "") -> dict[str, int]:

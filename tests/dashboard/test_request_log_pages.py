@@ -12,13 +12,12 @@ from django.utils import timezone
 
 from inference.models import RequestLogEntry, RequestLogSettings
 from registry.models import ApiKey
+from tests.dashboard.conftest import logged_in
 from tests.factories import BlockFactory
 
 
 def browser(party) -> Client:
-    client = Client()
-    client.force_login(party.user)
-    return client
+    return logged_in(party.user)
 
 
 @pytest.fixture
