@@ -95,3 +95,41 @@ def test_pages_fit_a_390_px_screen_with_a_menu_button(phone, site, owner_login, 
     expect(nav).to_be_visible()
     expect(phone.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "true")
     screenshot(phone, "menu-open")
+
+
+def test_a_failed_answer_is_shown_and_kept_out_of_the_next_request(page, site, owner, owner_login, upstream_block,
+                                                                   fake_upstream, screenshot):
+    upstream_block(owner.organization, "status400", block_id="broken")
+    upstream_block(owner.organization, "ok", block_id="works")
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    page.get_by_label("Model").select_option("broken")
+    page.get_by_label("Message").fill("first question")
+    page.get_by_label("Message").press("Enter")
+    failed = page.locator("#chat-log .turn.assistant").nth(0)
+    expect(failed.get_by_role("alert")).to_contain_text("Error", timeout=60_000)
+    expect(page.locator("#chat-send")).to_be_enabled()
+
+    page.get_by_label("Model").select_option("works")
+    page.get_by_label("Message").fill("second question")
+    page.get_by_label("Message").press("Enter")
+    answer = page.locator("#chat-log .turn.assistant").nth(1)
+    expect(answer.locator(".meta").first).to_contain_text("out tokens", timeout=60_000)
+    expect(answer.locator(".body")).to_contain_text("tok0")
+    # The failed turn stays on the page but never travels again: no "user, user" history.
+    assert fake_upstream.stats.last_body["messages"] == [{"role": "user", "content": "second question"}]
+    screenshot(page, "after-error")
+
+
+def test_markdown_from_the_model_is_rendered_without_its_html(page, site, owner, owner_login, upstream_block):
+    upstream_block(owner.organization, "ok", block_id="works")
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    html = page.evaluate("""SwitchboardMarkdown.render(
+        '# Title\\n<img src=x onerror="alert(1)"> **bold** `<b>code</b>`\\n- [ok](https://example.com)\\n'
+        + '- [bad](javascript:alert(1))\\n```\\n<script>alert(2)</script>\\n```')""")
+    assert "<img" not in html and "<script" not in html and 'href="javascript' not in html
+    assert "&lt;img" in html and "&lt;script&gt;" in html
+    assert "<strong>bold</strong>" in html and "<code>&lt;b&gt;code&lt;/b&gt;</code>" in html
+    assert '<a href="https://example.com" rel="noopener noreferrer nofollow" target="_blank">ok</a>' in html
+    assert "<h3>Title</h3>" in html and "<li>" in html
