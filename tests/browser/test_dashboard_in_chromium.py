@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from inference.models import PlannerConfig
 from registry.models import ApiKey
 from tests.browser.conftest import log_in
 
@@ -133,3 +134,15 @@ def test_markdown_from_the_model_is_rendered_without_its_html(page, site, owner,
     assert "<strong>bold</strong>" in html and "<code>&lt;b&gt;code&lt;/b&gt;</code>" in html
     assert '<a href="https://example.com" rel="noopener noreferrer nofollow" target="_blank">ok</a>' in html
     assert "<h3>Title</h3>" in html and "<li>" in html
+
+
+def test_auto_shows_the_route_it_took(page, site, owner, owner_login, upstream_block):
+    works = upstream_block(owner.organization, "ok", block_id="works")
+    PlannerConfig.objects.create(organization=owner.organization, mode=PlannerConfig.HARDCODED, default_block=works)
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    page.get_by_label("Model").select_option("auto")
+    page.get_by_label("Message").fill("hello")
+    page.get_by_label("Message").press("Enter")
+    answer = page.locator("#chat-log .turn.assistant").nth(0)
+    expect(answer.locator(".route")).to_contain_text("auto chose works · by hardcoded", timeout=60_000)
