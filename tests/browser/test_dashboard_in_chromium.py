@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from inference.models import PlannerConfig
 from registry.models import ApiKey
 from tests.browser.conftest import log_in
 
@@ -62,19 +63,21 @@ def test_chat_with_the_builtin_model_then_stop_an_answer(page, site, owner_login
     page.get_by_label("Message").fill("What is the capital of France?")
     page.get_by_label("Message").press("Enter")
     first = page.locator("#chat-log .turn.assistant").nth(0)
-    expect(first.locator(".meta")).to_contain_text("tokens", timeout=180_000)
+    expect(first.locator(".meta").first).to_contain_text("out tokens", timeout=180_000)
     expect(page.locator("#chat-send")).to_be_enabled()
     assert first.locator(".body").inner_text().strip()
 
     page.get_by_label("Max tokens").fill("400")
-    page.get_by_label("Message").fill("Write a long story about a lighthouse keeper.")
+    # A long answer (counting, up to 400 tokens), so that Stop arrives while it streams.
+    page.get_by_label("Message").fill("Count from 1 to 300, one number per line.")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#chat-send")).to_be_disabled()
     second = page.locator("#chat-log .turn.assistant").nth(1)
     expect(second.locator(".body")).not_to_be_empty(timeout=180_000)
+    screenshot(page, "streaming")
     page.get_by_role("button", name="Stop").click()
     expect(second).to_have_class(re.compile(r"\bstopped\b"))
-    expect(second.locator(".meta")).to_contain_text("Stopped")
+    expect(second.locator(".stopped-text")).to_have_text("Stopped")
     assert second.locator(".body").inner_text().strip(), "the partial answer is kept"
     expect(page.locator("#chat-send")).to_be_enabled()
     screenshot(page, "stopped")
@@ -93,3 +96,53 @@ def test_pages_fit_a_390_px_screen_with_a_menu_button(phone, site, owner_login, 
     expect(nav).to_be_visible()
     expect(phone.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "true")
     screenshot(phone, "menu-open")
+
+
+def test_a_failed_answer_is_shown_and_kept_out_of_the_next_request(page, site, owner, owner_login, upstream_block,
+                                                                   fake_upstream, screenshot):
+    upstream_block(owner.organization, "status400", block_id="broken")
+    upstream_block(owner.organization, "ok", block_id="works")
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    page.get_by_label("Model").select_option("broken")
+    page.get_by_label("Message").fill("first question")
+    page.get_by_label("Message").press("Enter")
+    failed = page.locator("#chat-log .turn.assistant").nth(0)
+    expect(failed.get_by_role("alert")).to_contain_text("Error", timeout=60_000)
+    expect(page.locator("#chat-send")).to_be_enabled()
+
+    page.get_by_label("Model").select_option("works")
+    page.get_by_label("Message").fill("second question")
+    page.get_by_label("Message").press("Enter")
+    answer = page.locator("#chat-log .turn.assistant").nth(1)
+    expect(answer.locator(".meta").first).to_contain_text("out tokens", timeout=60_000)
+    expect(answer.locator(".body")).to_contain_text("tok0")
+    # The failed turn stays on the page but never travels again: no "user, user" history.
+    assert fake_upstream.stats.last_body["messages"] == [{"role": "user", "content": "second question"}]
+    screenshot(page, "after-error")
+
+
+def test_markdown_from_the_model_is_rendered_without_its_html(page, site, owner, owner_login, upstream_block):
+    upstream_block(owner.organization, "ok", block_id="works")
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    html = page.evaluate("""SwitchboardMarkdown.render(
+        '# Title\\n<img src=x onerror="alert(1)"> **bold** `<b>code</b>`\\n- [ok](https://example.com)\\n'
+        + '- [bad](javascript:alert(1))\\n```\\n<script>alert(2)</script>\\n```')""")
+    assert "<img" not in html and "<script" not in html and 'href="javascript' not in html
+    assert "&lt;img" in html and "&lt;script&gt;" in html
+    assert "<strong>bold</strong>" in html and "<code>&lt;b&gt;code&lt;/b&gt;</code>" in html
+    assert '<a href="https://example.com" rel="noopener noreferrer nofollow" target="_blank">ok</a>' in html
+    assert "<h3>Title</h3>" in html and "<li>" in html
+
+
+def test_auto_shows_the_route_it_took(page, site, owner, owner_login, upstream_block):
+    works = upstream_block(owner.organization, "ok", block_id="works")
+    PlannerConfig.objects.create(organization=owner.organization, mode=PlannerConfig.HARDCODED, default_block=works)
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    page.get_by_label("Model").select_option("auto")
+    page.get_by_label("Message").fill("hello")
+    page.get_by_label("Message").press("Enter")
+    answer = page.locator("#chat-log .turn.assistant").nth(0)
+    expect(answer.locator(".route")).to_contain_text("auto chose works · by hardcoded", timeout=60_000)

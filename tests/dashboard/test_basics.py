@@ -86,3 +86,11 @@ def test_an_engine_with_an_old_heartbeat_shows_as_stale_not_ready(owner, owner_b
 def test_the_nav_marks_the_current_page(owner_browser):
     html = owner_browser.get("/org/keys/").content.decode()
     assert re.search(r'href="/org/"[^>]*aria-current="page"', html)
+
+
+def test_no_page_repeats_an_element_id(owner, owner_browser):
+    BlockFactory(organization=owner.organization)  # the chat page then shows its form
+    for path in PAGES:
+        ids = re.findall(r'\sid="([^"]+)"', owner_browser.get(path).content.decode())
+        repeated = {i for i in ids if ids.count(i) > 1}
+        assert not repeated, f"{path}: {repeated}"

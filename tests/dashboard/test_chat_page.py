@@ -17,7 +17,7 @@ def test_the_picker_offers_auto_and_only_models_the_org_may_run(owner, outsider,
     assert '<option value="auto">' in html
     assert ">acme-private</option>" in html and ">globex/globex-public</option>" in html
     assert "globex-secret" not in html
-    for control in ('id="chat-system"', 'id="chat-temperature"', 'id="chat-max-tokens"', 'id="chat-stop"'):
+    for control in ('id="chat-system"', 'id="chat-temperature"', 'id="chat-max-tokens"', 'id="chat-stop-sequences"'):
         assert control in html
 
 

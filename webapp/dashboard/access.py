@@ -4,6 +4,7 @@ owner-only rule have one definition on the page side, enforced on the server."""
 
 from __future__ import annotations
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
@@ -15,9 +16,16 @@ from registry.roles import caller_role
 _CACHE_ATTR = "_dashboard_principal"
 
 
+def _person(request: HttpRequest) -> AbstractBaseUser | None:
+    """The logged-in person. Not a Principal: DRF puts one on request.user for an API key, and pages it
+    renders (/api/docs/) run the context processor below too."""
+    user = getattr(request, "user", None)
+    return user if isinstance(user, AbstractBaseUser) and user.is_authenticated else None
+
+
 def dashboard_principal(request: HttpRequest) -> Principal | None:
     """The user's principal (None for a user in no organization), looked up once per request."""
-    if not getattr(request, "user", None) or not request.user.is_authenticated:
+    if _person(request) is None:
         return None
     if not hasattr(request, _CACHE_ATTR):
         setattr(request, _CACHE_ATTR, principal_for_user(request.user))
@@ -51,7 +59,7 @@ def require_owner(request: HttpRequest, action: str) -> Principal:
 
 def dashboard_context(request: HttpRequest) -> dict:
     """Template context for every page: the organization and role the nav and pages show."""
-    if not getattr(request, "user", None) or not request.user.is_authenticated:
+    if _person(request) is None:
         return {}
     role = dashboard_role(request)
     return {"org": dashboard_org(request), "role": role, "is_owner": role == Membership.OWNER}

@@ -47,7 +47,7 @@ class BlockForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
     kind = forms.ChoiceField(choices=Block.KINDS, initial=Block.LLM)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=10_000,
-                                  help_text="What the block is good at: search by meaning and `auto` read this.")
+                                  help_text="What the block is good at: search by meaning and the auto planner read this.")
     tags = forms.CharField(required=False, help_text="Comma-separated, e.g. code, chat")
     input_protocols = forms.CharField(required=False, help_text="Comma-separated, e.g. text/plain")
     output_protocols = forms.CharField(required=False, help_text="Comma-separated")
