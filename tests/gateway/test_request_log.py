@@ -14,9 +14,12 @@ from django.utils import timezone
 from inference import request_log
 from inference.backends.openai_compat import close_sessions
 from inference.gateway.errors import OpenAIError
-from inference.gateway.pipeline import prepare
+from inference.gateway.pipeline import ChatCall, prepare
+from inference.gateway.validation import parse_chat_body
 from inference.models import RequestLogEntry, RequestLogSettings
+from inference.planner.routing import Route
 from registry.principal import Principal
+from registry.tenancy.policy import Admission, Policy
 from tests.support.chat_requests import principal_of
 
 
@@ -129,3 +132,17 @@ async def test_the_gateway_logs_a_failed_request_with_the_status_and_error_the_c
     row = await RequestLogEntry.objects.aget(request_id="req-43")
     assert row.status == caught.value.status and row.status >= 500 and row.stream
     assert row.error == caught.value.message and row.prompt is None and row.answer is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_routed_by_auto_logs_the_route_it_took(org, upstream_block):
+    block = await sync_to_async(upstream_block)(org, "chunks2", block_id="acme-routed")
+    chat = parse_chat_body({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+    route = Route(block=block, model="acme-routed", mode="tags", policy="tags", score=0.5)
+    call = ChatCall(principal=Principal(organization=org), chat=chat, block=block,
+                    admission=Admission(policy=Policy()), route=route)
+    call.request_id = "req-44"
+    await call.complete()
+    await request_log.aflush()
+    row = await RequestLogEntry.objects.aget(request_id="req-44")
+    assert row.route == route.to_dict() and row.route["mode"] == "tags" and row.model == "acme-routed"
