@@ -146,3 +146,14 @@ async def test_a_request_routed_by_auto_logs_the_route_it_took(org, upstream_blo
     await request_log.aflush()
     row = await RequestLogEntry.objects.aget(request_id="req-44")
     assert row.route == route.to_dict() and row.route["mode"] == "tags" and row.model == "acme-routed"
+
+
+def test_what_waits_for_the_database_is_bounded_and_the_oldest_entries_go_first(org, monkeypatch):
+    monkeypatch.setattr(request_log, "MAX_PENDING", 5)
+    dropped = request_log.dropped_entries
+    for i in range(20):
+        request_log.record(entry(org, request_id=f"r-{i}"))
+    assert request_log.pending_count() == 5 and request_log.dropped_entries == dropped + 15
+    request_log.flush_now()
+    kept = RequestLogEntry.objects.order_by("request_id").values_list("request_id", flat=True)
+    assert list(kept) == ["r-15", "r-16", "r-17", "r-18", "r-19"]
