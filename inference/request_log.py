@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -151,8 +151,20 @@ def _insert(rows: list[tuple[Any, ...]]) -> None:
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})", rows)
 
 
+def _scrub(value: Any) -> Any:
+    """Without NUL characters, which PostgreSQL's text and jsonb cannot hold (a chat message may
+    carry them: the gateway passes them upstream)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    return None if value is None else json.dumps(_scrub(value), ensure_ascii=False, default=str)
 
 
 def _row(entry: Pending, *, keep: bool, key_ok: bool, block_ok: bool) -> tuple[Any, ...]:
@@ -160,14 +172,16 @@ def _row(entry: Pending, *, keep: bool, key_ok: bool, block_ok: bool) -> tuple[A
     if isinstance(prompt, str):
         prompt = _cut(prompt)
     created = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(entry.created_at, tz=UTC))
-    return (entry.organization_pk, created, (entry.request_id or "")[:64], entry.api_key_pk if key_ok else None,
-            entry.key_label[:130], entry.block_pk if block_ok else None, entry.model[:300], entry.status, entry.stream,
-            entry.latency_ms, entry.ttft_ms, max(0, entry.tokens_in), max(0, entry.tokens_out), _json(entry.route),
-            entry.error[:2000], _json(prompt), _cut(entry.answer) if keep else None)
+    return (entry.organization_pk, created, _scrub(entry.request_id or "")[:64], entry.api_key_pk if key_ok else None,
+            _scrub(entry.key_label)[:130], entry.block_pk if block_ok else None, _scrub(entry.model)[:300],
+            entry.status, entry.stream, entry.latency_ms, entry.ttft_ms, max(0, entry.tokens_in),
+            max(0, entry.tokens_out), _json(entry.route), _scrub(entry.error)[:2000], _json(prompt),
+            _scrub(_cut(entry.answer)) if keep else None)
 
 
 def flush_now() -> int:
-    """Write everything pending in one insert; returns the number of rows. Sync: call from a thread."""
+    """Write everything pending at once; returns the number of rows. Sync: call from a thread."""
+    global dropped_entries
     entries = _take()
     if not entries:
         return 0
@@ -186,11 +200,18 @@ def flush_now() -> int:
                 for entry in entries if entry.organization_pk in organizations]
         if rows:
             _insert(rows)
-    except BaseException:
+    except DATABASE_ERRORS:
         with _lock:
-            _pending[:0] = entries  # Next try writes them, oldest first.
+            _pending[:0] = entries  # The database is away: the next try writes them, oldest first.
             _drop_overflow()
         raise
+    except DatabaseError:
+        # Anything else the database refuses would be refused again on every retry and hold up
+        # every later entry: this batch goes (counted), the log goes on.
+        with _lock:
+            dropped_entries += len(entries)
+        log.exception("request log: a batch of %d entries was refused and dropped", len(entries))
+        return 0
     return len(rows)
 
 

@@ -216,6 +216,31 @@ def _attempt_timeout(policy: Policy, block: Block) -> float:
     return policy.timeout_s
 
 
+def log_refusal(principal: Principal, *, body: Any, error: OpenAIError, request_id: str | None,
+                started: float) -> None:
+    """A request log row for a request refused before any block ran (inference.request_log, off the
+    request path). Its prompt is never kept: the body may not even be a conversation."""
+    key = principal.api_key
+    model = body.get("model") if isinstance(body, dict) else None
+    request_log.record(request_log.Pending(
+        organization_pk=principal.organization.pk, created_at=time.time(), request_id=request_id or "",
+        api_key_pk=key.pk if key is not None else None, key_label=_key_label(principal), block_pk=None,
+        model=model if isinstance(model, str) else "", status=error.status,
+        stream=bool(isinstance(body, dict) and body.get("stream") is True),
+        latency_ms=round((time.perf_counter() - started) * 1000, 3), ttft_ms=None, tokens_in=0, tokens_out=0,
+        route=None, error=error.message))
+
+
+def _key_label(principal: Principal) -> str:
+    key = principal.api_key
+    if key is not None:
+        return f"{key.name} ({key.prefix}…)"
+    if principal.dev_mode:
+        return "localhost (no key)"
+    user = principal.user
+    return f"session: {user.get_username()}" if user is not None else ""
+
+
 # 5-6. Running it under the policy, then accounting.
 class ChatCall:
     def __init__(self, *, principal: Principal, chat: ChatBody, block: Block, admission: Admission,
@@ -458,19 +483,13 @@ class ChatCall:
         request_log.record(request_log.Pending(
             organization_pk=self.principal.organization.pk, created_at=time.time(),
             request_id=self.request_id or "", api_key_pk=key.pk if key is not None else None,
-            key_label=f"{key.name} ({key.prefix}…)" if key is not None else self._session_label(),
+            key_label=_key_label(self.principal),
             block_pk=self.block.pk, model=self.model_name, status=status, stream=self.chat.stream,
             latency_ms=round(latency_ms, 3), ttft_ms=round(ttft_ms, 3) if ttft_ms is not None else None,
             tokens_in=self.usage["prompt_tokens"], tokens_out=self.usage["completion_tokens"],
             route=self.route.to_dict() if self.route is not None else None,
             error="" if status == 200 else self.error_message or "failed",
             prompt=request.prompt if self.text else request.messages, answer=self.answer_text))
-
-    def _session_label(self) -> str:
-        if self.principal.dev_mode:
-            return "localhost (no key)"
-        user = self.principal.user
-        return f"session: {user.get_username()}" if user is not None else ""
 
     async def _finish(self, *, ok: bool, usage: dict[str, int], ttft_ms: float | None) -> None:
         prompt = int(usage.get("prompt_tokens") or 0)

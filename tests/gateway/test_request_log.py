@@ -3,11 +3,13 @@ writes them, prompts and answers are kept only for an organization that asked, a
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import HttpCommunicator
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -21,6 +23,7 @@ from inference.planner.routing import Route
 from registry.principal import Principal
 from registry.tenancy.policy import Admission, Policy
 from tests.support.chat_requests import principal_of
+from webapp.asgi import application
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +160,27 @@ def test_what_waits_for_the_database_is_bounded_and_the_oldest_entries_go_first(
     request_log.flush_now()
     kept = RequestLogEntry.objects.order_by("request_id").values_list("request_id", flat=True)
     assert list(kept) == ["r-15", "r-16", "r-17", "r-18", "r-19"]
+
+
+def test_nul_characters_never_fail_a_batch(org):
+    RequestLogSettings.objects.create(organization=org, store_content=True)
+    request_log.record(entry(org, model="bad\x00model", error="e\x00", answer="a\x00b",
+                             prompt=[{"role": "user", "content": "x\x00y"}], route={"reason": "r\x00"}))
+    assert request_log.flush_now() == 1
+    row = RequestLogEntry.objects.get(organization=org)
+    assert (row.model, row.error, row.answer) == ("badmodel", "e", "ab")
+    assert row.prompt == [{"role": "user", "content": "xy"}] and row.route == {"reason": "r"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_refused_before_any_block_ran_is_logged_with_its_status(owner):
+    body = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    communicator = HttpCommunicator(application, "POST", "/v1/chat/completions", body=json.dumps(body).encode(),
+                                    headers=[(b"authorization", f"Bearer {owner.key}".encode()),
+                                             (b"content-type", b"application/json")])
+    response = await communicator.get_response(timeout=20)
+    assert response["status"] == 404
+    await request_log.aflush()
+    row = await RequestLogEntry.objects.aget(organization=owner.organization)
+    assert (row.status, row.model, row.block_id, row.stream) == (404, "no-such-model", None, True)
+    assert "no-such-model" in row.error and row.key_label.startswith("alice-key")
