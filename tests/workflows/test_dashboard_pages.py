@@ -94,7 +94,7 @@ def test_an_edit_that_breaks_the_schema_is_shown_in_place_and_decides_nothing(ow
 
 def test_an_edit_that_is_not_json_is_a_400_in_place(owner, paused):
     response = browser(owner).post(f"/approvals/{paused.pk}/", {"decision": "edit", "output": "{nope"})
-    assert response.status_code == 400 and "not JSON" in response.content.decode()
+    assert response.status_code == 400 and "not valid JSON" in response.content.decode()
 
 
 def test_a_valid_edit_becomes_the_nodes_output(owner, paused):
@@ -205,3 +205,24 @@ def test_another_organizations_workflow_is_404(outsider, owner, reverse_block):
         {"id": "only", "type": "block", "block": "reverse", "prompt": "ab"}]})
     assert browser(outsider).get(f"/workflows/{workflow_id}/").status_code == 404
     assert browser(outsider).post(f"/workflows/{workflow_id}/", {"input": "{}"}).status_code == 404
+
+
+def test_nul_characters_in_an_edit_or_a_comment_are_a_400_not_a_500(owner, paused):
+    client = browser(owner)
+    edit = client.post(f"/approvals/{paused.pk}/", {"decision": "edit", "output": '{"summary": "a\\u0000"}'})
+    assert edit.status_code == 400 and "NUL" in edit.content.decode()
+    comment = client.post(f"/approvals/{paused.pk}/", {"decision": "approve", "comment": "ok\x00"})
+    assert comment.status_code == 400 and "NUL" in comment.content.decode()
+    assert Approval.objects.get(pk=paused.pk).state == Approval.PENDING
+
+
+def test_nul_characters_in_an_upload_or_a_run_input_are_a_400_not_a_500(owner, reverse_block):
+    reverse_block(owner.organization)
+    client = browser(owner)
+    document = 'name: "nul\\0flow"\nversion: "1"\nnodes:\n  - {id: only, type: block, block: reverse, prompt: ab}\n'
+    assert client.post("/workflows/", {"document": document}).status_code == 400
+    assert not Workflow.objects.exists()
+    workflow_id = publish(owner, {"name": "plain", "version": "1", "nodes": [
+        {"id": "only", "type": "block", "block": "reverse", "prompt": "ab"}]})
+    assert client.post(f"/workflows/{workflow_id}/", {"input": '{"a": "\\u0000"}'}).status_code == 400
+    assert not WorkflowRun.objects.exists()

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from inference.workflows import selectors, services
 from inference.workflows.models import Approval
+from registry import jsonsafe
 from registry.asyncdb import in_db_thread
 from registry.models import Organization
 from webapp.dashboard.access import dashboard_principal, require_member
@@ -85,9 +86,14 @@ def approval_detail(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 if len(edited) > MAX_EDIT_CHARS:
                     raise ValueError(f"longer than {MAX_EDIT_CHARS} characters")
-                output = json.loads(edited)
+                # The API's decoder: no NUL (PostgreSQL cannot store it), no absurd nesting.
+                output = jsonsafe.loads(edited, refuse_nul=True)
+            except jsonsafe.UnsafeJSON as exc:
+                errors, status = [f"output: {exc.message}"], 400
             except ValueError as exc:
                 errors, status = [f"output: not JSON ({exc})"], 400
+        if jsonsafe.has_nul(comment):
+            errors, status = [*errors, "comment: NUL characters are not allowed"], 400
         if not errors:
             try:
                 services.approval_decide(approval=approval, principal=principal, decision=decision,

@@ -16,9 +16,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from inference.workflows import dsl, selectors, services
 from inference.workflows import graph as dag
-from inference.workflows import selectors, services
 from inference.workflows.models import Workflow, WorkflowRun
+from registry import jsonsafe
 from registry.models import Membership
 from webapp.dashboard.access import dashboard_principal, dashboard_role, require_member, require_owner
 from webapp.dashboard.dag_svg import dag_svg
@@ -59,7 +60,14 @@ def workflows(request: HttpRequest) -> HttpResponse:
             errors, status = ["paste a workflow document or choose a file"], 400
         if not errors:
             try:
-                version, _ = services.workflow_publish(principal=dashboard_principal(request), raw=text)
+                # Parsed here first: a YAML escape can make a NUL that PostgreSQL cannot store.
+                document = dsl.parse(text)
+                jsonsafe.check_value(document, refuse_nul=True)
+                version, _ = services.workflow_publish(principal=dashboard_principal(request), raw=document)
+            except dsl.DocumentError as exc:
+                errors, status = exc.errors, 400
+            except jsonsafe.UnsafeJSON as exc:
+                errors, status = [exc.message], 400
             except services.WorkflowError as exc:
                 errors, status = exc.errors, exc.status
             else:
@@ -78,7 +86,9 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run_input = request.POST.get("input", "{}") if request.method == "POST" else "{}"
     if request.method == "POST":
         try:
-            value = json.loads(run_input)
+            value = jsonsafe.loads(run_input, refuse_nul=True)
+        except jsonsafe.UnsafeJSON as exc:
+            errors, status = [f"input: {exc.message}"], 400
         except ValueError as exc:
             errors, status = [f"input: not JSON ({exc})"], 400
         if not errors:
