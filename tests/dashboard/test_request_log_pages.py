@@ -90,6 +90,7 @@ def test_the_log_pages_through_many_requests(owner, log):
 @pytest.mark.parametrize("query", [
     {"block": "globex-x"}, {"block": "no-such-block"}, {"key": "999999"}, {"key": "abc"}, {"status": "teapot"},
     {"since": "yesterday"}, {"since": "2026-01-02T00:00", "until": "2026-01-01T00:00"},
+    {"block": "acme-chat\x00"}, {"key": "\x00"}, {"status": "ok\x00"}, {"until": "\x00"},
 ])
 def test_a_bad_filter_is_a_400_with_the_error_in_place(owner, log, query):
     response = browser(owner).get("/logs/", query)
@@ -130,6 +131,11 @@ def test_an_owner_turns_content_logging_on_and_off(owner, log):
     assert log["ok"].prompt is None and log["ok"].answer is None
     # Another organization's choice is its own.
     assert not RequestLogSettings.objects.exclude(organization=owner.organization).exists()
+
+
+def test_a_page_number_that_is_not_one_shows_the_first_page(owner, log):
+    for page in ("\x00", "-1", "abc", "99999"):
+        assert browser(owner).get("/logs/", {"page": page}).status_code == 200
 
 
 def test_the_settings_switch_takes_post_only(owner, log):
