@@ -146,3 +146,31 @@ def test_auto_shows_the_route_it_took(page, site, owner, owner_login, upstream_b
     page.get_by_label("Message").press("Enter")
     answer = page.locator("#chat-log .turn.assistant").nth(0)
     expect(answer.locator(".route")).to_contain_text("auto chose works · by hardcoded", timeout=60_000)
+
+
+def test_a_lost_connection_mid_answer_is_shown_and_the_next_message_reconnects(page, site, owner, owner_login,
+                                                                              upstream_block, fake_upstream):
+    upstream_block(owner.organization, "delay2000", block_id="slow")
+    upstream_block(owner.organization, "ok", block_id="works")
+    # Keeps a handle on the page's sockets, so the test can cut one as a server going away would.
+    page.add_init_script("""(() => { const Real = window.WebSocket; window.__sockets = [];
+        window.WebSocket = function (...args) { const ws = new Real(...args); window.__sockets.push(ws); return ws; };
+        window.WebSocket.prototype = Real.prototype; Object.assign(window.WebSocket, Real); })();""")
+    log_in(page, site, *owner_login)
+    page.goto(f"{site}/chat/")
+    page.get_by_label("Model").select_option("slow")
+    page.get_by_label("Message").fill("lost question")
+    page.get_by_label("Message").press("Enter")
+    expect(page.locator("#chat-send")).to_be_disabled()
+    page.wait_for_function("window.__sockets.length === 1 && window.__sockets[0].readyState === 1")
+    page.evaluate("window.__sockets[0].close()")
+    lost = page.locator("#chat-log .turn.assistant").nth(0)
+    expect(lost.get_by_role("alert")).to_contain_text("Connection lost")
+    expect(page.locator("#chat-send")).to_be_enabled()
+
+    page.get_by_label("Model").select_option("works")
+    page.get_by_label("Message").fill("next question")
+    page.get_by_label("Message").press("Enter")
+    answer = page.locator("#chat-log .turn.assistant").nth(1)
+    expect(answer.locator(".meta").first).to_contain_text("out tokens", timeout=60_000)
+    assert fake_upstream.stats.last_body["messages"] == [{"role": "user", "content": "next question"}]
