@@ -16,7 +16,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	SECRET_KEY=test-only-secret-key-not-for-production DEBUG=0 SECURE_SSL_REDIRECT=0 \
 	ALLOWED_HOSTS=testserver,127.0.0.1,localhost SWITCHBOARD_DATA_DIR=$(CURDIR)/var/test
 
-.PHONY: run test install install-test services lint pytest proto
+.PHONY: run test install install-test services chromium lint pytest proto
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -42,6 +42,10 @@ run: install
 services:
 	@bash .ci/services.sh
 
+# The browser tests' Chromium (Debian's package; Playwright drives it, it downloads no browser).
+chromium:
+	@bash .ci/chromium.sh
+
 lint: install-test
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
@@ -50,7 +54,7 @@ lint: install-test
 pytest: install-test services
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
 
-test: install-test services lint
+test: install-test services chromium lint
 	$(TEST_ENV) $(PY) -m pytest
 
 # Regenerate the committed gRPC stubs after editing inference/protos/*.proto.

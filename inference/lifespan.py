@@ -13,7 +13,7 @@ import threading
 
 from django.conf import settings
 
-from inference import metrics
+from inference import metrics, request_log
 from inference.backends.openai_compat import close_sessions
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ async def application(scope, receive, send) -> None:
                 await metrics.aflush()
             except Exception:
                 log.exception("metrics flush at shutdown failed")
+            try:
+                await request_log.aflush()
+            except Exception:
+                log.exception("request log flush at shutdown failed")
             await close_sessions()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -96,3 +96,50 @@ class PlannerConfig(models.Model):
 
     def __str__(self) -> str:
         return f"planner {self.organization_id}: {self.mode}"
+
+
+class RequestLogEntry(models.Model):
+    """One finished chat request as the gateway saw it. Written off the request path in batches
+    (inference.request_log), kept REQUEST_LOG_RETENTION_DAYS. The prompt and answer are kept only
+    when the calling organization turned RequestLogSettings.store_content on."""
+
+    organization = models.ForeignKey("registry.Organization", on_delete=models.CASCADE, related_name="request_log")
+    created_at = models.DateTimeField(db_index=True)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    # The key's name and prefix are copied: the row stays readable after the key is deleted.
+    api_key = models.ForeignKey("registry.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    key_label = models.CharField(max_length=130, blank=True, default="")
+    block = models.ForeignKey("registry.Block", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=300)  # as the caller named the block that served
+    status = models.PositiveSmallIntegerField()
+    stream = models.BooleanField(default=False)
+    latency_ms = models.FloatField()
+    ttft_ms = models.FloatField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    # How `model: "auto"` chose the block (the x-switchboard-route header's object); null when named.
+    route = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    prompt = models.JSONField(null=True, blank=True)
+    # NULL: not kept (the organization keeps no content); "": an empty answer that was kept.
+    answer = models.TextField(null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="reqlog_org_time"),
+                   models.Index(fields=["organization", "block", "-created_at"], name="reqlog_org_block_time")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id or self.pk} {self.model} {self.status}"
+
+
+class RequestLogSettings(models.Model):
+    """An organization's request log choices (no row: the defaults). Owners change them."""
+
+    organization = models.OneToOneField("registry.Organization", on_delete=models.CASCADE,
+                                        related_name="request_log_settings")
+    # Off by default: prompts and answers are the tenant's data, kept only when it asks.
+    store_content = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"request log {self.organization_id}: content {'on' if self.store_content else 'off'}"

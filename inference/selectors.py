@@ -1,4 +1,4 @@
-"""Reads for the inference app: a block's metrics over a time window.
+"""Reads for the inference app: a block's metrics over a time window, the request log.
 
 Which blocks an organization may call is the registry's rule (registry.selectors.blocks_callable).
 """
@@ -6,68 +6,37 @@ Which blocks an organization may call is the registry's rule (registry.selectors
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, Sum
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from inference import metrics
-from inference.models import BlockMetricBucket
+from inference import metrics, rollups
+from inference.models import BlockMetricBucket, RequestLogEntry
 from registry.models import Block, Organization
 from registry.similarity.performance import BlockPerformance
 
-WINDOWS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "1h": timedelta(hours=1),
-    "24h": timedelta(hours=24),
-}
+WINDOWS = rollups.WINDOWS
 
 
 def block_metrics(*, block: Block, window: str, viewer: Organization, now: datetime | None = None) -> dict[str, Any]:
-    """Counters and percentiles of one block over a window, summed from per-minute buckets.
+    """Counters and percentiles of one block over a window, summed from per-minute buckets by
+    inference.rollups (the dashboard reads the same rollups, so the numbers agree).
 
     The block's owner sees every caller's requests; any other organization (the block is public or
     granted to it) sees only its own, so a shared block never reveals who else uses it, or how much.
     """
-    now = now or timezone.now()
-    # The current minute's bucket counts too, so a 1m window is never empty while traffic flows.
-    since = (now - WINDOWS[window]).replace(second=0, microsecond=0)
-    buckets = BlockMetricBucket.objects.filter(block=block, minute__gte=since)
-    owner = block.organization_id == viewer.pk
-    if not owner:
-        buckets = buckets.filter(organization=viewer)
-    totals = buckets.aggregate(
-        requests=Sum("requests"), errors=Sum("errors"), tokens_in=Sum("tokens_in"),
-        tokens_out=Sum("tokens_out"), latency_ms_sum=Sum("latency_ms_sum"),
-    )
-    latency: dict[str, int] = {}
-    ttft: dict[str, int] = {}
-    for lat, tt in buckets.values_list("latency_hist", "ttft_hist"):
-        metrics.merge_histograms(latency, lat)
-        metrics.merge_histograms(ttft, tt)
-    requests = totals["requests"] or 0
-    errors = totals["errors"] or 0
+    since = rollups.window_start(window, now)
+    total = rollups.rollup(rollups.metric_buckets(viewer=viewer, block=block).filter(minute__gte=since))
     return {
         "block": block.block_id,
         "window": window,
         # "all": every organization's requests (the caller owns the block); "own": the caller's only.
-        "scope": "all" if owner else "own",
+        "scope": "all" if block.organization_id == viewer.pk else "own",
         "since": since.isoformat(),
-        "requests": requests,
-        "errors": errors,
-        "errorRate": round(errors / requests, 4) if requests else 0.0,
-        "latencyMs": {
-            "avg": round((totals["latency_ms_sum"] or 0.0) / requests, 3) if requests else None,
-            "p50": metrics.percentile(latency, 50),
-            "p95": metrics.percentile(latency, 95),
-            "p99": metrics.percentile(latency, 99),
-        },
-        "ttftMs": {"p50": metrics.percentile(ttft, 50), "p95": metrics.percentile(ttft, 95)},
-        "tokensIn": totals["tokens_in"] or 0,
-        "tokensOut": totals["tokens_out"] or 0,
+        **total.as_dict(),
     }
 
 
@@ -90,3 +59,28 @@ def blocks_performance(viewer: Organization, block_pks: Sequence[int], *, window
     return {pk: BlockPerformance(requests=requests, p50_ms=metrics.percentile(hist, 50),
                                  error_rate=errors / requests if requests else None)
             for pk, (requests, errors, hist) in totals.items()}
+
+
+def request_log_entries(*, organization: Organization, block: Block | None = None, api_key_pk: int | None = None,
+                        status: str = "", since: datetime | None = None,
+                        until: datetime | None = None) -> QuerySet[RequestLogEntry]:
+    """The request log rows of the requests `organization` made, newest first, filtered.
+    `status`: "ok" (200), "error" (anything else but a client that left), "left" (499), or a code."""
+    rows = RequestLogEntry.objects.filter(organization=organization)
+    if block is not None:
+        rows = rows.filter(block=block)
+    if api_key_pk is not None:
+        rows = rows.filter(api_key_id=api_key_pk)
+    if status == "ok":
+        rows = rows.filter(status=200)
+    elif status == "error":
+        rows = rows.exclude(status__in=(200, 499))
+    elif status == "left":
+        rows = rows.filter(status=499)
+    elif status.isdigit():
+        rows = rows.filter(status=int(status))
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows.select_related("block", "block__organization").order_by("-created_at", "-pk")

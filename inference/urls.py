@@ -1,12 +1,14 @@
 from django.urls import path
 
-from inference import engine_views, views
+from inference import engine_views, prometheus, views
 from inference.planner import views as planner_views
 from registry import converters
 
 assert converters.BlockRefConverter  # registers <blockref:...>
 
 urlpatterns: list = [
+    # The operator's Prometheus scrape (METRICS_TOKEN / METRICS_ALLOW_NETWORKS; 404 when neither is set).
+    path("metrics", prometheus.prometheus_metrics, name="prometheus-metrics"),
     path("api/blocks/<blockref:block_id>/metrics", views.block_metrics, name="block-metrics"),
     path("api/engines", engine_views.engine_list, name="engine-list"),
     path("api/planner/config", planner_views.PlannerConfigView.as_view(), name="planner-config"),

@@ -57,7 +57,7 @@ def test_it_lists_own_and_public_blocks_but_not_another_orgs_private_block(brows
 def test_an_htmx_search_returns_only_the_table_partial(browser, catalog):
     response = browser.get("/", {"q": "ours"}, HTTP_HX_REQUEST="true")
     body = response.content.decode()
-    assert body.lstrip().startswith("<table>")
+    assert "<html" not in body and "<table" in body
     assert "acme-private" in body and "globex-public" not in body
 
 
@@ -70,9 +70,9 @@ def test_the_engines_page_hides_another_orgs_engines(browser, catalog):
 
 def test_the_chat_page_offers_only_models_the_org_may_run(browser, catalog):
     body = browser.get("/chat/").content.decode()
-    assert "<option>acme-private</option>" in body
+    assert ">acme-private</option>" in body
     # As the chat socket resolves it: another organization's block by its qualified id.
-    assert "<option>globex/globex-public</option>" in body
+    assert ">globex/globex-public</option>" in body
     assert "globex-secret" not in body
 
 

@@ -5,6 +5,7 @@ channel layer, inference in-process on the bundled SmolLM2 model. Setting DATABA
 and REDIS_URL turns on the production shape.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -89,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # An htmx request from an expired session: HX-Redirect to the login page, not a swapped-in login form.
+    "webapp.dashboard.middleware.HtmxLoginRedirectMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so its process_exception sees a view's database or Redis outage first: a 503, not a 500.
     "registry.outages.OutageMiddleware",
@@ -108,6 +111,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The dashboard's organization and role, for the nav and owner-only controls.
+                "webapp.dashboard.access.dashboard_context",
             ],
         },
     },
@@ -379,3 +384,20 @@ SIMILARITY_PERFORMANCE_WINDOW = envstr("SIMILARITY_PERFORMANCE_WINDOW", "1h")
 SIMILARITY_PERFORMANCE_LATENCY_WEIGHT = envfloat("SIMILARITY_PERFORMANCE_LATENCY_WEIGHT", 0.02)
 SIMILARITY_PERFORMANCE_ERROR_WEIGHT = envfloat("SIMILARITY_PERFORMANCE_ERROR_WEIGHT", 0.05)
 SIMILARITY_PERFORMANCE_LATENCY_REF_MS = envfloat("SIMILARITY_PERFORMANCE_LATENCY_REF_MS", 1000.0)
+
+# Request log and the operator's metrics (inference/request_log.py, docs/metrics.md).
+# Request log rows older than this many days are deleted (the gateway's flusher, hourly, and
+# `manage.py prune_request_log`).
+REQUEST_LOG_RETENTION_DAYS = envint("REQUEST_LOG_RETENTION_DAYS", 7)
+if REQUEST_LOG_RETENTION_DAYS < 1:
+    raise RuntimeError("REQUEST_LOG_RETENTION_DAYS must be at least 1")
+# GET /metrics (Prometheus text format) answers a request carrying `Authorization: Bearer <METRICS_TOKEN>`,
+# or one from an address inside METRICS_ALLOW_NETWORKS (CIDRs, e.g. "10.0.0.0/8,127.0.0.1/32").
+# Neither set: /metrics is a 404.
+METRICS_TOKEN = envstr("METRICS_TOKEN")
+METRICS_ALLOW_NETWORKS = envlist("METRICS_ALLOW_NETWORKS", "")
+for _cidr in METRICS_ALLOW_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise RuntimeError(f"METRICS_ALLOW_NETWORKS: {_cidr!r} is not a network (e.g. 10.0.0.0/8)") from None

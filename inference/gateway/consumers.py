@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from urllib.parse import parse_qs
 
 import orjson
@@ -155,8 +156,16 @@ class ChatCompletionsConsumer(OpenAIConsumer):
     async def respond(self, body: bytes) -> None:
         hops = pipeline.loop_guard(self.header(HOPS_HEADER_KEY))
         principal = await self.principal()
-        call = await pipeline.prepare(principal, parse_json(body), hops=hops, request_id=self.request_id,
-                                      text=self.text)
+        started = time.perf_counter()
+        parsed = parse_json(body)
+        try:
+            call = await pipeline.prepare(principal, parsed, hops=hops, request_id=self.request_id,
+                                          text=self.text)
+        except OpenAIError as exc:
+            # Refused before any block ran (bad body, unknown model, a policy, a quota): the
+            # request log shows it; the metrics, which count a block's requests, do not.
+            pipeline.log_refusal(principal, body=parsed, error=exc, request_id=self.request_id, started=started)
+            raise
         self.call = call
         await self.until_hangup(self.held_then_answered(call))
 

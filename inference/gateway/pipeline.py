@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from inference import metrics
+from inference import metrics, request_log
 from inference.backends.base import BackendError, ChatDelta, ChatRequest, StreamingBackend
 from inference.backends.factory import backend_for_block
 from inference.context_window.hook import SessionTurn, attach_session
@@ -42,7 +42,7 @@ from registry.tenancy.policy import Admission, GateError, Policy
 
 log = logging.getLogger(__name__)
 # One line per finished request, with its x-request-id (a logger of its own, so it can be silenced).
-request_log = logging.getLogger("inference.gateway.requests")
+request_lines = logging.getLogger("inference.gateway.requests")
 T = TypeVar("T")
 
 # Request ids: 72 random bits per process and a counter, so making one costs a string format, not a
@@ -217,6 +217,31 @@ def _attempt_timeout(policy: Policy, block: Block) -> float:
     return policy.timeout_s
 
 
+def log_refusal(principal: Principal, *, body: Any, error: OpenAIError, request_id: str | None,
+                started: float) -> None:
+    """A request log row for a request refused before any block ran (inference.request_log, off the
+    request path). Its prompt is never kept: the body may not even be a conversation."""
+    key = principal.api_key
+    model = body.get("model") if isinstance(body, dict) else None
+    request_log.record(request_log.Pending(
+        organization_pk=principal.organization.pk, created_at=time.time(), request_id=request_id or "",
+        api_key_pk=key.pk if key is not None else None, key_label=_key_label(principal), block_pk=None,
+        model=model if isinstance(model, str) else "", status=error.status,
+        stream=bool(isinstance(body, dict) and body.get("stream") is True),
+        latency_ms=round((time.perf_counter() - started) * 1000, 3), ttft_ms=None, tokens_in=0, tokens_out=0,
+        route=None, error=error.message))
+
+
+def _key_label(principal: Principal) -> str:
+    key = principal.api_key
+    if key is not None:
+        return f"{key.name} ({key.prefix}…)"
+    if principal.dev_mode:
+        return "localhost (no key)"
+    user = principal.user
+    return f"session: {user.get_username()}" if user is not None else ""
+
+
 # 5-6. Running it under the policy, then accounting.
 def upstream_session_id(principal: Principal, session: SessionTurn) -> str:
     """The session id a block of another organization sees (a gRPC packet's `session_id`, the seed's
@@ -258,6 +283,11 @@ class ChatCall:
         # Set by inference/workflows/holds.py once a person approved the request, where a policy's
         # `approval_required` asks for one. A caller that cannot wait (a workflow node, the SDK) is refused.
         self.approved = False
+        # What the request log records of a failure (the status and message the client got).
+        self.error_status: int | None = None
+        self.error_message = ""
+        # The answer's text, for the request log (kept only where the organization asks for it).
+        self.answer_text: str | None = None
 
     @property
     def needs_approval(self) -> bool:
@@ -338,7 +368,12 @@ class ChatCall:
                 break  # The request itself is bad (or looping): another block would refuse it too.
         assert error is not None
         self.failures_recorded = True
-        raise _upstream_error(error)
+        raise self._failed(_upstream_error(error))
+
+    def _failed(self, error: OpenAIError) -> OpenAIError:
+        self.error_status = error.status
+        self.error_message = error.message
+        return error
 
     @property
     def response_id(self) -> str:
@@ -359,10 +394,15 @@ class ChatCall:
             reply.setdefault("object", "text_completion" if self.text else "chat.completion")
             reply.setdefault("created", int(time.time()))
             usage = await self._fill_usage(reply)
+            first = (reply.get("choices") or [{}])[0]
+            self.answer_text = first.get("text") if self.text else (first.get("message") or {}).get("content")
             if self.session is not None:
-                await self.session.answered((reply.get("choices") or [{}])[0].get("message", {}).get("content") or "")
+                await self.session.answered(self.answer_text or "")
             ok = True
             return reply
+        except asyncio.CancelledError:
+            self.error_status, self.error_message = 499, "the client went away"
+            raise
         finally:
             await self._finish(ok=ok, usage=usage, ttft_ms=None)
 
@@ -428,8 +468,7 @@ class ChatCall:
                     usage = delta.usage
                 if delta.content:
                     pieces += 1
-                    if self.session is not None:
-                        answer.append(delta.content)
+                    answer.append(delta.content)
                 if delta.finish_reason:
                     self.finish_reason = delta.finish_reason
                 yield delta
@@ -437,18 +476,22 @@ class ChatCall:
                     delta = await anext(deltas)
                 except StopAsyncIteration:
                     delta = None
+            self.answer_text = "".join(answer)
             if self.session is not None:
-                await self.session.answered("".join(answer))
+                await self.session.answered(self.answer_text)
             ok = True
         except (asyncio.CancelledError, GeneratorExit):
             ok = True  # The client went away: not the block's failure.
             left = True
             raise
         except TimeoutError:
-            raise _upstream_error(_timed_out()) from None
+            raise self._failed(_upstream_error(_timed_out())) from None
         except BackendError as exc:
-            raise _upstream_error(exc) from None
+            raise self._failed(_upstream_error(exc)) from None
         finally:
+            if left:
+                self.answer_text = "".join(answer)
+                self.error_status, self.error_message = 499, "the client went away"
             if deltas is not None:
                 await deltas.aclose()
             if not usage:
@@ -461,6 +504,22 @@ class ChatCall:
                 usage = {"prompt_tokens": prompt, "completion_tokens": pieces}
             await self._finish(ok=ok, usage=usage, ttft_ms=ttft_ms)
 
+    def _log_request(self, *, ok: bool, latency_ms: float, ttft_ms: float | None) -> None:
+        """One request log row, queued in memory (inference.request_log writes it off the request path)."""
+        key = self.principal.api_key
+        request = self.chat.request
+        status = 200 if ok and self.error_status is None else (self.error_status or 500)
+        request_log.record(request_log.Pending(
+            organization_pk=self.principal.organization.pk, created_at=time.time(),
+            request_id=self.request_id or "", api_key_pk=key.pk if key is not None else None,
+            key_label=_key_label(self.principal),
+            block_pk=self.block.pk, model=self.model_name, status=status, stream=self.chat.stream,
+            latency_ms=round(latency_ms, 3), ttft_ms=round(ttft_ms, 3) if ttft_ms is not None else None,
+            tokens_in=self.usage["prompt_tokens"], tokens_out=self.usage["completion_tokens"],
+            route=self.route.to_dict() if self.route is not None else None,
+            error="" if status == 200 else self.error_message or "failed",
+            prompt=request.prompt if self.text else request.messages, answer=self.answer_text))
+
     async def _finish(self, *, ok: bool, usage: dict[str, int], ttft_ms: float | None) -> None:
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
@@ -469,11 +528,12 @@ class ChatCall:
         if ok or not self.failures_recorded:
             metrics.record(block_pk=self.block.pk, organization_pk=self.principal.organization.pk, ok=ok,
                            latency_ms=latency_ms, ttft_ms=ttft_ms, tokens_in=prompt, tokens_out=completion)
-        if request_log.isEnabledFor(logging.INFO):
-            request_log.info("request_id=%s upstream_request_id=%s org=%s model=%s ok=%s prompt_tokens=%d "
-                             "completion_tokens=%d ms=%.1f", self.request_id, self.upstream_request_id,
-                             self.principal.organization.slug, self.block.block_id, ok, prompt, completion,
-                             latency_ms)
+        self._log_request(ok=ok, latency_ms=latency_ms, ttft_ms=ttft_ms)
+        if request_lines.isEnabledFor(logging.INFO):
+            request_lines.info("request_id=%s upstream_request_id=%s org=%s model=%s ok=%s prompt_tokens=%d "
+                               "completion_tokens=%d ms=%.1f", self.request_id, self.upstream_request_id,
+                               self.principal.organization.slug, self.block.block_id, ok, prompt, completion,
+                               latency_ms)
         try:
             if self.ran:
                 await self.admission.settle(prompt_tokens=prompt, completion_tokens=completion)

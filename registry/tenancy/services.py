@@ -2,18 +2,81 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from registry import auth
-from registry.models import ApiKey, Block, BlockGrant, Organization
+from registry.models import ApiKey, Block, BlockGrant, Membership, Organization
 from registry.tenancy.models import OrgModel, PolicyRule, Quota
 
 
 class Conflict(Exception):
     """The write would duplicate something that must be unique."""
+
+
+class LastOwner(Exception):
+    """The change would leave the organization with no owner: nobody could manage it any more."""
+
+
+@transaction.atomic
+def organization_owner_ensure(*, username: str, org_slug: str, org_name: str = "",
+                              password: str | None = None) -> tuple[Any, Organization, str | None]:
+    """The first-run path (manage.py create_owner): the organization (created if missing), the user
+    (created if missing) and an owner membership (an existing member is promoted). `password` is set
+    when given; a new user without one gets a random one, returned (the only copy) as the third item."""
+    organization, _ = Organization.objects.get_or_create(slug=org_slug, defaults={"name": org_name or org_slug})
+    user = get_user_model().objects.filter(username=username).first()
+    generated = None
+    if user is None:
+        generated = None if password else secrets.token_urlsafe(12)
+        user = get_user_model().objects.create_user(username=username, password=password or generated)
+    elif password:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    Membership.objects.update_or_create(user=user, organization=organization, defaults={"role": Membership.OWNER})
+    return user, organization, generated
+
+
+def membership_add(*, organization: Organization, user, role: str) -> Membership:
+    try:
+        with transaction.atomic():
+            return Membership.objects.create(organization=organization, user=user, role=role)
+    except IntegrityError as exc:
+        raise Conflict(f"{user.get_username()} is already a member of {organization.slug}") from exc
+
+
+def _other_owners(membership: Membership) -> bool:
+    return (Membership.objects.select_for_update().filter(organization_id=membership.organization_id,
+                                                          role=Membership.OWNER)
+            .exclude(pk=membership.pk).exists())
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role; the organization's last owner stays an owner. A person's keys act with
+    their current role (ApiKey.role), so this demotes or promotes their keys too."""
+    if membership.role == Membership.OWNER and role != Membership.OWNER and not _other_owners(membership):
+        raise LastOwner("the organization needs at least one owner; make someone else an owner first")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member and revoke the keys they created for this organization (a key acts for its
+    creator, who no longer belongs here)."""
+    if membership.role == Membership.OWNER and not _other_owners(membership):
+        raise LastOwner("the organization needs at least one owner; make someone else an owner first")
+    keys = ApiKey.objects.filter(organization_id=membership.organization_id, created_by_id=membership.user_id,
+                                 revoked_at__isnull=True)
+    for key in keys:
+        api_key_revoke(api_key=key)
+    membership.delete()
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:

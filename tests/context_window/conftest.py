@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference import metrics
+from inference import metrics, request_log
 from tests.workers.conftest import _drop_stray_connections  # noqa: F401
 
 
@@ -13,3 +13,4 @@ from tests.workers.conftest import _drop_stray_connections  # noqa: F401
 def _no_metrics_left_behind():
     yield
     metrics.discard_pending()
+    request_log.discard_pending()

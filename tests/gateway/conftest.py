@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from inference import metrics
+from inference import metrics, request_log
 
 
 @pytest.fixture(autouse=True)
 def _no_metrics_left_behind():
-    """In-process calls record metrics; drop what a test left so nothing flushes into a later test's tables."""
+    """In-process calls record metrics and request log rows; drop what a test left so nothing flushes into a later test's tables."""
     yield
     metrics.discard_pending()
+    request_log.discard_pending()
 
 

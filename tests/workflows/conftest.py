@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from inference import metrics
+from inference import metrics, request_log
 from inference.workers.loop import close_worker_loop
 from inference.workflows.models import Approval, NodeRun, WorkflowRun
 from registry.auth import clear_principal_cache
@@ -32,6 +32,7 @@ def _in_process_executor(settings):
     clear_principal_cache()
     yield
     metrics.discard_pending()
+    request_log.discard_pending()
 
 
 @pytest.fixture(scope="session", autouse=True)
