@@ -11,7 +11,12 @@ import asyncio
 import contextlib
 
 from inference.agents import live, selectors
-from inference.workflows.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, RunEventsSocket
+from inference.workflows.consumers import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+    RunEventsSocket,
+)
 from registry.asyncdb import in_db_thread
 from registry.principal import Principal
 

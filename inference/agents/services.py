@@ -94,6 +94,28 @@ def agent_delete(*, agent: AgentDefinition) -> None:
     agent.delete()
 
 
+class AgentCallFailed(Exception):
+    """An agent called from elsewhere (a workflow node) could not answer: its message says why."""
+
+
+@in_db_thread
+def _built(principal: Principal, name: str, model: str | None, usage: dict[str, int]):
+    definition = AgentDefinition.objects.filter(organization=principal.organization, name=name).first()
+    if definition is None:
+        raise AgentCallFailed(f"no agent '{name}' in this organization")
+    return build_agent(definition, ai_for=lambda m: GatewayAI(m, principal=principal), usage=usage, model=model)
+
+
+async def agent_call(*, principal: Principal, name: str, values: Any, model: str | None = None) -> dict[str, Any]:
+    """One stored agent's output for `values`, its model calls made as `principal` (a workflow's agent node)."""
+    usage: dict[str, int] = {}
+    try:
+        live = await _built(principal, name, model, usage)
+        return await live.forward(None, values if isinstance(values, dict) else {}, _usage=usage)
+    except (AgentError, AIError) as exc:
+        raise AgentCallFailed(str(exc)) from None
+
+
 # -- runs ---------------------------------------------------------------------------------------------
 
 def agent_run_start(*, agent: AgentDefinition, principal: Principal, input: dict[str, Any],  # noqa: A002

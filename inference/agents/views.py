@@ -20,6 +20,7 @@ from inference.agents.serializers import (
     agent_dict,
     run_dict,
 )
+
 # The SSE framing and renderer of the workflow run feed: the same wire format for both feeds.
 from inference.workflows.views import EventStreamRenderer, _event_stream
 from registry import roles

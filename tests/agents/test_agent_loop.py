@@ -24,11 +24,12 @@ DESCRIPTION = "Answers the user's questions with the tools it has"
 
 @pytest.fixture
 def scripted(org, upstream_block, fake_upstream):
-    """scripted(name, *replies, scenario="") -> a GatewayAI for `org` on a block answering with `replies`."""
+    """await scripted(name, *replies, scenario="") -> a GatewayAI for `org` on a block answering with `replies`."""
 
-    def make(name: str, *replies, scenario: str = "") -> GatewayAI:
-        upstream_block(org, block_id=f"agent-{name}", config={"base_url": fake_upstream.script(name, *replies,
-                                                                                               scenario=scenario)})
+    async def make(name: str, *replies, scenario: str = "") -> GatewayAI:
+        url = fake_upstream.script(name, *replies, scenario=scenario)
+        # The ORM is synchronous: the block is made on a thread of its own.
+        await asyncio.to_thread(upstream_block, org, block_id=f"agent-{name}", config={"base_url": url})
         return GatewayAI(f"agent-{name}", organization=org)
 
     return make
@@ -62,7 +63,7 @@ async def test_a_tool_call_runs_the_function_and_its_result_goes_back_to_the_mod
 
     tool = Tool(name="weather", description="The weather in a city", func=weather,
                 parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
-    ai = scripted("tools1", {"tool_calls": [{"name": "weather", "arguments": {"city": "Paris"}}]},
+    ai = await scripted("tools1", {"tool_calls": [{"name": "weather", "arguments": {"city": "Paris"}}]},
                   '{"answer": "21 degrees in Paris", "celsius": 21}')
     helper = agent("question:string -> answer:string, celsius:number", name="weatherman",
                    description=DESCRIPTION, functions=[tool])
@@ -80,7 +81,7 @@ async def test_a_failing_tool_tells_the_model_its_error_and_the_run_goes_on(scri
     def divide(a: float, b: float) -> float:
         return a / b
 
-    ai = scripted("toolerr", {"tool_calls": [{"name": "divide", "arguments": {"a": 1, "b": 0}}]},
+    ai = await scripted("toolerr", {"tool_calls": [{"name": "divide", "arguments": {"a": 1, "b": 0}}]},
                   {"tool_calls": [{"name": "missing", "arguments": {}}]}, '{"result": "undefined"}')
     helper = agent("question -> result", name="divider", description=DESCRIPTION,
                    functions=[{"name": "divide", "description": "a / b", "func": divide,
@@ -98,7 +99,7 @@ async def test_a_child_agent_is_a_tool_of_its_parent_with_its_own_tools(scripted
                                   or f"{topic} is a city")])
     parent = agent("question -> answer", name="writer", description="Writes answers from researched facts",
                    agents=[child])
-    ai = scripted("family",
+    ai = await scripted("family",
                   {"tool_calls": [{"name": "researcher", "arguments": {"topic": "Paris"}}]},   # parent
                   {"tool_calls": [{"name": "lookup", "arguments": {"topic": "Paris"}}]},       # child
                   '{"facts": ["Paris is a city"]}',                                            # child
@@ -113,7 +114,7 @@ async def test_a_child_agent_is_a_tool_of_its_parent_with_its_own_tools(scripted
 
 
 async def test_an_answer_that_does_not_fit_gets_one_repair_message_naming_its_errors(scripted, fake_upstream):
-    ai = scripted("repair", '{"answer": "four", "n": "four"}', '{"answer": "four", "n": 4}')
+    ai = await scripted("repair", '{"answer": "four", "n": "four"}', '{"answer": "four", "n": 4}')
     helper = agent("question -> answer, n:number", name="counter", description=DESCRIPTION)
     assert await helper.forward(ai, {"question": "2+2"}, max_retries=1) == {"answer": "four", "n": 4}
     repair = sent(fake_upstream, "repair")[1]["messages"]
@@ -122,7 +123,7 @@ async def test_an_answer_that_does_not_fit_gets_one_repair_message_naming_its_er
 
 
 async def test_an_answer_that_never_fits_raises_one_typed_error_after_the_retry(scripted):
-    ai = scripted("neverfits", '{"answer": "x"}')
+    ai = await scripted("neverfits", '{"answer": "x"}')
     helper = agent("question -> answer, n:number", name="counter", description=DESCRIPTION)
     with pytest.raises(AgentOutputError) as caught:
         await helper.forward(ai, {"question": "2+2"}, max_retries=1)
@@ -130,7 +131,7 @@ async def test_an_answer_that_never_fits_raises_one_typed_error_after_the_retry(
 
 
 async def test_an_agent_that_only_calls_tools_stops_at_max_steps(scripted):
-    ai = scripted("loop", {"tool_calls": [{"name": "noop", "arguments": {}}]})
+    ai = await scripted("loop", {"tool_calls": [{"name": "noop", "arguments": {}}]})
     helper = agent("q -> a", name="looper", description=DESCRIPTION, max_steps=3,
                    functions=[Tool(name="noop", description="does nothing", func=lambda: "ok")])
     with pytest.raises(AgentStepsExceeded, match="max_steps=3"):
@@ -138,7 +139,7 @@ async def test_an_agent_that_only_calls_tools_stops_at_max_steps(scripted):
 
 
 async def test_per_call_options_override_the_constructors(scripted, fake_upstream):
-    ai = scripted("options", '{"a": "ok"}')
+    ai = await scripted("options", '{"a": "ok"}')
     helper = agent("q -> a", name="tuned", description=DESCRIPTION, temperature=0.2, max_tokens=50)
     await helper.forward(ai, {"q": "x"}, temperature=0.9)
     body = sent(fake_upstream, "options")[0]
@@ -185,7 +186,7 @@ async def test_a_block_that_refuses_tools_is_retried_with_the_prompt_protocol():
 
 
 async def test_streaming_forward_yields_partial_outputs_as_they_arrive(scripted):
-    ai = scripted("stream1", '{"answer": "Paris is the capital", "n": 1}')
+    ai = await scripted("stream1", '{"answer": "Paris is the capital", "n": 1}')
     helper = agent("question -> answer, n:number", name="streamer", description=DESCRIPTION)
     pieces = [piece async for piece in helper.streaming_forward(ai, {"question": "capital?"})]
     grown = [p.values["answer"] for p in pieces if not p.done and "answer" in p.delta]
@@ -196,7 +197,7 @@ async def test_streaming_forward_yields_partial_outputs_as_they_arrive(scripted)
 
 async def test_stop_from_another_thread_closes_the_stream_and_raises_aborted(scripted, fake_upstream):
     long = json.dumps({"answer": "word " * 200})
-    ai = scripted("stopme", long, scenario="delay20")
+    ai = await scripted("stopme", long, scenario="delay20")
     helper = agent("question -> answer", name="talker", description=DESCRIPTION)
     aborted_before = fake_upstream.stats.streams_aborted
     pieces = []
@@ -217,10 +218,12 @@ async def test_stop_reaches_a_child_agents_call_in_flight(scripted, fake_upstrea
     child = agent("topic -> facts", name="slowpoke", description="Takes its time to find facts", stream=True)
     parent = agent("question -> answer", name="boss1", description="Asks its child agent for facts",
                    agents=[child])
-    ai = scripted("stopchild", {"tool_calls": [{"name": "slowpoke", "arguments": {"topic": "x"}}]},
+    ai = await scripted("stopchild", {"tool_calls": [{"name": "slowpoke", "arguments": {"topic": "x"}}]},
                   json.dumps({"facts": "fact " * 300}), scenario="delay20")
     run = asyncio.ensure_future(parent.forward(ai, {"question": "q"}, stream=True))
-    while len(sent(fake_upstream, "stopchild")) < 2:
+    for _ in range(500):  # until the child's call reached the model
+        if len(sent(fake_upstream, "stopchild")) >= 2:
+            break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)
     parent.stop()
@@ -231,7 +234,7 @@ async def test_stop_reaches_a_child_agents_call_in_flight(scripted, fake_upstrea
 
 async def test_an_agent_refuses_unknown_input_fields_and_missing_ones(scripted):
     helper = agent(f().input("question", f.string()).output("answer", f.string()).build(), name="asker",
-                   description=DESCRIPTION, ai=scripted("inputs", '{"answer": "x"}'))
+                   description=DESCRIPTION, ai=await scripted("inputs", '{"answer": "x"}'))
     with pytest.raises(AgentConfigError, match="unknown input fields: other"):
         await helper.forward(values={"question": "q", "other": 1})
     with pytest.raises(AgentConfigError, match="question is missing"):
