@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,11 +134,15 @@ class Agent:
         self.ai = ai
         self.options = {"max_steps": max_steps, "max_retries": max_retries, "temperature": temperature, **options}
         _check_options(self.options)
+        # The signals of the forwards in flight; stop() may read them from another thread.
         self._active: set[AbortSignal] = set()
+        self._active_lock = threading.Lock()
 
     def stop(self, reason: str = "the agent was stopped") -> None:
         """Abort every call of this agent in flight (and of the child agents it called). Thread-safe."""
-        for signal in list(self._active):
+        with self._active_lock:
+            signals = list(self._active)
+        for signal in signals:
             signal.abort(reason)
 
     async def forward(self, ai: AI | None = None, values: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
@@ -183,12 +188,14 @@ class Agent:
         inputs = self.check_inputs(values)
         usage = usage if usage is not None else {}
         signal = AbortSignal(opts.get("abort"))
-        self._active.add(signal)
+        with self._active_lock:
+            self._active.add(signal)
         try:
             async for event in self._loop(model, inputs, opts, signal, usage):
                 yield event
         finally:
-            self._active.discard(signal)
+            with self._active_lock:
+                self._active.discard(signal)
             signal.release()
 
     def check_inputs(self, values: dict[str, Any] | None) -> dict[str, Any]:
