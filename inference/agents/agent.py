@@ -44,7 +44,7 @@ from inference.agents.tools import Tool, as_tool, protocol_calls, protocol_instr
 # Chat options an agent passes through to the model (the rest are the agent's own).
 CHAT_OPTIONS = ("model", "temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty",
                 "frequency_penalty")
-AGENT_OPTIONS = ("max_steps", "max_retries", "stream", "native_tools", "json_output", "abort", "ai")
+AGENT_OPTIONS = ("max_steps", "max_retries", "stream", "native_tools", "json_output", "abort")
 MIN_NAME, MIN_DESCRIPTION, MIN_DEFINITION = 5, 20, 100
 
 
@@ -182,7 +182,7 @@ class Agent:
         if unknown:
             raise AgentConfigError(f"unknown options: {', '.join(sorted(unknown))}")
         _check_options(opts)
-        model = ai or opts.get("ai") or self.ai
+        model = ai or self.ai
         if model is None:
             raise AgentConfigError("no model client: pass ai= to agent() or to forward()")
         inputs = self.check_inputs(values)
