@@ -16,6 +16,8 @@ from inference.agents.ai import AIError, ChatResult, HttpAI
 from inference.agents.gateway_ai import GatewayAI
 from inference.agents.signature import f
 from inference.agents.tools import Tool
+from inference.models import PlannerConfig
+from inference.planner.services import planner_config_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -270,3 +272,17 @@ def test_forward_sync_in_a_thread_is_stopped_from_another_thread(fake_upstream):
     helper.stop("enough")
     thread.join(10)
     assert isinstance(outcome[0], AgentAborted) and outcome[0].reason == "enough"
+
+
+async def test_an_agent_on_model_auto_runs_on_the_block_the_planner_routes_to(org, upstream_block, fake_upstream):
+    url = fake_upstream.script("auto", '{"answer": "routed"}')
+
+    def routed_to_default() -> None:
+        block = upstream_block(org, block_id="agent-auto", config={"base_url": url})
+        planner_config_update(organization=org, values={"mode": PlannerConfig.TAGS, "default_block": block},
+                              partial=True)
+
+    await asyncio.to_thread(routed_to_default)
+    helper = agent("question -> answer", name="autorouted", description=DESCRIPTION)
+    assert await helper.forward(GatewayAI("auto", organization=org), {"question": "anything"}) == {"answer": "routed"}
+    assert sent(fake_upstream, "auto")[0]["model"] == "agent-auto"
