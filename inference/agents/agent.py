@@ -81,11 +81,13 @@ class AgentEvent:
 @dataclass
 class AgentDelta:
     """One piece of a streamed answer: `delta` the text each field grew by, `values` the partial outputs
-    so far; the last piece has `done` set and `values` the typed output."""
+    so far; the last piece has `done` set and `values` the typed output. `attempt` counts the repair
+    retries before it: the pieces of an earlier attempt were of an answer that was thrown away."""
 
     delta: dict[str, Any]
     values: dict[str, Any]
     done: bool = False
+    attempt: int = 0
 
 
 def tool_name(name: str) -> str:
@@ -153,11 +155,14 @@ class Agent:
 
     async def streaming_forward(self, ai: AI | None = None, values: dict[str, Any] | None = None,
                                 **options: Any) -> AsyncIterator[AgentDelta]:
+        attempt = 0
         async for event in self.events(ai, values, stream=True, **options):
             if event.type == "delta":
-                yield AgentDelta(delta=event.data["delta"], values=event.data["values"])
+                yield AgentDelta(delta=event.data["delta"], values=event.data["values"], attempt=attempt)
+            elif event.type == "retry":
+                attempt += 1
             elif event.type == "done":
-                yield AgentDelta(delta={}, values=event.data["output"], done=True)
+                yield AgentDelta(delta={}, values=event.data["output"], done=True, attempt=attempt)
 
     def forward_sync(self, ai: AI | None = None, values: dict[str, Any] | None = None, **options: Any) -> dict:
         """forward() for code with no event loop (a script, a thread; stop() may come from another thread)."""

@@ -197,6 +197,14 @@ async def test_streaming_forward_yields_partial_outputs_as_they_arrive(scripted)
     assert pieces[-1].done and pieces[-1].values == {"answer": "Paris is the capital", "n": 1}
 
 
+async def test_streamed_pieces_of_an_answer_that_was_repaired_say_which_attempt_they_belong_to(scripted):
+    ai = await scripted("stream2", '{"answer": "wrong", "n": "x"}', '{"answer": "right", "n": 2}')
+    helper = agent("question -> answer, n:number", name="streamer", description=DESCRIPTION)
+    pieces = [piece async for piece in helper.streaming_forward(ai, {"question": "q"})]
+    assert {p.values.get("answer") for p in pieces if p.attempt == 0} >= {"wrong"}
+    assert pieces[-1].attempt == 1 and pieces[-1].values == {"answer": "right", "n": 2}
+
+
 async def test_stop_from_another_thread_closes_the_stream_and_raises_aborted(scripted, fake_upstream):
     long = json.dumps({"answer": "word " * 200})
     ai = await scripted("stopme", long, scenario="delay20")
