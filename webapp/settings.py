@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "registry.tenancy",
     "inference",
     "inference.workflows",
+    "inference.agents",
     "inference.context_window",
     "inference.runtime",
 ]

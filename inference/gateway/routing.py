@@ -4,6 +4,7 @@ models, a request's status, the queued requests' resume and cancel, the runtime)
 
 from django.urls import path, re_path
 
+from inference.agents.consumers import AgentRunEventsSocket
 from inference.gateway.consumers import (
     ChatCompletionsConsumer,
     CompletionsConsumer,
@@ -36,4 +37,5 @@ websocket_urlpatterns: list = [
     path("ws/chat/", ChatSocketConsumer.as_asgi()),
     path("ws/runtime/", RuntimeSocketConsumer.as_asgi()),
     path("ws/workflow-runs/<int:pk>/events", RunEventsSocket.as_asgi()),
+    path("ws/agent-runs/<uuid:pk>/events", AgentRunEventsSocket.as_asgi()),
 ]

@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from inference.agents.services import AgentCallFailed, agent_call
 from inference.gateway.errors import OpenAIError
 from inference.gateway.pipeline import planner_ask, prepare
 from inference.planner.selection import SelectRefused, planner_select
@@ -91,6 +92,17 @@ async def run_planner(principal: Principal, node: dict[str, Any], context: dict[
     recorded = {"task": text, "selection": selection, "block": result.selection.id, "messages": messages,
                 "params": node.get("params") or {}, **({"session": session_id} if session_id else {})}
     return recorded, await call_block(principal, chosen, messages, session_id)
+
+
+async def run_agent(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:
+    """An agent node: the stored agent run with its rendered input; its output is the agent's output object."""
+    values = templates.render(node.get("input") or {}, context)
+    recorded = {"agent": node["agent"], "input": values, **({"model": node["model"]} if "model" in node else {})}
+    try:
+        output = await agent_call(principal=principal, name=node["agent"], values=values, model=node.get("model"))
+    except AgentCallFailed as exc:
+        raise NodeFailure(f"agent '{node['agent']}' failed: {exc}") from None
+    return recorded, output
 
 
 async def run_map(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:
