@@ -48,15 +48,20 @@ def monty_binary() -> str:
     raise SandboxUnavailable("the monty binary is missing (pip install pydantic-monty==1.4.0)")
 
 
+def _shell() -> str:
+    return os.path.realpath("/bin/sh")
+
+
 def _bwrap_arguments(monty: str) -> list[str]:
-    # No network, IPC, UTS, PID or cgroup sharing (--unshare-all), no new user namespaces inside, no
-    # capabilities, no environment (the server's secrets stay out), killed with its parent. The file
-    # system is empty but for the read-only shared libraries the interpreter links and the binary.
+    # No network, IPC, UTS, PID or cgroup sharing (--unshare-all), no capabilities, no environment (the
+    # server's secrets stay out), killed with its parent. The file system is empty but for the read-only
+    # shared libraries, the interpreter binary and a shell to set RLIMIT_NPROC from inside (see
+    # script_text).
     return [
         BWRAP, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
         "--ro-bind", "/usr/lib", "/usr/lib", "--ro-bind-try", "/usr/lib64", "/usr/lib64",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-        "--ro-bind", monty, "/monty", "--chdir", "/", "/monty",
+        "--ro-bind", monty, "/monty", "--ro-bind", _shell(), "/sh", "--chdir", "/",
     ]
 
 
@@ -69,7 +74,7 @@ def bwrap_works() -> bool:
             _bwrap_works = False
             if Path(BWRAP).exists():
                 try:
-                    probe = subprocess.run([*_bwrap_arguments(monty_binary()), "--version"],
+                    probe = subprocess.run([*_bwrap_arguments(monty_binary()), "/monty", "--version"],
                                            capture_output=True, timeout=10, check=False)
                     _bwrap_works = probe.returncode == 0
                     if not _bwrap_works:
@@ -98,11 +103,17 @@ def script_text(limits: SandboxLimits, *, monty: str, namespaces: bool) -> str:
         f"ulimit -t {int(limits.session_cpu_time_s)}",
         f"ulimit -v {limits.address_space_bytes // 1024}",
         f"ulimit -n {int(limits.max_open_files)}",
-        f"ulimit -p {int(limits.max_processes)}",
     ])
-    command = _bwrap_arguments(monty) if namespaces else [monty]
+    if namespaces:
+        # RLIMIT_NPROC counts every process of the user, so set outside it would stop a non-root server
+        # (whose own threads count) from starting bwrap at all. Set inside the new user namespace it
+        # bounds the processes of that namespace: the sandbox's.
+        inner = f'ulimit -p {int(limits.max_processes)} || exit 97; exec /monty "$@"'
+        command = f'{shlex.join([*_bwrap_arguments(monty), "/sh", "-c", inner, "sandbox"])} "$@"'
+    else:
+        command = f'{shlex.quote(monty)} "$@"'
     return ("#!/bin/sh\n# Written by inference/agents/sandbox/jail.py: one sandbox process's limits.\n"
-            f"{ulimits} || exit 97\nexec {shlex.join(command)} \"$@\"\n")
+            f"{ulimits} || exit 97\nexec {command}\n")
 
 
 def worker_command(limits: SandboxLimits) -> tuple[Path, bool]:
