@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/", include("registry.urls")),
     path("", include("inference.urls")),
     path("", include("inference.workflows.urls")),
+    path("", include("inference.agents.urls")),
     path("", include("inference.context_window.urls")),
     path("", include("webapp.dashboard.urls")),
 ]

@@ -9,7 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from inference.agents.abort import AbortSignal
-from inference.agents.ai import AI, AIError, ChatChunk, ChatResult, HttpAI, body_for, result_of, stream_with_abort
+from inference.agents.ai import (
+    AI,
+    AIError,
+    ChatChunk,
+    ChatResult,
+    HttpAI,
+    body_for,
+    result_of,
+    stream_with_abort,
+)
 from inference.gateway.errors import OpenAIError
 from inference.gateway.pipeline import prepare
 from registry.models import Organization

@@ -1,8 +1,9 @@
 """ASGI routes of every client-facing transport: the /v1 HTTP consumers (chat and text completions,
-models, the queued requests' resume and cancel) and the WebSocket chat."""
+models, the queued requests' resume and cancel), the WebSocket chat and the run feeds."""
 
 from django.urls import path, re_path
 
+from inference.agents.consumers import AgentRunEventsSocket
 from inference.gateway.consumers import (
     ChatCompletionsConsumer,
     CompletionsConsumer,
@@ -29,4 +30,5 @@ http_urlpatterns: list = [
 websocket_urlpatterns: list = [
     path("ws/chat/", ChatSocketConsumer.as_asgi()),
     path("ws/workflow-runs/<int:pk>/events", RunEventsSocket.as_asgi()),
+    path("ws/agent-runs/<uuid:pk>/events", AgentRunEventsSocket.as_asgi()),
 ]

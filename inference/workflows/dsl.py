@@ -25,6 +25,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from inference.agents.selectors import agent_get
 from inference.workflows import graph as dag
 from inference.workflows import templates
 from registry.models import Block, Membership, Organization
@@ -36,7 +37,7 @@ MAX_NODES = 200
 MAP_MAX_ITEMS = 100
 MAP_MAX_CONCURRENCY = 16
 NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-NODE_TYPES = ("block", "optimizer", "condition", "map", "approval", "planner")
+NODE_TYPES = ("block", "optimizer", "condition", "map", "approval", "agent", "planner")
 CALL_TYPES = ("block", "optimizer", "map")
 INPUT_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "array": list,
                "object": dict, "any": object}
@@ -54,6 +55,8 @@ KNOWN_FIELDS = {
     "condition": {"id", "type", "after", "description", "if", "then", "else"},
     "approval": {"id", "type", "after", "description", "approvers", "deadline", "on_timeout", "schema", "review"},
     "planner": {"id", "type", "after", "description"},
+    # A stored agent (inference/agents) run with `input` (templates of its signature's input fields).
+    "agent": {"id", "type", "after", "description", "agent", "input", "model"},
 }
 KNOWN_FIELDS["map"] = KNOWN_FIELDS["block"] | {"over", "max_items", "concurrency"}
 # A block call may keep a conversation in the context window store (`session`, a template naming its
@@ -251,13 +254,24 @@ def _template_errors(where: str, value: Any, *, graph: dag.Graph, node_id: str |
 
 
 def _node_templates(node: dict[str, Any]) -> dict[str, Any]:
-    fields = ("prompt", "system", "messages", "review", "session")
+    fields = ("prompt", "system", "messages", "review", "session", "input")
     found = {name: node[name] for name in fields if name in node}
     if isinstance(node.get("if"), dict):
         found["if"] = {k: v for k, v in node["if"].items() if k in ("left", "right")}
     if "over" in node:
         found["over"] = node["over"]
     return found
+
+
+def _agent_errors(where: str, node: dict[str, Any]) -> list[str]:
+    errors = []
+    if not isinstance(node.get("agent"), str) or not node["agent"]:
+        errors.append(f"{where}.agent: required (the name of one of this organization's agents)")
+    if not isinstance(node.get("input", {}), dict):
+        errors.append(f"{where}.input: an object of the agent's input fields (values may be templates)")
+    if "model" in node and (not isinstance(node["model"], str) or not node["model"]):
+        errors.append(f"{where}.model: a block (instead of the agent's default brain)")
+    return errors
 
 
 def structure_errors(document: dict[str, Any]) -> list[str]:
@@ -323,6 +337,8 @@ def structure_errors(document: dict[str, Any]) -> list[str]:
             errors += _condition_errors(where, node)
         elif node_type == "approval":
             errors += _approval_errors(where, node)
+        elif node_type == "agent":
+            errors += _agent_errors(where, node)
 
     ids = {n["id"] for n in good}
     for node in good:
@@ -385,6 +401,10 @@ def reference_errors(document: dict[str, Any], *, principal: Principal) -> list[
             errors.append(f"{where}: '{node['block']}' is a registry entry with no inference backend")
         elif not principal.allows_block(block):
             errors.append(f"{where}: this API key is not allowed to use '{node['block']}'")
+    for node in document.get("nodes", []):
+        if node.get("type") == "agent" and isinstance(node.get("agent"), str) \
+                and agent_get(organization=organization, name=node["agent"]) is None:
+            errors.append(f"node '{node['id']}'.agent: no agent '{node['agent']}' in this organization")
     usernames = set(Membership.objects.filter(organization=organization).values_list("user__username", flat=True))
     for node in document.get("nodes", []):
         if node.get("type") != "approval":

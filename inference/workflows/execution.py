@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from inference.agents.services import AgentCallFailed, agent_call
 from inference.gateway.errors import OpenAIError
 from inference.gateway.pipeline import prepare
 from inference.workflows import templates
@@ -64,6 +65,17 @@ async def run_call(principal: Principal, node: dict[str, Any], context: dict[str
     recorded = {"block": node["block"], "messages": messages, "params": node.get("params") or {},
                 **({"session": session_id} if session_id else {})}
     return recorded, await call_block(principal, node, messages, session_id)
+
+
+async def run_agent(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:
+    """An agent node: the stored agent run with its rendered input; its output is the agent's output object."""
+    values = templates.render(node.get("input") or {}, context)
+    recorded = {"agent": node["agent"], "input": values, **({"model": node["model"]} if "model" in node else {})}
+    try:
+        output = await agent_call(principal=principal, name=node["agent"], values=values, model=node.get("model"))
+    except AgentCallFailed as exc:
+        raise NodeFailure(f"agent '{node['agent']}' failed: {exc}") from None
+    return recorded, output
 
 
 async def run_map(principal: Principal, node: dict[str, Any], context: dict[str, Any]) -> tuple[dict, Any]:

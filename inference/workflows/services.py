@@ -178,7 +178,7 @@ def node_execute(*, node_run_id: int) -> str:
                                                                       "branch": "then" if result else "else"}
         else:
             principal = _principal(run)
-            work = execution.run_map if node["type"] == "map" else execution.run_call
+            work = {"map": execution.run_map, "agent": execution.run_agent}.get(node["type"], execution.run_call)
             node_input, output = run_on_worker_loop(
                 execution.watched(work(principal, node, context), lambda: _arenew(node_run_id, token),
                                   settings.WORKFLOW_HEARTBEAT_S),

@@ -13,8 +13,10 @@ block gets its own base URL, e.g. http://127.0.0.1:PORT/delay50/v1. Segments com
     chunks<N>   content chunks (default 16)            nousage   never stream usage
     ctxlen      a 400 `context_length_exceeded` API error, as llama_cpp.server sends it
     reqid       answer with an x-request-id of its own
-    script<name> answer each chat with the next content given to `script(name, ...)`, the last one again
-                once they run out (a planner model's replies)
+    script<name> answer each chat with the next reply given to `script(name, ...)`, the last one again
+                once they run out (a planner model's replies, an agent's turns): a reply is the content,
+                or a dict {"content": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}; a streamed
+                request gets it in pieces of 4 characters (`delay<MS>` before each)
 
 It serves POST /v1/chat/completions and /v1/completions (the same tokens as text), GET /v1/models, and
 POST /v1/embeddings (8-dimensional vectors derived from each input: floats, or base64 float32 when asked).
@@ -113,12 +115,42 @@ def completion(model: str, chunks: int) -> bytes:
     })
 
 
-def scripted_completion(model: str, content: str) -> bytes:
+def _scripted_calls(reply: str | dict) -> tuple[str, list[dict[str, Any]]]:
+    """(content, OpenAI-shaped tool calls) of one scripted reply."""
+    if isinstance(reply, str):
+        return reply, []
+    calls = [{"id": f"call_{i}", "type": "function",
+              "function": {"name": call["name"], "arguments": orjson.dumps(call.get("arguments", {})).decode()}}
+             for i, call in enumerate(reply.get("tool_calls") or [])]
+    return reply.get("content") or "", calls
+
+
+def scripted_completion(model: str, reply: str | dict) -> bytes:
+    content, calls = _scripted_calls(reply)
+    message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
+    if calls:
+        message["tool_calls"] = calls
     return orjson.dumps({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
         "usage": {"prompt_tokens": 8, "completion_tokens": 4, "total_tokens": 12},
     })
+
+
+def scripted_stream_events(model: str, reply: str | dict, include_usage: bool) -> list[bytes]:
+    content, calls = _scripted_calls(reply)
+    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    events += [{**base, "choices": [{"index": 0, "delta": {"content": content[i:i + 4]}, "finish_reason": None}]}
+               for i in range(0, len(content), 4)]
+    if calls:
+        events.append({**base, "choices": [{"index": 0, "finish_reason": None, "delta": {
+            "tool_calls": [{"index": i, **call} for i, call in enumerate(calls)]}}]})
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}]})
+    if include_usage:
+        events.append({**base, "choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": len(events),
+                                                        "total_tokens": 8 + len(events)}})
+    return [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
 def fake_vector(text: Any) -> list[float]:
@@ -260,10 +292,13 @@ class _Connection(asyncio.Protocol):
         if embedding:
             self.send(200, embeddings(model, request.get("input"), request.get("encoding_format")), extra)
             return
+        scripted = None
         if scenario.script:
             stats.scripted_bodies.setdefault(scenario.script, []).append(request)
-            self.send(200, scripted_completion(model, self.server.next_scripted(scenario.script)), extra)
-            return
+            scripted = self.server.next_scripted(scenario.script)
+            if not request.get("stream"):
+                self.send(200, scripted_completion(model, scripted), extra)
+                return
         if not request.get("stream"):
             if scenario.cut_after:
                 self.transport.close()
@@ -281,7 +316,11 @@ class _Connection(asyncio.Protocol):
                              b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n%s\r\n" % extra)
         stats.streams_started += 1
         self.streaming = True
-        for i, event in enumerate((text_stream_events if text else stream_events)(model, scenario.chunks, include_usage)):
+        if scripted is not None:
+            events = scripted_stream_events(model, scripted, include_usage)
+        else:
+            events = (text_stream_events if text else stream_events)(model, scenario.chunks, include_usage)
+        for i, event in enumerate(events):
             if scenario.delay_ms:
                 await asyncio.sleep(scenario.delay_ms / 1000)
             if self.transport.is_closing():
@@ -303,7 +342,7 @@ class FakeUpstream:
         self.host = host
         self.port = port
         self.stats = Stats()
-        self._scripts: dict[str, list[str]] = {}
+        self._scripts: dict[str, list[str | dict]] = {}
         self.gate = asyncio.Event()
         self.connections: set[_Connection] = set()
         self.tasks: set[asyncio.Task] = set()
@@ -311,13 +350,14 @@ class FakeUpstream:
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
 
-    def script(self, name: str, *replies: str) -> str:
-        """Queue the contents a `script<name>` scenario answers with; returns its base URL."""
+    def script(self, name: str, *replies: str | dict, scenario: str = "") -> str:
+        """Queue the replies a `script<name>` scenario answers with; returns its base URL (`scenario`:
+        more behaviour to combine, e.g. "delay50")."""
         self._scripts[name] = list(replies)
         self.stats.scripted_bodies.pop(name, None)
-        return self.base_url(f"script{name}")
+        return self.base_url(f"script{name}" + (f"-{scenario}" if scenario else ""))
 
-    def next_scripted(self, name: str) -> str:
+    def next_scripted(self, name: str) -> str | dict:
         replies = self._scripts.get(name) or [""]
         return replies.pop(0) if len(replies) > 1 else replies[0]
 

@@ -22,11 +22,14 @@ def _headers(key: str | None, extra: dict[str, str] | None = None) -> list[tuple
 class EventStream:
     """GET /api/workflow-runs/<id>/events as a browser's EventSource would."""
 
-    def __init__(self, run_id: int, key: str | None, *, last_event_id: int | None = None, query: str = ""):
+    def __init__(self, run_id: int | str, key: str | None, *, last_event_id: int | None = None, query: str = "",
+                 feed: str = "workflow-runs"):
+        """`feed`: "workflow-runs", or "agent-runs" for an agent run's feed (the same wire format)."""
         extra = {"last-event-id": str(last_event_id)} if last_event_id is not None else {}
+        path = f"/api/{feed}/{run_id}/events"
         self.communicator = ApplicationCommunicator(application, {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-            "path": f"/api/workflow-runs/{run_id}/events", "raw_path": f"/api/workflow-runs/{run_id}/events".encode(),
+            "path": path, "raw_path": path.encode(),
             "query_string": query.encode(), "root_path": "", "headers": _headers(key, extra),
             "client": ("127.0.0.1", 40000), "server": ("testserver", 80)})
         self.status: int | None = None
@@ -88,8 +91,8 @@ def _parse(frame: str) -> dict[str, Any] | None:
     return event if event["data"] is not None else None
 
 
-def run_socket(run_id: int, key: str | None, query: str = "") -> WebsocketCommunicator:
-    path = f"/ws/workflow-runs/{run_id}/events" + (f"?{query}" if query else "")
+def run_socket(run_id: int | str, key: str | None, query: str = "", feed: str = "workflow-runs") -> WebsocketCommunicator:
+    path = f"/ws/{feed}/{run_id}/events" + (f"?{query}" if query else "")
     headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
     if key is not None:
         headers.append((b"authorization", f"Bearer {key}".encode()))

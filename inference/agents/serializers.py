@@ -1,0 +1,84 @@
+"""Request bodies and the JSON shapes of agents, runs and run events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from inference.agents.models import AgentDefinition, AgentRun, AgentRunEvent
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{4,63}$"
+
+
+class ToolSerializer(serializers.Serializer):
+    """One of the server's tools: {"type": "block", "block": ..., "name"?, "description"?} or
+    {"type": "agent", "agent": ...} (any other combination is a 422)."""
+
+    type = serializers.ChoiceField(choices=["block", "agent"])
+    block = serializers.CharField(max_length=300, required=False)
+    agent = serializers.RegexField(NAME_PATTERN, required=False)
+    name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", required=False)
+    description = serializers.CharField(max_length=1000, required=False)
+
+
+
+class OptionsSerializer(serializers.Serializer):
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
+    max_steps = serializers.IntegerField(min_value=1, max_value=50, required=False)
+    max_retries = serializers.IntegerField(min_value=0, max_value=10, required=False)
+    native_tools = serializers.BooleanField(required=False)
+    json_output = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
+            raise serializers.ValidationError({k: "unknown option" for k in sorted(unknown)})
+        return super().to_internal_value(data)
+
+
+class AgentWriteSerializer(serializers.Serializer):
+    name = serializers.RegexField(NAME_PATTERN)
+    description = serializers.CharField(min_length=20, max_length=4000)
+    definition = serializers.CharField(min_length=100, max_length=20000, required=False)
+    signature = serializers.CharField(max_length=4000,
+                                      help_text="ax's string form, e.g. 'question:string -> answer:string' "
+                                                "(a signature that does not parse is a 422 naming the position)")
+    model = serializers.CharField(max_length=300, help_text='the default brain: a block, or "auto" / "auto:<tag>"')
+    options = OptionsSerializer(required=False)
+    tools = ToolSerializer(many=True, required=False, max_length=32)
+
+
+class AgentUpdateSerializer(AgentWriteSerializer):
+    name = None
+
+
+class RunStartSerializer(serializers.Serializer):
+    input = serializers.DictField(help_text="the signature's input fields")
+    model = serializers.CharField(max_length=300, required=False, help_text="instead of the agent's default brain")
+    options = OptionsSerializer(required=False)
+
+
+def _time(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def agent_dict(agent: AgentDefinition) -> dict[str, Any]:
+    return {"name": agent.name, "description": agent.description, "definition": agent.definition,
+            "signature": agent.signature, "model": agent.model, "options": agent.options, "tools": agent.tools,
+            "createdAt": _time(agent.created_at), "updatedAt": _time(agent.updated_at)}
+
+
+def event_dict(event: AgentRunEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "type": event.kind, "run": str(event.run_id), "at": _time(event.at), **event.data}
+
+
+def run_dict(run: AgentRun, *, events: list[AgentRunEvent] | None = None) -> dict[str, Any]:
+    data = {"id": str(run.pk), "agent": run.agent.name, "state": run.state, "model": run.model, "input": run.input,
+            "options": run.options, "output": run.output, "error": run.error, "usage": run.usage,
+            "costTokens": run.cost_tokens, "steps": run.steps, "toolCalls": run.tool_calls,
+            "stopRequested": run.stop_requested, "createdAt": _time(run.created_at),
+            "startedAt": _time(run.started_at), "finishedAt": _time(run.finished_at)}
+    if events is not None:
+        data["events"] = [event_dict(e) for e in events if e.kind != "delta"]
+    return data
