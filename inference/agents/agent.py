@@ -29,6 +29,7 @@ from inference.agents.abort import AbortSignal, AgentAborted
 from inference.agents.ai import AI, AIError, ChatResult, merge_tool_calls
 from inference.agents.rlm import RLM, RLMConfig, RLMConfigError
 from inference.agents.rlm import Tool as SandboxTool
+from inference.agents.sandbox import SandboxUnavailable
 from inference.agents.signature import (
     Field,
     OutputErrors,
@@ -362,6 +363,8 @@ class Agent:
                     yield turns.get_nowait()
                 break
             trace = acting.result()
+        except SandboxUnavailable as exc:
+            raise AgentError(f"RLM mode cannot run here: {exc}") from None
         finally:
             if not acting.done():
                 acting.cancel()

@@ -145,3 +145,11 @@ def test_rlm_options_that_cannot_work_are_refused_naming_the_problem():
     with pytest.raises(AgentConfigError, match="unknown actor_options: thinking"):
         agent(signature, name="reader", description=DESCRIPTION, rlm={"context_fields": ["context"]},
               actor_options={"thinking": 1})
+
+
+async def test_streaming_forward_of_an_rlm_agent_streams_the_responders_answer(blocks):
+    ai = await blocks(actor=[code("print(context[:5])\ndone()")], responder=['{"answer": "streamed in pieces"}'])
+    pieces = [piece async for piece in reader().streaming_forward(ai, {"context": CONTEXT, "question": "q"})]
+    assert pieces[-1].done and pieces[-1].values == {"answer": "streamed in pieces"}
+    grown = "".join(piece.delta.get("answer", "") for piece in pieces[:-1])
+    assert len(pieces) > 3 and grown == "streamed in pieces"

@@ -49,7 +49,7 @@ from pydantic_monty import (
     MontyTypingError,
 )
 
-from inference.agents.sandbox.jail import worker_command
+from inference.agents.sandbox.jail import SandboxUnavailable, worker_command
 from inference.agents.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
 
 HostFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
@@ -210,6 +210,9 @@ class SandboxSession:
                 os_policy={"sleep": "zero"},
             ))
             self.pid = self._session.worker_pid
+        except MontyError as exc:
+            await self.close()
+            raise SandboxUnavailable(f"the sandbox process did not start: {exc}") from exc
         except BaseException:
             await self.close()
             raise
