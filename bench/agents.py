@@ -6,7 +6,9 @@ Side by side in one run, with bubblewrap's namespaces and with the OS limits onl
 
   1. session start: from SandboxSession.start() to a session whose process is up and whose variables
      (a 200,000-character context) are bound, measured through its first step; p50 and p95, target
-     p50 <= 50 ms.
+     p50 <= 50 ms. "spare ready": the process started ahead (inference/agents/sandbox/spares.py), as
+     for a session that starts more than ~50 ms after the previous one did (each measured session
+     lasts 150 ms); "cold": no spare, the session spawns its process (a burst of starts).
   2. a code step's overhead: run() of a trivial statement (`n = n + 1`) in a live session, so the
      time is the host -> process -> host round trip and the snapshot handling, not the code; p50 and
      p95, target p50 <= 10 ms. Also a step that makes one host call (the llm_query path), for scale.
@@ -25,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inference.agents.sandbox import SandboxLimits, SandboxSession, bwrap_works  # noqa: E402
+from inference.agents.sandbox import SandboxLimits, SandboxSession, bwrap_works, spares  # noqa: E402
 
 CONTEXT = "lorem ipsum dolor sit amet " * 7408  # ~200,000 characters
 
@@ -39,14 +41,21 @@ async def measure(limits: SandboxLimits, sessions: int, steps: int) -> dict[str,
     async def echo(text: str) -> str:
         return text
 
-    starts, step_times, call_times = [], [], []
-    for _ in range(sessions):
+    async def start_one(cold: bool) -> float:
+        if cold:
+            await spares.clear()
         began = time.perf_counter()
         session = await SandboxSession.start(variables={"context": CONTEXT, "n": 0}, functions={"echo": echo},
                                              limits=limits)
         await session.run("n = len(context)")
-        starts.append(time.perf_counter() - began)
+        took = time.perf_counter() - began
+        await asyncio.sleep(0.15)
         await session.close()
+        return took
+
+    warm = [await start_one(cold=False) for _ in range(sessions)][1:]
+    cold = [await start_one(cold=True) for _ in range(sessions)]
+    step_times, call_times = [], []
     async with await SandboxSession.start(variables={"n": 0}, functions={"echo": echo}, limits=limits) as session:
         for _ in range(10):  # warm-up
             await session.run("n = n + 1")
@@ -58,7 +67,8 @@ async def measure(limits: SandboxLimits, sessions: int, steps: int) -> dict[str,
             began = time.perf_counter()
             await session.run("echo('x')")
             call_times.append(time.perf_counter() - began)
-    return {"start": percentiles(starts), "step": percentiles(step_times), "host call": percentiles(call_times)}
+    return {"start": percentiles(warm), "cold start": percentiles(cold), "step": percentiles(step_times),
+            "host call": percentiles(call_times)}
 
 
 async def main() -> None:
@@ -71,15 +81,20 @@ async def main() -> None:
     if bwrap_works():
         results["namespaces"] = await measure(SandboxLimits(namespaces="required"), args.sessions, args.steps)
     results["limits only"] = await measure(SandboxLimits(namespaces="off"), args.sessions, args.steps)
-    print(f"{'':12} {'start p50':>10} {'start p95':>10} {'step p50':>9} {'step p95':>9} {'call p50':>9}")
+    print(f"{'':12} {'start p50':>10} {'p95':>8} {'cold p50':>9} {'p95':>8} {'step p50':>9} {'p95':>7} "
+          f"{'call p50':>9}")
     for name, result in results.items():
-        print(f"{name:12} {result['start'][0]:8.1f}ms {result['start'][1]:8.1f}ms {result['step'][0]:7.2f}ms "
-              f"{result['step'][1]:7.2f}ms {result['host call'][0]:7.2f}ms")
+        print(f"{name:12} {result['start'][0]:8.1f}ms {result['start'][1]:6.1f}ms {result['cold start'][0]:7.1f}ms "
+              f"{result['cold start'][1]:6.1f}ms {result['step'][0]:7.2f}ms {result['step'][1]:5.2f}ms "
+              f"{result['host call'][0]:7.2f}ms")
+    for name, result in results.items():
+        print(f"{name}: cold / spare-ready start p50 {result['cold start'][0] / result['start'][0]:.1f}x")
     if "namespaces" in results:
-        ratio = results["namespaces"]["start"][0] / results["limits only"]["start"][0]
-        print(f"namespaces / limits only, start p50: {ratio:.1f}x")
+        ratio = results["namespaces"]["cold start"][0] / results["limits only"]["cold start"][0]
+        print(f"namespaces / limits only, cold start p50: {ratio:.1f}x")
     main_result = results.get("namespaces", results["limits only"])
-    print(f"targets: start p50 <= 50 ms: {'met' if main_result['start'][0] <= 50 else 'MISSED'}; "
+    print(f"targets: start p50 <= 50 ms: {'met' if main_result['start'][0] <= 50 else 'MISSED'} "
+          f"(cold: {'met' if main_result['cold start'][0] <= 50 else 'MISSED'}); "
           f"step p50 <= 10 ms: {'met' if main_result['step'][0] <= 10 else 'MISSED'}")
 
 

@@ -203,6 +203,8 @@ class RLM:
         self.abort = abort or AbortSignal()
         self._llm_calls = 0
         self._llm_lock = asyncio.Lock()
+        # The OS process of each sandbox session this forward started (a killed one is replaced).
+        self.sandbox_pids: list[int] = []
 
     # -- options -------------------------------------------------------------------------------
 
@@ -332,9 +334,12 @@ class RLM:
 
     async def _start_session(self, variables: Mapping[str, Any], functions: Mapping[str, HostFunction],
                              namespaces: Mapping[str, Mapping[str, HostFunction]]) -> SandboxSession:
-        return await self.abort.run(SandboxSession.start(
+        session = await self.abort.run(SandboxSession.start(
             variables=variables, functions=functions, namespaces=namespaces, limits=self.config.sandbox,
             propagate=(AgentAborted,)))
+        if session.pid:
+            self.sandbox_pids.append(session.pid)
+        return session
 
     async def act(self, values: Mapping[str, Any], call_options: Mapping[str, Any] | None = None) -> RLMTrace:
         """The Actor loop alone: code turns until done()/final(), no code, or max_turns."""

@@ -223,13 +223,13 @@ async def test_a_killed_sandbox_is_reported_to_the_actor_and_the_next_turn_gets_
 async def test_stop_from_another_thread_aborts_the_loop_and_kills_the_sandbox():
     abort = AbortSignal()
     model = ScriptedModel(code("llm_query('slow')"), sub_delay=30)
-    before = live_children()
+    runner = rlm(model, abort=abort)
     threading.Timer(0.5, abort.abort, args=("stopped by the user",)).start()
     with pytest.raises(AgentAborted, match="stopped by the user"):
-        await asyncio.wait_for(rlm(model, abort=abort).forward({"context": "c"}, respond_from_log), timeout=10)
-    assert len(model.sub_calls) == 1
+        await asyncio.wait_for(runner.forward({"context": "c"}, respond_from_log), timeout=10)
+    assert len(model.sub_calls) == 1 and len(runner.sandbox_pids) == 1
     await asyncio.sleep(0.3)
-    assert live_children() <= before
+    assert runner.sandbox_pids[0] not in live_children()
 
 
 def test_bad_rlm_options_name_the_option():

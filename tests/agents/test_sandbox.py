@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.agents.sandbox import SandboxKilled, SandboxLimits, SandboxSession, bwrap_works
+from inference.agents.sandbox import SandboxKilled, SandboxLimits, SandboxSession, bwrap_works, spares
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +61,13 @@ def interpreter_view(pid: int) -> dict:
         "project": (root / Path.cwd().relative_to("/")).exists(),
         "environ": Path(f"/proc/{interpreter}/environ").read_bytes(),
     }
+
+
+def ticks_since_boot(pid: int | None = None) -> float:
+    """When the process started (or, without a pid, now), in clock ticks since boot."""
+    if pid is None:
+        return float(read("/proc/uptime").split()[0]) * os.sysconf("SC_CLK_TCK")
+    return int(read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[19])
 
 
 def descendants(pid: int) -> list[int]:
@@ -131,6 +138,22 @@ async def test_the_sandbox_process_runs_under_os_limits_in_its_own_namespaces_wi
         assert not view["etc"] and not view["proc"] and not view["project"]
         assert view["environ"] in (b"", b"PWD=/\x00")
         assert (await session.run("1 + 1")).value == 2
+
+
+async def test_a_session_takes_a_process_started_ahead_of_it_and_never_one_another_session_used():
+    await spares.clear()
+    first = await start()
+    assert not first.from_spare  # nothing was ready: it started its own process
+    await asyncio.sleep(0.5)  # meanwhile the next session's process starts
+    asked_at = ticks_since_boot()
+    second = await start()
+    assert second.from_spare and second.pid != first.pid
+    assert ticks_since_boot(second.pid) < asked_at
+    await first.close()
+    await second.close()
+    third = await start()
+    assert third.pid not in (first.pid, second.pid)
+    await third.close()
 
 
 async def test_two_sessions_are_two_processes_that_share_nothing():

@@ -8,8 +8,9 @@
 
 The interpreter is Monty (pydantic-monty): a Python subset written in Rust with no file system,
 network, subprocess, environment or import of anything but its own standard modules. It runs in a
-worker process of its own (a one-worker Monty pool per session, never reused by another session)
-started through jail.py's script: OS limits, then bubblewrap's namespaces. Host functions are calls
+worker process of its own (a one-worker Monty pool per session, never reused by another session;
+spares.py starts it ahead of time) started through jail.py's script: OS limits, then bubblewrap's
+namespaces. Host functions are calls
 from that process back to this one over the worker's stdin/stdout pipe protocol: each call pauses the
 interpreter as a snapshot, this process runs the function and resumes the snapshot with its result.
 
@@ -49,6 +50,7 @@ from pydantic_monty import (
     MontyTypingError,
 )
 
+from inference.agents.sandbox import spares
 from inference.agents.sandbox.jail import SandboxUnavailable, worker_command
 from inference.agents.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
 
@@ -174,6 +176,7 @@ class SandboxSession:
         self._session: Any = None
         self.pid: int | None = None
         self.namespaced = False
+        self.from_spare = False
         self.killed: str | None = None
         self._pending_kill: str | None = None
         self._inputs: dict[str, Any] | None = None
@@ -193,31 +196,42 @@ class SandboxSession:
         self = cls(limits, functions or {}, namespaces or {}, propagate)
         script, self.namespaced = worker_command(limits)
         try:
-            # A pool of one worker that serves one checkout: the process is this session's alone and is
-            # never handed to another session afterwards.
-            pool = AsyncMonty(binary_path=script, min_processes=1, max_processes=1, max_checkouts_per_worker=1,
-                              request_timeout=limits.step_wall_time_s + 10, turn_duration_limit_grace=None,
-                              feed_duration_limit_grace=1.0)
-            await self._stack.enter_async_context(pool)
-            self._session = await self._stack.enter_async_context(pool.checkout(
-                limits={
-                    "max_feed_duration_secs": limits.step_cpu_time_s,
-                    "max_memory": limits.memory_bytes,
-                    "max_recursion_depth": limits.max_recursion_depth,
-                    "max_suspensions": limits.max_host_calls,
-                },
-                # time.sleep() in model code would only burn the step's wall time.
-                os_policy={"sleep": "zero"},
-            ))
+            pool, spare = await spares.take(script, limits)
+            try:
+                self._session = await self._checkout(pool)
+            except MontyError:
+                if not spare:
+                    raise
+                # The spare's process died while it waited (an OOM kill, an operator): start one now.
+                await spares.discard(pool)
+                self._stack = contextlib.AsyncExitStack()
+                pool, spare = await spares.take(script, limits)
+                self._session = await self._checkout(pool)
             self.pid = self._session.worker_pid
+            self.from_spare = spare
+            await spares.replenish(script, limits)
         except MontyError as exc:
             await self.close()
             raise SandboxUnavailable(f"the sandbox process did not start: {exc}") from exc
         except BaseException:
             await self.close()
             raise
-        self._inputs = {**dict(variables or {}), **self._namespaces}
+        self._inputs = {**{name: _to_sandbox(value) for name, value in (variables or {}).items()},
+                        **self._namespaces}
         return self
+
+    async def _checkout(self, pool: AsyncMonty) -> Any:
+        self._stack.push_async_exit(pool.__aexit__)
+        return await self._stack.enter_async_context(pool.checkout(
+            limits={
+                "max_feed_duration_secs": self.limits.step_cpu_time_s,
+                "max_memory": self.limits.memory_bytes,
+                "max_recursion_depth": self.limits.max_recursion_depth,
+                "max_suspensions": self.limits.max_host_calls,
+            },
+            # time.sleep() in model code would only burn the step's wall time.
+            os_policy={"sleep": "zero"},
+        ))
 
     async def __aenter__(self) -> SandboxSession:
         return self
