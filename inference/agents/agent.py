@@ -42,7 +42,7 @@ from inference.agents.signature import (
     partial_json,
     split_lines,
 )
-from inference.agents.tools import Tool, as_tool, protocol_calls, protocol_instructions, run_tool
+from inference.agents.tools import Tool, as_tool, protocol_calls, protocol_instructions, result_text, run_tool
 
 # Chat options an agent passes through to the model (the rest are the agent's own).
 CHAT_OPTIONS = ("model", "temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty",
@@ -332,6 +332,8 @@ class Agent:
         turns: asyncio.Queue[AgentEvent] = asyncio.Queue()
 
         async def on_turn(turn: dict[str, Any]) -> None:
+            # The Actor's model call is a step of the run, like the Responder's.
+            turns.put_nowait(AgentEvent("step", {"step": turn["turn"], "actor": True}))
             turns.put_nowait(AgentEvent("actor_turn", dict(turn)))
             if config.actor_callback is not None:
                 outcome = config.actor_callback(turn)
@@ -339,7 +341,23 @@ class Agent:
                     await outcome
 
         def sandboxed(tool: Tool) -> SandboxTool:
-            return SandboxTool(name=tool.name, description=tool.description, function=tool.func,
+            """The tool as a sandbox global whose calls are recorded as the run's tool calls."""
+
+            async def call(**arguments: Any) -> Any:
+                turns.put_nowait(AgentEvent("tool_call", {"name": tool.name, "arguments": _text(arguments),
+                                                          "sandbox": True}))
+                try:
+                    result = await tool.call(arguments)
+                except Exception as exc:
+                    turns.put_nowait(AgentEvent("tool_result", {"name": tool.name, "error": True, "sandbox": True,
+                                                                "result": f"{type(exc).__name__}: {exc}"}))
+                    raise
+                turns.put_nowait(AgentEvent("tool_result", {"name": tool.name, "error": False, "sandbox": True,
+                                                            "result": result_text(result)}))
+                return result
+
+            # Inside the sandbox a name is a Python identifier: `fact-finder` is called as fact_finder.
+            return SandboxTool(name=tool.name.replace("-", "_"), description=tool.description, function=call,
                                parameters=tool.parameters)
 
         runner = RLM(replace(config, actor_callback=on_turn), complete=complete,

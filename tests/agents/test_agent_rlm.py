@@ -13,6 +13,7 @@ import pytest
 from inference.agents.abort import AgentAborted
 from inference.agents.agent import AgentConfigError, agent
 from inference.agents.gateway_ai import GatewayAI
+from inference.agents.tools import Tool
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -153,3 +154,21 @@ async def test_streaming_forward_of_an_rlm_agent_streams_the_responders_answer(b
     assert pieces[-1].done and pieces[-1].values == {"answer": "streamed in pieces"}
     grown = "".join(piece.delta.get("answer", "") for piece in pieces[:-1])
     assert len(pieces) > 3 and grown == "streamed in pieces"
+
+
+async def test_tools_and_child_agents_are_called_from_the_sandbox_and_recorded_as_tool_calls(blocks):
+    ai = await blocks(actor=[code("print(word_count(text=context))\nprint(agents.fact_finder(topic='Paris'))\ndone()")],
+                      base=['{"facts": ["Paris is a city"]}'], responder=['{"answer": "Paris is a city"}'])
+    child = agent("topic:string -> facts:string[]", name="fact-finder", description="Finds facts about a topic")
+    counter = Tool(name="word_count", description="Counts the words of a text", func=lambda text: len(text.split()),
+                   parameters={"type": "object", "properties": {"text": {"type": "string"}}})
+    parent = agent("context:string, question:string -> answer:string", name="researcher", description=DESCRIPTION,
+                   functions=[counter], agents=[child], rlm={"context_fields": ["context"]},
+                   actor_options={"model": "agent-actor"}, responder_options={"model": "agent-responder"})
+    events = [event async for event in parent.events(ai, {"context": "one two three", "question": "Paris?"})]
+    turn = next(event.data for event in events if event.type == "actor_turn")
+    assert turn["result"] == "3\n{'facts': ['Paris is a city']}"
+    calls = [(event.data["name"], event.data["sandbox"]) for event in events if event.type == "tool_call"]
+    assert calls == [("word_count", True), ("fact-finder", True)]
+    assert [event.data.get("actor", False) for event in events if event.type == "step"] == [True, False]
+    assert events[-1].data["output"] == {"answer": "Paris is a city"}
