@@ -179,6 +179,8 @@ class SandboxSession:
         self.from_spare = False
         self.killed: str | None = None
         self._pending_kill: str | None = None
+        # The process is known to be gone (and reaped by the pool): its pid may belong to another now.
+        self._exited = False
         self._inputs: dict[str, Any] | None = None
 
     @classmethod
@@ -247,7 +249,7 @@ class SandboxSession:
         """SIGKILL the worker (bwrap's process, whose child dies with it: --die-with-parent)."""
         if self._pending_kill is None:
             self._pending_kill = reason
-        if self.pid:
+        if self.pid and not self._exited:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
@@ -322,6 +324,7 @@ class SandboxSession:
                     return SandboxKilled(f"unexpected sandbox event {type(snapshot).__name__}")
             value = snapshot.output
         except MontyCrashedError as exc:
+            self._exited = True
             return SandboxKilled(self._pending_kill or f"the sandbox process died ({exc})")
         except MontyRuntimeError as exc:
             if self._pending_kill is not None:
