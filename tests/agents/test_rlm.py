@@ -112,15 +112,18 @@ async def test_max_llm_calls_caps_sub_queries_and_the_extra_items_say_error():
     assert result.count("[ERROR] max_llm_calls reached") == 3
 
 
-async def test_a_failed_batch_item_returns_error_and_the_others_their_answers():
+async def test_a_failed_batch_item_returns_error_and_the_others_their_answers_a_single_failure_raises():
     def answer(prompt: str) -> str:
         if "explode" in prompt:
             raise ConnectionError("upstream went away")
         return "fine"
 
-    model = ScriptedModel(code("print(llm_query(['ok', 'explode', 'ok again']))\ndone()"), sub_answer=answer)
+    model = ScriptedModel(code("print(llm_query(['ok', 'explode', 'ok again']))\ndone()\nllm_query('explode')"),
+                          sub_answer=answer)
     _, trace = await rlm(model).forward({"context": "c"}, respond_from_log)
     assert "['fine', '[ERROR] ConnectionError: upstream went away', 'fine']" in trace.turns[0].result
+    # A single call that fails raises in the code instead.
+    assert "RuntimeError: llm_query: ConnectionError: upstream went away" in trace.turns[0].result
 
 
 async def test_the_loop_stops_after_max_turns_when_the_code_never_calls_done():
