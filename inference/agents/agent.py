@@ -188,7 +188,7 @@ class Agent:
         model = ai or opts.get("ai") or self.ai
         if model is None:
             raise AgentConfigError("no model client: pass ai= to agent() or to forward()")
-        inputs = self._inputs(values)
+        inputs = self.check_inputs(values)
         usage = usage if usage is not None else {}
         signal = AbortSignal(opts.get("abort"))
         self._active.add(signal)
@@ -204,7 +204,8 @@ class Agent:
             self._active.discard(signal)
             signal.release()
 
-    def _inputs(self, values: dict[str, Any] | None) -> dict[str, Any]:
+    def check_inputs(self, values: dict[str, Any] | None) -> dict[str, Any]:
+        """The input values typed by the signature; AgentConfigError naming each problem."""
         if not isinstance(values, dict):
             raise AgentConfigError("the input values are a dict of the signature's input fields")
         unknown = set(values) - {f_.name for f_ in self.signature.inputs}

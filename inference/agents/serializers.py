@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from inference.agents.models import AgentDefinition, AgentRun, AgentRunEvent
@@ -23,6 +24,18 @@ class ToolSerializer(serializers.Serializer):
 
 
 
+OPTIONS_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                   "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                   "max_steps": {"type": "integer", "minimum": 1, "maximum": 50},
+                   "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+                   "native_tools": {"type": "boolean"}, "json_output": {"type": "boolean"}},
+}
+
+
+# The schema says what the serializer checks, unknown keys included (drf-spectacular cannot say that itself).
+@extend_schema_field(OPTIONS_SCHEMA)
 class OptionsSerializer(serializers.Serializer):
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
     max_tokens = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
@@ -46,14 +59,14 @@ class AgentWriteSerializer(serializers.Serializer):
                                                 "(a signature that does not parse is a 422 naming the position)")
     model = serializers.CharField(max_length=300, help_text='the default brain: a block, or "auto" / "auto:<tag>"')
     options = OptionsSerializer(required=False)
-    tools = ToolSerializer(many=True, required=False, max_length=32)
+    tools = ToolSerializer(many=True, required=False, help_text="at most 32 (more is a 422)")
 
 
 class AgentUpdateSerializer(AgentWriteSerializer):
     name = None
 
 
-class RunStartSerializer(serializers.Serializer):
+class AgentRunStartSerializer(serializers.Serializer):
     input = serializers.DictField(help_text="the signature's input fields")
     model = serializers.CharField(max_length=300, required=False, help_text="instead of the agent's default brain")
     options = OptionsSerializer(required=False)

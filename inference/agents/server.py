@@ -70,6 +70,8 @@ def check_definition(*, organization: Organization, data: dict[str, Any], name: 
     if not _model_found(organization, data["model"]):
         missing.append(f"model: no block '{data['model']}' that this organization may use")
     names: list[str] = []
+    if len(data.get("tools") or []) > MAX_TOOLS:
+        errors.append(f"tools: at most {MAX_TOOLS}")
     for i, spec in enumerate(data.get("tools") or []):
         if spec["type"] == "block" and ("block" not in spec or "agent" in spec):
             errors.append(f'tools[{i}]: a block tool is {{"type": "block", "block": ...}}')

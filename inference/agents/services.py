@@ -125,7 +125,7 @@ def agent_run_start(*, agent: AgentDefinition, principal: Principal, input: dict
         raise AgentRefused(errors, 422)
     try:
         live = build_agent(agent, ai_for=lambda m: GatewayAI(m, principal=principal), usage={}, model=model)
-        live._inputs(input)
+        live.check_inputs(input)
     except AgentConfigError as exc:
         raise AgentRefused([str(exc)], 422) from None
     run = AgentRun.objects.create(

@@ -14,9 +14,9 @@ from rest_framework.views import APIView
 
 from inference.agents import live, selectors, services
 from inference.agents.serializers import (
+    AgentRunStartSerializer,
     AgentUpdateSerializer,
     AgentWriteSerializer,
-    RunStartSerializer,
     agent_dict,
     run_dict,
 )
@@ -106,14 +106,14 @@ class AgentRunsView(APIView):
     def get(self, request, name: str):
         return ok([run_dict(r) for r in selectors.runs_of(agent=_agent(request, name))[:100]])
 
-    @extend_schema(operation_id="api_agent_runs_start", request=RunStartSerializer,
+    @extend_schema(operation_id="api_agent_runs_start", request=AgentRunStartSerializer,
                    responses={201: ENVELOPE, 422: OpenApiResponse(OpenApiTypes.OBJECT, description=(
                        "input values that do not fit the agent's signature, or options out of range")), **ERRORS},
                    description="Starts a run; follow it at /api/agent-runs/<id>/events (SSE) or "
                                "/ws/agent-runs/<id>/events, stop it with POST /api/agent-runs/<id>/stop.")
     def post(self, request, name: str):
         agent = _agent(request, name)
-        serializer = RunStartSerializer(data=request.data)
+        serializer = AgentRunStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:

@@ -247,3 +247,26 @@ async def test_an_agent_over_http_reaches_a_gateway_refusal_as_an_ai_error(fake_
     with pytest.raises(AIError) as caught:
         await helper.forward(HttpAI("fake", base_url=fake_upstream.base_url("status429")), {"q": "x"})
     assert caught.value.status == 429
+
+
+def test_forward_sync_in_a_thread_is_stopped_from_another_thread(fake_upstream):
+    url = fake_upstream.script("syncstop", json.dumps({"a": "word " * 300}), scenario="delay20")
+    helper = agent("q -> a", name="syncer", description=DESCRIPTION)
+    outcome: list[BaseException | dict] = []
+
+    def run() -> None:
+        try:
+            outcome.append(helper.forward_sync(HttpAI("fake", base_url=url), {"q": "talk"}, stream=True))
+        except BaseException as exc:  # noqa: BLE001 (the test reads what ended the thread)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    started = fake_upstream.stats.streams_started
+    thread.start()
+    for _ in range(500):
+        if fake_upstream.stats.streams_started > started:
+            break
+        threading.Event().wait(0.01)
+    helper.stop("enough")
+    thread.join(10)
+    assert isinstance(outcome[0], AgentAborted) and outcome[0].reason == "enough"
