@@ -21,6 +21,7 @@ import asyncio
 import inspect
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,7 +48,7 @@ from inference.agents.tools import Tool, as_tool, protocol_calls, protocol_instr
 # Chat options an agent passes through to the model (the rest are the agent's own).
 CHAT_OPTIONS = ("model", "temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty",
                 "frequency_penalty")
-AGENT_OPTIONS = ("max_steps", "max_retries", "stream", "native_tools", "json_output", "abort", "ai")
+AGENT_OPTIONS = ("max_steps", "max_retries", "stream", "native_tools", "json_output", "abort")
 MIN_NAME, MIN_DESCRIPTION, MIN_DEFINITION = 5, 20, 100
 
 
@@ -84,11 +85,13 @@ class AgentEvent:
 @dataclass
 class AgentDelta:
     """One piece of a streamed answer: `delta` the text each field grew by, `values` the partial outputs
-    so far; the last piece has `done` set and `values` the typed output."""
+    so far; the last piece has `done` set and `values` the typed output. `attempt` counts the repair
+    retries before it: the pieces of an earlier attempt were of an answer that was thrown away."""
 
     delta: dict[str, Any]
     values: dict[str, Any]
     done: bool = False
+    attempt: int = 0
 
 
 def tool_name(name: str) -> str:
@@ -139,13 +142,17 @@ class Agent:
         self.ai = ai
         self.options = {"max_steps": max_steps, "max_retries": max_retries, "temperature": temperature, **options}
         _check_options(self.options)
+        # The signals of the forwards in flight; stop() may read them from another thread.
         self._active: set[AbortSignal] = set()
+        self._active_lock = threading.Lock()
         self.rlm, self.actor_options, self.responder_options = _rlm_config(
             self.signature, rlm, actor_options, responder_options)
 
     def stop(self, reason: str = "the agent was stopped") -> None:
         """Abort every call of this agent in flight (and of the child agents it called). Thread-safe."""
-        for signal in list(self._active):
+        with self._active_lock:
+            signals = list(self._active)
+        for signal in signals:
             signal.abort(reason)
 
     async def forward(self, ai: AI | None = None, values: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
@@ -156,11 +163,14 @@ class Agent:
 
     async def streaming_forward(self, ai: AI | None = None, values: dict[str, Any] | None = None,
                                 **options: Any) -> AsyncIterator[AgentDelta]:
+        attempt = 0
         async for event in self.events(ai, values, stream=True, **options):
             if event.type == "delta":
-                yield AgentDelta(delta=event.data["delta"], values=event.data["values"])
+                yield AgentDelta(delta=event.data["delta"], values=event.data["values"], attempt=attempt)
+            elif event.type == "retry":
+                attempt += 1
             elif event.type == "done":
-                yield AgentDelta(delta={}, values=event.data["output"], done=True)
+                yield AgentDelta(delta={}, values=event.data["output"], done=True, attempt=attempt)
 
     def forward_sync(self, ai: AI | None = None, values: dict[str, Any] | None = None, **options: Any) -> dict:
         """forward() for code with no event loop (a script, a thread; stop() may come from another thread)."""
@@ -185,13 +195,14 @@ class Agent:
         if unknown:
             raise AgentConfigError(f"unknown options: {', '.join(sorted(unknown))}")
         _check_options(opts)
-        model = ai or opts.get("ai") or self.ai
+        model = ai or self.ai
         if model is None:
             raise AgentConfigError("no model client: pass ai= to agent() or to forward()")
         inputs = self.check_inputs(values)
         usage = usage if usage is not None else {}
         signal = AbortSignal(opts.get("abort"))
-        self._active.add(signal)
+        with self._active_lock:
+            self._active.add(signal)
         try:
             if self.rlm is not None:
                 call_chat = {k: options[k] for k in CHAT_OPTIONS if options.get(k) is not None}
@@ -201,7 +212,8 @@ class Agent:
             async for event in loop:
                 yield event
         finally:
-            self._active.discard(signal)
+            with self._active_lock:
+                self._active.discard(signal)
             signal.release()
 
     def check_inputs(self, values: dict[str, Any] | None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from inference.agents.ai import AIError, ChatResult, HttpAI
 from inference.agents.gateway_ai import GatewayAI
 from inference.agents.signature import f
 from inference.agents.tools import Tool
+from inference.models import PlannerConfig
+from inference.planner.services import planner_config_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -195,6 +197,14 @@ async def test_streaming_forward_yields_partial_outputs_as_they_arrive(scripted)
     assert pieces[-1].done and pieces[-1].values == {"answer": "Paris is the capital", "n": 1}
 
 
+async def test_streamed_pieces_of_an_answer_that_was_repaired_say_which_attempt_they_belong_to(scripted):
+    ai = await scripted("stream2", '{"answer": "wrong", "n": "x"}', '{"answer": "right", "n": 2}')
+    helper = agent("question -> answer, n:number", name="streamer", description=DESCRIPTION)
+    pieces = [piece async for piece in helper.streaming_forward(ai, {"question": "q"})]
+    assert {p.values.get("answer") for p in pieces if p.attempt == 0} >= {"wrong"}
+    assert pieces[-1].attempt == 1 and pieces[-1].values == {"answer": "right", "n": 2}
+
+
 async def test_stop_from_another_thread_closes_the_stream_and_raises_aborted(scripted, fake_upstream):
     long = json.dumps({"answer": "word " * 200})
     ai = await scripted("stopme", long, scenario="delay20")
@@ -270,3 +280,17 @@ def test_forward_sync_in_a_thread_is_stopped_from_another_thread(fake_upstream):
     helper.stop("enough")
     thread.join(10)
     assert isinstance(outcome[0], AgentAborted) and outcome[0].reason == "enough"
+
+
+async def test_an_agent_on_model_auto_runs_on_the_block_the_planner_routes_to(org, upstream_block, fake_upstream):
+    url = fake_upstream.script("auto", '{"answer": "routed"}')
+
+    def routed_to_default() -> None:
+        block = upstream_block(org, block_id="agent-auto", config={"base_url": url})
+        planner_config_update(organization=org, values={"mode": PlannerConfig.TAGS, "default_block": block},
+                              partial=True)
+
+    await asyncio.to_thread(routed_to_default)
+    helper = agent("question -> answer", name="autorouted", description=DESCRIPTION)
+    assert await helper.forward(GatewayAI("auto", organization=org), {"question": "anything"}) == {"answer": "routed"}
+    assert sent(fake_upstream, "auto")[0]["model"] == "agent-auto"

@@ -74,6 +74,9 @@ def test_another_organizations_agent_is_404_for_reading_running_and_deleting(own
     assert outsider.client().get("/api/agents/cityguide").status_code == 404
     assert start(outsider).status_code == 404
     assert outsider.client().delete("/api/agents/cityguide").status_code == 404
+    assert outsider.client().put("/api/agents/cityguide", {k: v for k, v in definition().items() if k != "name"},
+                                 format="json").status_code == 404
+    assert outsider.client().get("/api/agents/cityguide/runs").status_code == 404
     assert outsider.client().get("/api/agents").json()["data"] == []
 
 
