@@ -17,6 +17,7 @@ from inference.gateway.validation import (
     MAX_N,
     MAX_STOP,
 )
+from inference.runtime import schema as runtime_schema
 from registry.query_schema import block_query_schema, query_node_schema, similarity_schema
 from registry.serializers import READ_ONLY_KEYS, RESERVED_IDS
 
@@ -283,6 +284,16 @@ def _v1_paths() -> dict[str, Any]:
             "responses": {"200": {"description": "Server-sent events.",
                                   "content": {"text/event-stream": {"schema": SSE_EVENT}}},
                           **_openai_errors(400, 401, 404, 405, 503)},
+        }},
+        "/v1/runtime": {"post": {
+            "operationId": "v1_runtime", "summary": "One low-level Runtime request (docs/runtime.md); the socket "
+                                                   "/ws/runtime/ streams",
+            "tags": ["v1"], "security": BEARER,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": runtime_schema.request_schema()}}},
+            "responses": {"200": {"description": "The bodies of the request's packets.", "headers": REQUEST_ID_HEADERS,
+                                  "content": {"application/json": {"schema": runtime_schema.ANSWER}}},
+                          **_openai_errors(400, 401, 403, 404, 405, 409, 413, 422, 429, 502, 503, 504)},
         }},
         "/v1/requests/{request_id}/cancel": {"post": {
             "operationId": "v1_requests_cancel", "summary": "Cancel a queued request",

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "inference.workflows",
     "inference.agents",
     "inference.context_window",
+    "inference.runtime",
 ]
 
 MIDDLEWARE = [
@@ -323,6 +324,17 @@ WORKFLOW_SWEEP_INTERVAL_S = envfloat("WORKFLOW_SWEEP_INTERVAL_S", 5.0)
 WORKFLOW_EVENTS_POLL_S = envfloat("WORKFLOW_EVENTS_POLL_S", 0.2)
 # The context window API (inference/context_window): the most messages one session keeps.
 CONTEXT_SESSION_MAX_MESSAGES = envint("CONTEXT_SESSION_MAX_MESSAGES", 2000)
+
+# The low-level Runtime (inference/runtime, docs/runtime.md): how many components an organization keeps,
+# how many rows one vector store holds and how wide its vectors may be; whether the `http_request`
+# operator exists at all (each organization still needs its RuntimeAccess flag, set by the operator),
+# its timeout and the most of an answer it reads.
+RUNTIME_MAX_COMPONENTS = envint("RUNTIME_MAX_COMPONENTS", 64)
+RUNTIME_VECTOR_STORE_MAX_ROWS = envint("RUNTIME_VECTOR_STORE_MAX_ROWS", 100_000)
+RUNTIME_VECTOR_MAX_DIMENSION = envint("RUNTIME_VECTOR_MAX_DIMENSION", 4096)
+RUNTIME_HTTP_REQUEST = envbool("RUNTIME_HTTP_REQUEST", True)
+RUNTIME_HTTP_TIMEOUT_S = envfloat("RUNTIME_HTTP_TIMEOUT_S", 30.0)
+RUNTIME_HTTP_MAX_BYTES = envint("RUNTIME_HTTP_MAX_BYTES", 1_048_576)
 # The embedded default has no beat: its serving process runs the sweeper on a thread.
 WORKFLOW_SWEEPER_THREAD = envbool("WORKFLOW_SWEEPER_THREAD", WORKFLOW_EXECUTOR == "inprocess" and EMBEDDED)
 

@@ -8,15 +8,18 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from inference.agents.models import AgentDefinition, AgentRun, AgentRunEvent
+from inference.runtime.operators import OPERATORS
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{4,63}$"
 
 
 class ToolSerializer(serializers.Serializer):
-    """One of the server's tools: {"type": "block", "block": ..., "name"?, "description"?} or
-    {"type": "agent", "agent": ...} (any other combination is a 422)."""
+    """One of the server's tools: {"type": "operator", "operator": <a runtime operator>, "name"?,
+    "description"?}, {"type": "block", "block": ..., "name"?, "description"?} or {"type": "agent", "agent":
+    ...} (any other combination is a 422)."""
 
-    type = serializers.ChoiceField(choices=["block", "agent"])
+    type = serializers.ChoiceField(choices=["operator", "block", "agent"])
+    operator = serializers.ChoiceField(choices=sorted(OPERATORS), required=False)
     block = serializers.CharField(max_length=300, required=False)
     agent = serializers.RegexField(NAME_PATTERN, required=False)
     name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", required=False)

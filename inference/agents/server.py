@@ -1,6 +1,7 @@
-"""A stored agent definition made into a live `Agent`, with the server's tools it chose: other blocks
-(a tool that sends a prompt to that block through the gateway, as the run's starter) and other agents
-(child agents, built the same way). Every check a definition must pass is here, so that saving one
+"""A stored agent definition made into a live `Agent`, with the server's tools it chose: the runtime's
+operators (inference/runtime: echo, split_text, calculator, http_request, called as the run's starter),
+other blocks (a tool that sends a prompt to that block through the gateway, as the run's starter) and
+other agents (child agents, built the same way). Every check a definition must pass is here, so that saving one
 and running one agree."""
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from inference.agents.models import AgentDefinition
 from inference.agents.signature import SignatureError, parse
 from inference.agents.tools import Tool
 from inference.planner.routing import is_auto
+from inference.runtime.operators import call_operator
+from inference.runtime.schema import request_schema
 from registry.models import Block, Organization
+from registry.principal import Principal
 from registry.selectors import block_resolve
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{4,63}")
@@ -73,7 +77,12 @@ def check_definition(*, organization: Organization, data: dict[str, Any], name: 
     if len(data.get("tools") or []) > MAX_TOOLS:
         errors.append(f"tools: at most {MAX_TOOLS}")
     for i, spec in enumerate(data.get("tools") or []):
-        if spec["type"] == "block" and ("block" not in spec or "agent" in spec):
+        if spec["type"] == "operator":
+            if "operator" not in spec or "block" in spec or "agent" in spec:
+                errors.append(f'tools[{i}]: an operator tool is {{"type": "operator", "operator": ...}}')
+            else:
+                names.append(spec.get("name") or spec["operator"])
+        elif spec["type"] == "block" and ("block" not in spec or "agent" in spec or "operator" in spec):
             errors.append(f'tools[{i}]: a block tool is {{"type": "block", "block": ...}}')
         elif spec["type"] == "agent" and ("agent" not in spec or set(spec) - {"type", "agent"}):
             errors.append(f'tools[{i}]: an agent tool is {{"type": "agent", "agent": <name>}}')
@@ -90,6 +99,36 @@ def check_definition(*, organization: Organization, data: dict[str, Any], name: 
     if len(names) != len(set(names)):
         errors.append("tools: two tools share a name (give a block tool its own `name`)")
     return errors, missing
+
+
+OPERATOR_DESCRIPTIONS = {
+    "echo": "Returns its input unchanged",
+    "split_text": "Splits a text into chunks of chunk_size characters overlapping by chunk_overlap",
+    "calculator": "Evaluates an arithmetic expression exactly",
+    "http_request": "Makes an HTTP request (only where the organization has opened it) and returns the answer",
+}
+
+
+def operator_parameters(name: str) -> dict[str, Any]:
+    """The operator's input schema, as the runtime's own request schema states it."""
+    for option in request_schema()["oneOf"]:
+        properties = option.get("properties") or {}
+        if (properties.get("function") or {}).get("enum") == [name]:
+            schema = dict(properties.get("input") or {})
+            return {"type": "object", **schema}
+    return {"type": "object"}
+
+
+def operator_tool(spec: dict[str, Any], principal: Principal) -> Tool:
+    """A runtime operator as a tool, called as `principal` (its refusals go back to the model as errors)."""
+    name = spec["operator"]
+
+    async def call(**inputs: Any) -> Any:
+        bodies = [body async for body in call_operator(principal, name, inputs)]
+        return bodies[-1] if bodies else None
+
+    return Tool(name=spec.get("name") or name, description=spec.get("description") or OPERATOR_DESCRIPTIONS.get(
+        name, f"The runtime operator {name}"), func=call, parameters=operator_parameters(name))
 
 
 def block_tool(spec: dict[str, Any], ai: AI, usage: dict[str, int]) -> Tool:
@@ -109,8 +148,8 @@ def block_tool(spec: dict[str, Any], ai: AI, usage: dict[str, int]) -> Tool:
                                        "required": ["prompt"]})
 
 
-def build_agent(definition: AgentDefinition, *, ai_for: Callable[[str], AI], usage: dict[str, int],
-                model: str | None = None, depth: int = 0, seen: tuple[str, ...] = ()) -> Agent:
+def build_agent(definition: AgentDefinition, *, principal: Principal, ai_for: Callable[[str], AI],
+                usage: dict[str, int], model: str | None = None, depth: int = 0, seen: tuple[str, ...] = ()) -> Agent:
     """The live Agent of a stored definition (synchronous: it reads child definitions). `ai_for(model)`:
     the model client for a model reference; each agent talks to its own default brain (`model` for the
     top one, when a run names another)."""
@@ -122,13 +161,16 @@ def build_agent(definition: AgentDefinition, *, ai_for: Callable[[str], AI], usa
     functions: list[Tool] = []
     children: list[Agent] = []
     for spec in definition.tools or []:
+        if spec.get("type") == "operator":
+            functions.append(operator_tool(spec, principal))
+            continue
         if spec.get("type") == "block":
             functions.append(block_tool(spec, ai, usage))
             continue
         child = AgentDefinition.objects.filter(organization_id=definition.organization_id, name=spec.get("agent")).first()
         if child is None:
             raise AgentConfigError(f"the child agent '{spec.get('agent')}' was deleted")
-        children.append(build_agent(child, ai_for=ai_for, usage=usage, depth=depth + 1,
+        children.append(build_agent(child, principal=principal, ai_for=ai_for, usage=usage, depth=depth + 1,
                                     seen=(*seen, definition.name)))
     options = {k: v for k, v in (definition.options or {}).items() if k in OPTION_KEYS}
     return Agent(definition.signature, name=definition.name, description=definition.description,

@@ -103,7 +103,8 @@ def _built(principal: Principal, name: str, model: str | None, usage: dict[str, 
     definition = AgentDefinition.objects.filter(organization=principal.organization, name=name).first()
     if definition is None:
         raise AgentCallFailed(f"no agent '{name}' in this organization")
-    return build_agent(definition, ai_for=lambda m: GatewayAI(m, principal=principal), usage=usage, model=model)
+    return build_agent(definition, principal=principal, ai_for=lambda m: GatewayAI(m, principal=principal),
+                       usage=usage, model=model)
 
 
 async def agent_call(*, principal: Principal, name: str, values: Any, model: str | None = None) -> dict[str, Any]:
@@ -124,7 +125,8 @@ def agent_run_start(*, agent: AgentDefinition, principal: Principal, input: dict
     if errors:
         raise AgentRefused(errors, 422)
     try:
-        live = build_agent(agent, ai_for=lambda m: GatewayAI(m, principal=principal), usage={}, model=model)
+        live = build_agent(agent, principal=principal, ai_for=lambda m: GatewayAI(m, principal=principal), usage={},
+                           model=model)
         live.check_inputs(input)
     except AgentConfigError as exc:
         raise AgentRefused([str(exc)], 422) from None
@@ -232,7 +234,8 @@ async def _drive(run: AgentRun, principal: Principal) -> tuple[str, Any, str, di
     signal = AbortSignal()
     watcher = asyncio.ensure_future(_watch_stop(run.pk, signal))
     try:
-        live = await in_db_thread(build_agent)(run.agent, ai_for=lambda m: GatewayAI(m, principal=principal),
+        live = await in_db_thread(build_agent)(run.agent, principal=principal,
+                                               ai_for=lambda m: GatewayAI(m, principal=principal),
                                                usage=usage, model=run.model)
         async for event in live.events(None, run.input, abort=signal, stream=True, _usage=usage, **run.options):
             await recorder.add(event)

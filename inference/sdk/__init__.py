@@ -11,6 +11,7 @@ settings. In-process (no base_url): the registry and the blocks of this process'
     inference.py       OpenAIInferenceAPI, remote runs    grpc_inference.py  AIOSInferenceAPI, OrgLLMInferenceAPI
     orgs.py            OrgLLMsManager                      estimator.py  AIOSEstimatorClient
     http.py            the HTTP calls, RegistryError       remote_registry.py, in_process.py, modes.py: the two modes
+    runtime.py         Runtime, VMError (the low-level Runtime, docs/runtime.md)
 """
 
 from inference.backends.base import LLMInferenceAPI
@@ -22,6 +23,7 @@ from inference.sdk.http import RegistryError, SwitchboardError
 from inference.sdk.inference import OpenAIInferenceAPI
 from inference.sdk.known import KnownLLMOptimizers, KnownLLMs
 from inference.sdk.orgs import OrgLLMsManager
+from inference.sdk.runtime import Runtime, VMError
 
 __all__ = [
     "AIOSEstimatorClient",
@@ -36,7 +38,9 @@ __all__ = [
     "OrgLLMsManager",
     "RegistryError",
     "ReverseTextLLM",
+    "Runtime",
     "SwitchboardError",
+    "VMError",
     "filter_payload",
     "normalize_block_data",
 ]

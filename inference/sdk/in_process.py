@@ -12,6 +12,10 @@ mode), never call these functions directly.
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from rest_framework.exceptions import ValidationError
@@ -19,12 +23,17 @@ from rest_framework.exceptions import ValidationError
 from inference.backends.base import BackendError, StreamingBackend
 from inference.backends.factory import backend_for_block
 from inference.backends.grpc_common import GrpcBackend
+from inference.backends.openai_compat import close_sessions
+from inference.runtime.errors import VMFailure
+from inference.runtime.vm import execute
 from inference.sdk.http import RegistryError
 from inference.sdk.inference import chat_request, checked_input
+from inference.sdk.runtime import VMError
 from registry.asyncdb import in_db_thread
 from registry.auth import local_organization
 from registry.envelope import _flatten
 from registry.models import Organization
+from registry.principal import Principal
 from registry.query import QueryError
 from registry.selectors import (
     block_get_owned,
@@ -143,3 +152,51 @@ def estimate(*, block_id: str, session_id: str = "", query: dict | None = None) 
     estimates_ok, estimates = backend.get_current_estimates()
     return {"block_id": block_id, "session_id": session_id, "executable": bool(executable), "check": check,
             "estimates_ok": bool(estimates_ok), "estimates": estimates}
+
+
+class InProcessVM:
+    """inference.sdk.Runtime without a server: the VM (inference/runtime/vm.py) on an event loop of its own
+    (a daemon thread), acting for the organization as its owner, as the embedded default's localhost
+    access does. Like the rest of this module it sits below the gateway's authentication."""
+
+    def __init__(self, organization: Any = None):
+        self.principal = Principal(organization=InProcessRegistry(organization).organization, dev_mode=True)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="runtime-vm", daemon=True)
+        self.thread.start()
+
+    def request(self, frame: dict[str, Any]) -> Iterator[Any]:
+        packets: queue.Queue = queue.Queue()
+
+        async def pump() -> None:
+            try:
+                async for body in execute(self.principal, frame):
+                    packets.put(("body", body))
+                packets.put(("end", None))
+            except VMFailure as exc:
+                packets.put(("error", VMError(exc.message, exc.status, exc.code)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Reported to the caller, who holds the only reference to it.
+                packets.put(("error", VMError(f"the runtime failed: {exc!r}", 500, "internal_error")))
+
+        running = asyncio.run_coroutine_threadsafe(pump(), self.loop)
+        try:
+            while True:
+                kind, value = packets.get()
+                if kind == "body":
+                    yield value
+                elif kind == "end":
+                    return
+                else:
+                    raise value
+        finally:
+            # A caller that stops reading cancels the request, down to the engine (like the socket's cancel).
+            running.cancel()
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            # The pooled upstream connections this loop opened close with it.
+            asyncio.run_coroutine_threadsafe(close_sessions(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)

@@ -43,6 +43,11 @@ def registry_for(*, base_url: str | None, api_key: str | None, organization: Any
     return _in_process().InProcessRegistry(organization)
 
 
+def runtime_vm(organization: str | None) -> Any:
+    """The in-process VM of inference.sdk.Runtime (in_process.InProcessVM)."""
+    return _in_process().InProcessVM(organization)
+
+
 def run_registry_block(*, inference_url: str | None, api_key: str | None, block_id: str, input_data: dict,
                        session_id: str, frame_ptr: bytes) -> str:
     """A registry block's answer: run by the server at `inference_url`, else in this process."""

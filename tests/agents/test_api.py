@@ -201,3 +201,18 @@ async def test_the_websocket_feed_sends_the_events_then_end_and_4404_to_another_
     assert (await socket_frames(foreign, until="error"))[-1]["status"] == 404
     assert (await foreign.receive_output(5))["code"] == 4404
     await foreign.disconnect()
+
+
+def test_a_runtime_operator_is_a_tool_and_its_refusal_goes_back_to_the_model(owner, brain, fake_upstream):
+    brain({"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
+          {"tool_calls": [{"name": "calculator", "arguments": {"expression": "1/"}}]},
+          '{"answer": "42"}')
+    assert create(owner, tools=[{"type": "operator", "operator": "teleport"}]).status_code == 400
+    assert create(owner, tools=[{"type": "operator", "operator": "calculator"}]).status_code == 201
+    run = wait_run(start(owner).json()["data"]["id"])
+    assert (run.state, run.output) == ("succeeded", {"answer": "42"})
+    first, second = [e.data for e in run.events.filter(kind="tool_result").order_by("seq")]
+    assert "42" in first["result"] and not first["error"]
+    assert second["error"] and second["result"].startswith("Error: VMFailure")
+    tool = fake_upstream.stats.scripted_bodies["guidebrain"][0]["tools"][0]["function"]
+    assert tool["name"] == "calculator" and tool["parameters"]["required"] == ["expression"]
