@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test needs PostgreSQL, Redis and RabbitMQ (one test runs Celery over it). Start them if
+# make test needs PostgreSQL, Redis and RabbitMQ (one test runs Celery over it) and bubblewrap. Start them if
 # they are down; fail loudly if that fails.
 set -u
 
@@ -25,7 +25,16 @@ if ! rabbit_up; then
   for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
 fi
 
+# The agents' sandbox (inference/agents/sandbox) runs model-written code inside bubblewrap's namespaces,
+# and its tests require them.
+if [ ! -x /usr/bin/bwrap ]; then
+  echo "bubblewrap (/usr/bin/bwrap) is missing; installing it"
+  as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo -n"
+  $as_root apt-get install -y bubblewrap 2>&1 || { $as_root apt-get update 2>&1 && $as_root apt-get install -y bubblewrap 2>&1; } || true
+fi
+
 failed=0
+[ -x /usr/bin/bwrap ] || { echo "error: /usr/bin/bwrap is missing and could not be installed (apt-get install -y bubblewrap)" >&2; failed=1; }
 pg_up || { echo "error: PostgreSQL is not reachable on 127.0.0.1:5432 and could not be started" >&2; failed=1; }
 redis_up || { echo "error: Redis is not reachable on 127.0.0.1:6379 and could not be started" >&2; failed=1; }
 rabbit_up || { echo "error: RabbitMQ is not reachable on 127.0.0.1:5672 and could not be started" >&2; failed=1; }

@@ -18,15 +18,19 @@ prompt protocol instead (inference/agents/tools.py). Options: constructor < per-
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from inference.agents.abort import AbortSignal, AgentAborted
 from inference.agents.ai import AI, AIError, ChatResult, merge_tool_calls
+from inference.agents.rlm import RLM, RLMConfig, RLMConfigError
+from inference.agents.rlm import Tool as SandboxTool
+from inference.agents.sandbox import SandboxUnavailable
 from inference.agents.signature import (
     Field,
     OutputErrors,
@@ -39,7 +43,7 @@ from inference.agents.signature import (
     partial_json,
     split_lines,
 )
-from inference.agents.tools import Tool, as_tool, protocol_calls, protocol_instructions, run_tool
+from inference.agents.tools import Tool, as_tool, protocol_calls, protocol_instructions, result_text, run_tool
 
 # Chat options an agent passes through to the model (the rest are the agent's own).
 CHAT_OPTIONS = ("model", "temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty",
@@ -106,7 +110,9 @@ def _field_line(f_: Field) -> str:
 class Agent:
     def __init__(self, signature: str | Signature, *, name: str, description: str, definition: str | None = None,
                  functions: list[Tool | dict] | tuple = (), agents: list[Agent] | tuple = (), max_steps: int = 25,
-                 max_retries: int = 3, temperature: float | None = None, ai: AI | None = None, **options: Any):
+                 max_retries: int = 3, temperature: float | None = None, ai: AI | None = None,
+                 rlm: dict[str, Any] | RLMConfig | None = None, actor_options: dict[str, Any] | None = None,
+                 responder_options: dict[str, Any] | None = None, **options: Any):
         try:
             self.signature = as_signature(signature)
         except SignatureError as exc:
@@ -139,6 +145,8 @@ class Agent:
         # The signals of the forwards in flight; stop() may read them from another thread.
         self._active: set[AbortSignal] = set()
         self._active_lock = threading.Lock()
+        self.rlm, self.actor_options, self.responder_options = _rlm_config(
+            self.signature, rlm, actor_options, responder_options)
 
     def stop(self, reason: str = "the agent was stopped") -> None:
         """Abort every call of this agent in flight (and of the child agents it called). Thread-safe."""
@@ -196,7 +204,12 @@ class Agent:
         with self._active_lock:
             self._active.add(signal)
         try:
-            async for event in self._loop(model, inputs, opts, signal, usage):
+            if self.rlm is not None:
+                call_chat = {k: options[k] for k in CHAT_OPTIONS if options.get(k) is not None}
+                loop = self._rlm_loop(model, inputs, opts, call_chat, signal, usage)
+            else:
+                loop = self._loop(model, inputs, opts, signal, usage)
+            async for event in loop:
                 yield event
         finally:
             with self._active_lock:
@@ -314,6 +327,98 @@ class Agent:
             return
         raise AgentStepsExceeded(f"no final answer after max_steps={opts['max_steps']} model calls")
 
+    # -- RLM mode (docs/agents-sandbox.md) ------------------------------------------------------------
+
+    async def _rlm_loop(self, ai: AI, inputs: dict[str, Any], opts: dict[str, Any], call_chat: dict[str, Any],
+                        signal: AbortSignal, usage: dict[str, int]) -> AsyncIterator[AgentEvent]:
+        """The Actor's turns in the sandbox (an `actor_turn` event each), then the Responder: this agent's
+        own loop over a signature of the non-context inputs and the action log, to the outputs the Actor
+        does not write."""
+        config = self.rlm
+        assert config is not None
+
+        async def complete(messages: list[dict[str, Any]], options: dict[str, Any]) -> str:
+            result = await ai.chat(messages, abort=signal, **{k: v for k, v in options.items() if k in CHAT_OPTIONS})
+            _add_usage(usage, result.usage)
+            return result.content
+
+        turns: asyncio.Queue[AgentEvent] = asyncio.Queue()
+
+        async def on_turn(turn: dict[str, Any]) -> None:
+            # The Actor's model call is a step of the run, like the Responder's.
+            turns.put_nowait(AgentEvent("step", {"step": turn["turn"], "actor": True}))
+            turns.put_nowait(AgentEvent("actor_turn", dict(turn)))
+            if config.actor_callback is not None:
+                outcome = config.actor_callback(turn)
+                if inspect.isawaitable(outcome):
+                    await outcome
+
+        def sandboxed(tool: Tool) -> SandboxTool:
+            """The tool as a sandbox global whose calls are recorded as the run's tool calls."""
+
+            async def call(**arguments: Any) -> Any:
+                turns.put_nowait(AgentEvent("tool_call", {"name": tool.name, "arguments": _text(arguments),
+                                                          "sandbox": True}))
+                try:
+                    result = await tool.call(arguments)
+                except Exception as exc:
+                    turns.put_nowait(AgentEvent("tool_result", {"name": tool.name, "error": True, "sandbox": True,
+                                                                "result": f"{type(exc).__name__}: {exc}"}))
+                    raise
+                turns.put_nowait(AgentEvent("tool_result", {"name": tool.name, "error": False, "sandbox": True,
+                                                            "result": result_text(result)}))
+                return result
+
+            # Inside the sandbox a name is a Python identifier: `fact-finder` is called as fact_finder.
+            return SandboxTool(name=tool.name.replace("-", "_"), description=tool.description, function=call,
+                               parameters=tool.parameters)
+
+        runner = RLM(replace(config, actor_callback=on_turn), complete=complete,
+                     description="\n\n".join(filter(None, [self.definition or self.description,
+                                                            self.signature.description])),
+                     output_fields=[f_.name for f_ in self.signature.outputs],
+                     tools=[sandboxed(t) for t in self.functions],
+                     agents=[sandboxed(child.as_tool(ai, signal, usage)) for child in self.agents],
+                     options={k: self.options[k] for k in CHAT_OPTIONS if self.options.get(k) is not None},
+                     actor_options=self.actor_options, responder_options=self.responder_options, abort=signal)
+        acting = asyncio.ensure_future(runner.act(inputs, call_chat))
+        try:
+            while True:
+                waiting = asyncio.ensure_future(turns.get())
+                await asyncio.wait({acting, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if waiting.done():
+                    yield waiting.result()
+                    continue
+                waiting.cancel()
+                while not turns.empty():
+                    yield turns.get_nowait()
+                break
+            trace = acting.result()
+        except SandboxUnavailable as exc:
+            raise AgentError(f"RLM mode cannot run here: {exc}") from None
+        finally:
+            if not acting.done():
+                acting.cancel()
+                await asyncio.gather(acting, return_exceptions=True)
+        yield AgentEvent("actor_done", {"ended_by": trace.ended_by, "turns": len(trace.turns),
+                                        "llm_calls": trace.llm_calls, "sandbox_kills": trace.sandbox_kills})
+        actor_outputs = tuple(f_ for f_ in self.signature.outputs if f_.name in config.actor_fields)
+        try:
+            from_actor = check_object(actor_outputs, trace.actor_fields, from_text=True)
+        except OutputErrors as exc:
+            raise AgentOutputError(["the Actor's " + e for e in exc.errors], trace.action_log) from None
+        responder = Agent(_responder_signature(self.signature, config), name=self.name,
+                          description=self.description, definition=self.definition)
+        values = {k: v for k, v in inputs.items() if k not in config.context_fields}
+        values["action_log"] = trace.action_log or "(the Actor took no action)"
+        responder_opts = {**opts, **runner.responder_call_options(call_chat)}
+        async for event in responder._loop(ai, values, responder_opts, signal, usage):
+            if event.type == "done":
+                event = AgentEvent("done", {**event.data, "output": {**event.data["output"], **from_actor},
+                                            "rlm": {"ended_by": trace.ended_by, "turns": len(trace.turns),
+                                                    "llm_calls": trace.llm_calls}})
+            yield event
+
     def _parse(self, text: str, json_output: bool) -> dict[str, Any]:
         if not json_output:
             return parse_text_answer(self.signature, text)
@@ -363,6 +468,50 @@ class Agent:
         if not values and len(self.signature.outputs) == 1 and not json_output:
             values = {self.signature.outputs[0].name: text.strip()}
         return values
+
+
+def _rlm_config(signature: Signature, rlm: dict[str, Any] | RLMConfig | None, actor_options: dict[str, Any] | None,
+                responder_options: dict[str, Any] | None) -> tuple[RLMConfig | None, dict[str, Any], dict[str, Any]]:
+    if rlm is None:
+        if actor_options or responder_options:
+            raise AgentConfigError("actor_options and responder_options are for RLM mode (rlm={...})")
+        return None, {}, {}
+    if not isinstance(rlm, dict | RLMConfig):
+        raise AgentConfigError("rlm takes a dict of RLM options")
+    try:
+        config = RLMConfig.from_options(rlm)
+    except (RLMConfigError, TypeError) as exc:
+        raise AgentConfigError(str(exc)) from None
+    inputs = [f_.name for f_ in signature.inputs]
+    outputs = [f_.name for f_ in signature.outputs]
+    for name in config.context_fields:
+        if name not in inputs:
+            raise AgentConfigError(f"rlm context field {name!r} is not an input field ({', '.join(inputs)})")
+    for name in config.actor_fields:
+        if name not in outputs:
+            raise AgentConfigError(f"rlm actor field {name!r} is not an output field ({', '.join(outputs)})")
+    if set(outputs) <= set(config.actor_fields):
+        raise AgentConfigError("rlm actor_fields leave no output for the Responder")
+    if "action_log" in inputs:
+        raise AgentConfigError("an RLM agent's input field may not be named action_log (the Responder's input)")
+    chosen = []
+    for label, given in (("actor_options", actor_options), ("responder_options", responder_options)):
+        given = dict(given or {})
+        unknown = set(given) - set(CHAT_OPTIONS)
+        if unknown:
+            raise AgentConfigError(f"unknown {label}: {', '.join(sorted(unknown))} (they take {', '.join(CHAT_OPTIONS)})")
+        chosen.append(given)
+    return config, chosen[0], chosen[1]
+
+
+def _responder_signature(signature: Signature, config: RLMConfig) -> Signature:
+    """The Responder's: the inputs but the context fields, the action log, and the outputs the Actor does
+    not write."""
+    return Signature(
+        inputs=(*(f_ for f_ in signature.inputs if f_.name not in config.context_fields),
+                Field("action_log", description="The Actor's code and what each action returned")),
+        outputs=tuple(f_ for f_ in signature.outputs if f_.name not in config.actor_fields),
+        description=signature.description)
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, Any] | None) -> None:
