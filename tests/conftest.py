@@ -19,6 +19,7 @@ from django.core.management.commands import flush
 from django.db import OperationalError, connections
 from rest_framework.test import APIClient
 
+from inference import metrics, request_log
 from inference.backends.openai_compat import close_sessions
 from registry.asyncdb import close_thread_connections
 from registry.auth import clear_principal_cache
@@ -144,6 +145,18 @@ def django_db_setup(django_db_setup):
     close_thread_connections()
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
     gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _no_counts_outlive_their_test():
+    """What a test's requests queued for the metrics and the request log goes with the test. Their
+    flushers can live on a loop that outlives it (a worker loop); flushing a finished test's counts
+    during a later test without database access fails, and the failure's logged traceback runs
+    ast.parse on the flusher's thread, which on CPython 3.11 corrupts another thread's ast.parse
+    (the AST converter's recursion counter is shared: "AST constructor recursion depth mismatch")."""
+    yield
+    metrics.discard_pending()
+    request_log.discard_pending()
 
 
 @pytest.fixture(autouse=True)

@@ -37,8 +37,23 @@ def _own_module(node: ast.Import | ast.ImportFrom) -> str | None:
     return None
 
 
+def _parse(source: str, filename: str) -> ast.Module:
+    """ast.parse, again if another thread's parse disturbed it: on CPython 3.11 the AST converter's
+    recursion counter is shared by all threads, and any thread formatting a traceback parses source
+    (traceback's caret anchors), so a concurrent parse can fail with "AST constructor recursion depth
+    mismatch" although the file is fine. The file is parsed for real either way."""
+    for _ in range(3):
+        try:
+            return ast.parse(source, filename=filename)
+        except SystemError as exc:
+            if "recursion depth mismatch" not in str(exc):
+                raise
+            error = exc
+    raise error
+
+
 def _in_function_imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = _parse(path.read_text(), str(path))
     found = []
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -74,7 +89,7 @@ def test_the_files_allowed_lazy_imports_still_need_them():
 def test_no_project_import_is_wrapped_in_try_except_import_error():
     found = []
     for path in _project_files():
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(_parse(path.read_text(), str(path))):
             if not isinstance(node, ast.Try):
                 continue
             catches = {getattr(h.type, "id", None) for h in node.handlers} | {
@@ -107,7 +122,7 @@ DJANGO_ASYNC_ORM = {
 
 def _other_ways_to_the_orm(source: str, label: str) -> list[str]:
     found = []
-    for node in ast.walk(ast.parse(source, filename=label)):
+    for node in ast.walk(_parse(source, label)):
         if isinstance(node, ast.Name) and node.id in OTHER_WAYS_TO_THE_ORM:
             name = node.id
         elif isinstance(node, ast.Attribute) and node.attr in OTHER_WAYS_TO_THE_ORM | DJANGO_ASYNC_ORM:
