@@ -47,6 +47,7 @@ RUN_TASK = "agents.run"
 DELTA_FLUSH_S = 0.2
 STOP_POLL_S = 0.2
 LEASE_LAPSED = "its executor stopped renewing its lease (a worker crash, a hard time limit or a restart)"
+FINISHED_ELSEWHERE = "the run was finished elsewhere"
 
 
 class AgentRefused(Exception):
@@ -291,7 +292,7 @@ async def _watch(run_id: uuid.UUID, signal: AbortSignal) -> None:
         if time.monotonic() - renewed >= settings.WORKFLOW_HEARTBEAT_S:
             renewed = time.monotonic()
             if not await _renew(run_id):
-                signal.abort("the run was finished elsewhere")
+                signal.abort(FINISHED_ELSEWHERE)
                 return
         if await _stop_requested(run_id):
             signal.abort("the run was stopped")
@@ -319,7 +320,8 @@ async def _drive(run: AgentRun, principal: Principal) -> tuple[str, Any, str, di
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-        await recorder.flush()
+        if signal.reason != FINISHED_ELSEWHERE:  # else its run.finished is written: nothing comes after it
+            await recorder.flush()
 
 
 def agent_run_execute(*, run_id: str) -> str:
