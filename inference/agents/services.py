@@ -25,7 +25,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from inference.agents.abort import AbortSignal, AgentAborted
@@ -193,8 +193,11 @@ def _run_finish(rows, *, run_id: uuid.UUID, state: str, output: Any = None, erro
 
 
 def _lapsed_finish(run_id: uuid.UUID, state: str, error: str, *, now: datetime, **values: Any) -> bool:
+    # Its steps and tool calls as its events recorded them (its token usage died with its executor).
+    counts = dict(AgentRunEvent.objects.filter(run_id=run_id, kind__in=("step", "tool_call")).values("kind")
+                  .annotate(n=Count("pk")).values_list("kind", "n"))
     return _run_finish(AgentRun.objects.filter(_lapsed(now), pk=run_id), run_id=run_id, state=state, error=error,
-                       **values)
+                       steps=counts.get("step", 0), tool_calls=counts.get("tool_call", 0), **values)
 
 
 def agent_run_expire(*, run_id: uuid.UUID, now: datetime | None = None) -> bool:

@@ -111,11 +111,12 @@ async def test_the_feed_of_a_dead_run_ends_even_where_no_sweeper_runs(owner, mem
 
 def test_stopping_a_run_whose_worker_vanished_finishes_it_at_once(owner):
     run = orphaned_run(owner, lease_s=-1)
+    AgentRunEvent.objects.create(run=run, seq=2, kind="step", data={"step": 1})
     response = owner.client().post(f"/api/agent-runs/{run.pk}/stop")
     assert response.status_code == 200, response.json()
     data = response.json()["data"]
-    assert data["state"] == "stopped" and "lease" in data["error"]
-    assert kinds(run.pk) == ["run.started", "run.finished"]
+    assert data["state"] == "stopped" and "lease" in data["error"] and data["steps"] == 1
+    assert kinds(run.pk) == ["run.started", "step", "run.finished"]
     assert owner.client().post(f"/api/agent-runs/{run.pk}/stop").status_code == 409
     assert services.agent_runs_sweep()["agent_runs_failed"] == 0
 
