@@ -8,8 +8,8 @@ cancelled (their HTTP streams closed) and the run ends `stopped`.
 
 A running run holds a lease its executor renews every WORKFLOW_HEARTBEAT_S (the workflow nodes' lease
 and settings). A lease that lapsed means the executor died (a worker crash, a hard time limit, a restart):
-the sweeper (workflows_sweep: beat, the command, the embedded thread) fails the run, and a stop finishes it
-at once. A run is not run again: its tools may have acted already. What a run records has its NUL
+the sweeper (agent_runs_sweep: in beat's `workflows.sweep` and the workflows_sweeper command, and on the
+embedded default's sweeper thread) fails the run, and a stop finishes it at once. A run is not run again: its tools may have acted already. What a run records has its NUL
 characters stripped (as the request log does): PostgreSQL's text and jsonb cannot hold them.
 """
 
