@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from inference.models import RequestLogEntry, RequestLogSettings
 from registry.asyncdb import in_db_thread
+from registry.jsonsafe import without_nul
 from registry.models import ApiKey, Block, Organization
 from registry.outages import DATABASE_ERRORS
 
@@ -151,16 +152,9 @@ def _insert(rows: list[tuple[Any, ...]]) -> None:
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})", rows)
 
 
-def _scrub(value: Any) -> Any:
-    """Without NUL characters, which PostgreSQL's text and jsonb cannot hold (a chat message may
-    carry them: the gateway passes them upstream)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    return value
+# Without NUL characters, which PostgreSQL's text and jsonb cannot hold (a chat message may carry them:
+# the gateway passes them upstream). The same stripping as an agent run's events and output.
+_scrub = without_nul
 
 
 def _json(value: Any) -> str | None:

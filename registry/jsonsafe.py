@@ -74,3 +74,16 @@ def loads(raw: bytes | str, *, refuse_nul: bool) -> Any:
 
 def has_nul(text: str) -> bool:
     return NUL in text
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with every NUL character removed from its strings and keys: for what we record rather
+    than refuse (a model's answer, a tool's result, a logged prompt), which PostgreSQL could not store.
+    Stripped, not escaped: a reader sees the text less the NULs, never a made-up escape sequence."""
+    if isinstance(value, str):
+        return value.replace(NUL, "") if NUL in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value

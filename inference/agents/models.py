@@ -57,6 +57,9 @@ class AgentRun(models.Model):
     steps = models.PositiveIntegerField(default=0)
     tool_calls = models.PositiveIntegerField(default=0)
     stop_requested = models.BooleanField(default=False)
+    # While running, the executor renews this every WORKFLOW_HEARTBEAT_S (as a workflow node's lease); one
+    # that lapsed means its worker died (a crash, a hard time limit, a restart): the sweeper fails the run.
+    lease_until = models.DateTimeField(null=True, blank=True)
     # Who started it: the run's model calls act for them (the key's allowed models apply).
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -69,7 +72,8 @@ class AgentRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["organization", "-created_at"], name="agent_run_org_created")]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="agent_run_org_created"),
+                   models.Index(fields=["state", "lease_until"], name="agent_run_state_lease")]
 
     def __str__(self) -> str:
         return f"{self.agent_id}:{self.pk}"

@@ -5,6 +5,12 @@ A run acts for whoever started it: its model calls go through the gateway's pipe
 principal (the key's allowed models, quotas and policy apply). A stop is a flag on the row that the
 executing run polls, so it works whichever process runs it; the run's in-flight model calls are then
 cancelled (their HTTP streams closed) and the run ends `stopped`.
+
+A running run holds a lease its executor renews every WORKFLOW_HEARTBEAT_S (the workflow nodes' lease
+and settings). A lease that lapsed means the executor died (a worker crash, a hard time limit, a restart):
+the sweeper (agent_runs_sweep: in beat's `workflows.sweep` and the workflows_sweeper command, and on the
+embedded default's sweeper thread) fails the run, and a stop finishes it at once. A run is not run again: its tools may have acted already. What a run records has its NUL
+characters stripped (as the request log does): PostgreSQL's text and jsonb cannot hold them.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from inference.agents.abort import AbortSignal, AgentAborted
@@ -29,6 +37,7 @@ from inference.agents.server import build_agent, check_definition, check_options
 from inference.workers.loop import run_on_worker_loop
 from inference.workflows import executor
 from registry.asyncdb import in_db_thread
+from registry.jsonsafe import without_nul
 from registry.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,8 @@ RUN_TASK = "agents.run"
 # make the feed's reads and the table grow with every token).
 DELTA_FLUSH_S = 0.2
 STOP_POLL_S = 0.2
+LEASE_LAPSED = "its executor stopped renewing its lease (a worker crash, a hard time limit or a restart)"
+FINISHED_ELSEWHERE = "the run was finished elsewhere"
 
 
 class AgentRefused(Exception):
@@ -142,16 +153,63 @@ def dispatch(run_id: uuid.UUID) -> None:
     if settings.WORKFLOW_EXECUTOR == "celery":
         current_app.send_task(RUN_TASK, args=[str(run_id)], queue=settings.WORKFLOW_QUEUE)  # by name: tasks.py imports us
     else:
+        executor.start_sweeper(agent_runs_sweep)  # the embedded default's sweeper (beat elsewhere)
         executor.submit(agent_run_execute, run_id=str(run_id))
 
 
 def agent_run_stop(*, run: AgentRun) -> bool:
-    """Ask a run to stop: a queued one is stopped at once, a running one at its next poll. False when it finished."""
+    """Ask a run to stop: a queued one, or a running one whose executor died (its lease lapsed), is stopped
+    at once; a live one at its next poll. False when it finished."""
     if AgentRun.objects.filter(pk=run.pk, state=AgentRun.QUEUED).update(
             state=AgentRun.STOPPED, stop_requested=True, finished_at=timezone.now(), error="stopped before it started"):
         _event_write(run.pk, [(1, "run.finished", {"state": AgentRun.STOPPED, "error": "stopped before it started"})])
         return True
+    if _lapsed_finish(run.pk, AgentRun.STOPPED, f"stopped; {LEASE_LAPSED}", now=timezone.now(), stop_requested=True):
+        return True
     return bool(AgentRun.objects.filter(pk=run.pk, state=AgentRun.RUNNING).update(stop_requested=True))
+
+
+def _lapsed(now: datetime) -> Q:
+    """Running runs whose executor is gone: the lease ran out, or (claimed before runs had leases) the run
+    is older than the hard task time limit, past which no executor still has it."""
+    return Q(state=AgentRun.RUNNING) & (
+        Q(lease_until__lt=now)
+        | Q(lease_until__isnull=True, started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)))
+
+
+def _run_finish(rows, *, run_id: uuid.UUID, state: str, output: Any = None, error: str = "",
+                usage: dict[str, int] | None = None, **values: Any) -> bool:
+    """Finish a run if `rows` still selects it (a conditional UPDATE: whoever finishes it first wins, the
+    executor, a stop or the sweeper), with its run.finished event in the same commit."""
+    output, error, usage = without_nul(output), without_nul(error), without_nul(usage or {})
+    with transaction.atomic():
+        if not rows.update(state=state, output=output, error=error, usage=usage, finished_at=timezone.now(),
+                           lease_until=None, cost_tokens=int(usage.get("total_tokens") or 0), **values):
+            return False
+        last = AgentRunEvent.objects.filter(run_id=run_id).order_by("-seq").values_list("seq", flat=True).first()
+        _event_write(run_id, [((last or 0) + 1, "run.finished",
+                               {"state": state, "output": output, "error": error, "usage": usage})])
+    return True
+
+
+def _lapsed_finish(run_id: uuid.UUID, state: str, error: str, *, now: datetime, **values: Any) -> bool:
+    # Its steps and tool calls as its events recorded them (its token usage died with its executor).
+    counts = dict(AgentRunEvent.objects.filter(run_id=run_id, kind__in=("step", "tool_call")).values("kind")
+                  .annotate(n=Count("pk")).values_list("kind", "n"))
+    return _run_finish(AgentRun.objects.filter(_lapsed(now), pk=run_id), run_id=run_id, state=state, error=error,
+                       steps=counts.get("step", 0), tool_calls=counts.get("tool_call", 0), **values)
+
+
+def agent_run_expire(*, run_id: uuid.UUID, now: datetime | None = None) -> bool:
+    """Fail a running run whose executor died (its lease lapsed); False when it is live or finished."""
+    return _lapsed_finish(run_id, AgentRun.FAILED, LEASE_LAPSED, now=now or timezone.now())
+
+
+def agent_runs_sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+    """Fail every run whose executor died. Safe to run anywhere, any number of times, concurrently."""
+    now = now or timezone.now()
+    stale = list(AgentRun.objects.filter(_lapsed(now)).values_list("pk", flat=True)[:batch])
+    return {"agent_runs_failed": sum(agent_run_expire(run_id=pk, now=now) for pk in stale)}
 
 
 def _principal(run: AgentRun) -> Principal:
@@ -162,7 +220,8 @@ def _principal(run: AgentRun) -> Principal:
 
 
 def _event_write(run_id: uuid.UUID, events: list[tuple[int, str, dict[str, Any]]]) -> None:
-    AgentRunEvent.objects.bulk_create([AgentRunEvent(run_id=run_id, seq=seq, kind=kind, data=data)
+    # A tool's result or a model's answer may hold NUL (an http_request body): stripped, not refused.
+    AgentRunEvent.objects.bulk_create([AgentRunEvent(run_id=run_id, seq=seq, kind=kind, data=without_nul(data))
                                        for seq, kind, data in events])
 
 
@@ -172,6 +231,13 @@ _aevent_write = in_db_thread(_event_write)
 @in_db_thread
 def _stop_requested(run_id: uuid.UUID) -> bool:
     return AgentRun.objects.filter(pk=run_id, stop_requested=True).exists()
+
+
+@in_db_thread
+def _renew(run_id: uuid.UUID) -> bool:
+    """Extend the run's lease; False when it is no longer running (the sweeper or a stop finished it)."""
+    return bool(AgentRun.objects.filter(pk=run_id, state=AgentRun.RUNNING)
+                .update(lease_until=timezone.now() + timedelta(seconds=settings.WORKFLOW_LEASE_S)))
 
 
 class _Recorder:
@@ -220,9 +286,17 @@ class _Recorder:
         self.flushed = time.monotonic()
 
 
-async def _watch_stop(run_id: uuid.UUID, signal: AbortSignal) -> None:
+async def _watch(run_id: uuid.UUID, signal: AbortSignal) -> None:
+    """Poll the stop flag every STOP_POLL_S and renew the lease every WORKFLOW_HEARTBEAT_S; a run that
+    someone else finished meanwhile (its lease had lapsed) is aborted too."""
+    renewed = time.monotonic()
     while not signal.aborted:
         await asyncio.sleep(STOP_POLL_S)
+        if time.monotonic() - renewed >= settings.WORKFLOW_HEARTBEAT_S:
+            renewed = time.monotonic()
+            if not await _renew(run_id):
+                signal.abort(FINISHED_ELSEWHERE)
+                return
         if await _stop_requested(run_id):
             signal.abort("the run was stopped")
 
@@ -232,7 +306,7 @@ async def _drive(run: AgentRun, principal: Principal) -> tuple[str, Any, str, di
     usage: dict[str, int] = {}
     recorder = _Recorder(run.pk, 1)
     signal = AbortSignal()
-    watcher = asyncio.ensure_future(_watch_stop(run.pk, signal))
+    watcher = asyncio.ensure_future(_watch(run.pk, signal))
     try:
         live = await in_db_thread(build_agent)(run.agent, principal=principal,
                                                ai_for=lambda m: GatewayAI(m, principal=principal),
@@ -249,26 +323,27 @@ async def _drive(run: AgentRun, principal: Principal) -> tuple[str, Any, str, di
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-        await recorder.flush()
+        if signal.reason != FINISHED_ELSEWHERE:  # else its run.finished is written: nothing comes after it
+            await recorder.flush()
 
 
 def agent_run_execute(*, run_id: str) -> str:
     """Claim a queued run and run it to its end. Returns the state it ended in ("not-claimed" when another
     executor has it, or it was stopped before it started)."""
     with transaction.atomic():
-        if not AgentRun.objects.filter(pk=run_id, state=AgentRun.QUEUED).update(state=AgentRun.RUNNING,
-                                                                                 started_at=timezone.now()):
+        now = timezone.now()
+        if not AgentRun.objects.filter(pk=run_id, state=AgentRun.QUEUED).update(
+                state=AgentRun.RUNNING, started_at=now, lease_until=now + timedelta(seconds=settings.WORKFLOW_LEASE_S)):
             return "not-claimed"
         run = AgentRun.objects.select_related("agent", "organization", "api_key", "created_by").get(pk=run_id)
         _event_write(run.pk, [(1, "run.started", {"agent": run.agent.name, "model": run.model})])
     usage: dict[str, int] = {}
     steps = tool_calls = 0
-    last_seq = 1
     try:
         principal = _principal(run)
         state, output, error, usage, recorder = run_on_worker_loop(
             _drive(run, principal), timeout=settings.CELERY_TASK_SOFT_TIME_LIMIT)
-        steps, tool_calls, last_seq = recorder.steps, recorder.tool_calls, recorder.seq
+        steps, tool_calls = recorder.steps, recorder.tool_calls
     except AgentConfigError as exc:
         state, output, error = AgentRun.FAILED, None, str(exc)
     except TimeoutError:
@@ -276,12 +351,9 @@ def agent_run_execute(*, run_id: str) -> str:
     except Exception as exc:  # an unexpected failure still ends the run, never leaves it running
         log.exception("agent run %s failed", run_id)
         state, output, error = AgentRun.FAILED, None, f"internal error: {type(exc).__name__}"
-    with transaction.atomic():
-        AgentRun.objects.filter(pk=run.pk).update(
-            state=state, output=output, error=error, usage=usage, cost_tokens=int(usage.get("total_tokens") or 0),
-            steps=steps, tool_calls=tool_calls, finished_at=timezone.now())
-        last = AgentRunEvent.objects.filter(run_id=run.pk).order_by("-seq").values_list("seq", flat=True).first()
-        _event_write(run.pk, [((last or last_seq) + 1, "run.finished",
-                               {"state": state, "output": output, "error": error, "usage": usage})])
+    if not _run_finish(AgentRun.objects.filter(pk=run.pk, state=AgentRun.RUNNING), run_id=run.pk, state=state,
+                       output=output, error=error, usage=usage, steps=steps, tool_calls=tool_calls):
+        # The sweeper or a stop finished it first (this executor's lease had lapsed): theirs stands.
+        return AgentRun.objects.filter(pk=run.pk).values_list("state", flat=True).first() or "deleted"
     return state
 

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 _pool: ThreadPoolExecutor | None = None
 _sweeper: threading.Thread | None = None
+_sweeps: list[Callable[[], Any]] = []
 _lock = threading.Lock()
 
 
@@ -47,16 +48,24 @@ def submit(function: Callable[..., Any], **kwargs: Any) -> None:
 
 
 def start_sweeper(sweep: Callable[[], Any]) -> None:
-    """The embedded default's sweeper: `sweep()` every WORKFLOW_SWEEP_INTERVAL_S, once per process."""
+    """The embedded default's sweeper: one thread per process that calls every `sweep()` registered here
+    (the workflows', the agent runs') every WORKFLOW_SWEEP_INTERVAL_S."""
     global _sweeper
     with _lock:
-        if _sweeper is not None or not settings.WORKFLOW_SWEEPER_THREAD:
+        if not settings.WORKFLOW_SWEEPER_THREAD:
+            return
+        if sweep not in _sweeps:
+            _sweeps.append(sweep)
+        if _sweeper is not None:
             return
 
         def loop() -> None:
             while True:
                 time.sleep(settings.WORKFLOW_SWEEP_INTERVAL_S)
-                _in_thread(sweep, {})
+                with _lock:
+                    sweeps = list(_sweeps)
+                for each in sweeps:
+                    _in_thread(each, {})
 
         _sweeper = threading.Thread(target=loop, name="workflow-sweeper", daemon=True)
         _sweeper.start()

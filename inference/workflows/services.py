@@ -24,6 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
+from inference.agents.services import agent_runs_sweep
 from inference.workers.loop import run_on_worker_loop
 from inference.workflows import dsl, events, execution, executor, templates
 from inference.workflows import graph as dag
@@ -568,6 +569,14 @@ def workflows_sweep(*, now: datetime | None = None, batch: int = 500) -> dict[st
         _advance(run, graph, document, done)
         counts["reconciled"] += 1
     return counts
+
+
+def sweep_all(*, now: datetime | None = None) -> dict[str, int]:
+    """Everything the sweeper does, with the counts of each part: the workflows' (workflows_sweep) and
+    the agent runs' whose executor died (inference/agents). Celery beat's `workflows.sweep` and the
+    `workflows_sweeper` command run this; the embedded thread runs each part as its feature registers it."""
+    now = now or timezone.now()
+    return {**workflows_sweep(now=now), **agent_runs_sweep(now=now)}
 
 
 def version_for_run(*, workflow: Workflow, number: int | None) -> WorkflowVersion:

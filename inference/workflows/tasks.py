@@ -15,6 +15,7 @@ def run_node(node_run_id: int) -> str:
     return services.node_run_chain(node_run_id=node_run_id)
 
 
+# Beat's periodic sweep: the workflows' deadlines and lost nodes, and agent runs whose executor died.
 @shared_task(name="workflows.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
-    return services.workflows_sweep()
+    return services.sweep_all()
