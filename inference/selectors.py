@@ -5,12 +5,12 @@ Which blocks an organization may call is the registry's rule (registry.selectors
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from inference import metrics, rollups
@@ -84,3 +84,25 @@ def request_log_entries(*, organization: Organization, block: Block | None = Non
     if until is not None:
         rows = rows.filter(created_at__lt=until)
     return rows.select_related("block", "block__organization").order_by("-created_at", "-pk")
+
+
+def route_decisions(*, organization: Organization, block: Block, limit: int = 20) -> list[RequestLogEntry]:
+    """The latest requests in which `model: "auto"` chose `block`, newest first: the request log's rows
+    with a route, under the log's own rule (an organization sees only the requests it made, even on a
+    block it owns: another caller's routing says what that caller asked for)."""
+    return list(request_log_entries(organization=organization, block=block).filter(route__isnull=False)[:limit])
+
+
+def request_counts_by_key(*, organization: Organization, since: Mapping[str, datetime]) -> dict[int, dict[str, int]]:
+    """{key pk: {window: requests since since[window]}} for the keys of `organization` that made any,
+    in one query over the rows request_log_entries gives (the /logs/ page filtered by that key and
+    time shows the same count). Requests of a dashboard session have no key and are not counted."""
+    if not since:
+        return {}
+    rows = (request_log_entries(organization=organization, since=min(since.values()))
+            .filter(api_key__isnull=False).order_by())
+    # Annotation names: "n0", "n1"... (a window like "24h" is no identifier).
+    names = {f"n{i}": (window, start) for i, (window, start) in enumerate(since.items())}
+    counted = rows.values("api_key_id").annotate(
+        **{name: Count("pk", filter=Q(created_at__gte=start)) for name, (_, start) in names.items()})
+    return {row["api_key_id"]: {window: row[name] for name, (window, _) in names.items()} for row in counted}

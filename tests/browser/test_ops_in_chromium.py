@@ -10,8 +10,10 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from inference.models import RequestLogEntry
 from tests.browser.conftest import log_in
 from tests.factories import BlockFactory
 from tests.support.live_server import LiveGateway, start_gateway
@@ -116,12 +118,19 @@ def test_the_metrics_chart_has_data_after_traffic_and_keeps_up(page, site, owner
 
 
 def test_the_operators_pages_fit_a_390_px_screen(phone, site, owner, owner_login, screenshot):
-    BlockFactory(organization=owner.organization, block_id="acme-wide-name-for-a-narrow-screen")
+    block = BlockFactory(organization=owner.organization, block_id="acme-wide-name-for-a-narrow-screen")
+    # A route decision on the block's page: the longest row a block page has.
+    RequestLogEntry.objects.create(
+        organization=owner.organization, created_at=timezone.now(), model=block.block_id, block=block, status=200,
+        latency_ms=12, route={"model": "auto", "mode": "planner", "policy": "cosine", "score": 0.8123,
+                              "runnerUp": "acme-another-rather-long-block-name", "reason": "long " * 40,
+                              "source": "planner", "defaultBlock": False})
     log_in(phone, site, *owner_login)
     for name, path in {"metrics": "/usage/", "request-log": "/logs/", "approvals": "/approvals/",
-                       "workflows": "/workflows/"}.items():
+                       "workflows": "/workflows/", "block": f"/blocks/{block.pk}/"}.items():
         phone.goto(f"{site}{path}")
         expect(phone.locator("h1")).to_be_visible()
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{name} scrolls sideways ({width} px)"
         screenshot(phone, name)
+    expect(phone.locator("#route-decisions tr.route-decision")).to_have_count(1)

@@ -14,8 +14,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from inference import rollups
+from inference.selectors import request_counts_by_key
 from registry.models import ApiKey, Block, BlockGrant, Membership
 from registry.principal import Principal
 from registry.selectors import block_reference, blocks_visible_to
@@ -135,6 +140,23 @@ def key_usage(principal: Principal, keys: list[ApiKey]) -> dict[int, dict[str, A
     return usage
 
 
+# The windows of each key's request count on the keys page (rollups' windows: from a minute boundary).
+KEY_REQUEST_WINDOWS = ("24h", "7d")
+
+
+def key_requests(principal: Principal, keys: list[ApiKey]) -> dict[int, list[dict[str, Any]]]:
+    """Each key's requests over KEY_REQUEST_WINDOWS from the request log, each with the /logs/ link
+    (that key, from the same minute) that lists exactly the requests counted."""
+    now = timezone.now()
+    since = {window: rollups.window_start(window, now) for window in KEY_REQUEST_WINDOWS}
+    counts = request_counts_by_key(organization=principal.organization, since=since)
+    log_url = reverse("dashboard-request-log")
+    return {key.pk: [{"window": window, "count": counts.get(key.pk, {}).get(window, 0),
+                      "url": f"{log_url}?{urlencode({'key': key.pk, 'since': start.strftime('%Y-%m-%dT%H:%M')})}"}
+                     for window, start in since.items()]
+            for key in keys}
+
+
 RULE_LABELS = {"requests_per_minute": "requests / min", "tokens_per_minute": "tokens / min",
                "token_budget": "token budget"}
 
@@ -171,8 +193,10 @@ def keys(request: HttpRequest) -> HttpResponse:
         failed = created is None
     rows = list(api_keys_of(principal.organization).select_related("created_by"))
     usage = key_usage(principal, rows)
+    requests = key_requests(principal, rows)
     for key in rows:
         key.usage_rows = _usage_rows(usage.get(key.pk, {}))
+        key.request_counts = requests[key.pk]
     # The raw key is in this one response and nowhere else: it is not stored, only its hash.
     return _rendered(request, "dashboard/org/keys.html", {
         "keys": rows, "form": form, "created": created[0] if created else None,

@@ -15,11 +15,13 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from inference.models import Engine
-from inference.selectors import block_metrics
+from inference.selectors import block_metrics, route_decisions
 from registry import services
 from registry.models import Block, BlockGrant
 from registry.query import OPERATORS, VARIABLES, QueryError, compile_node, compile_query
@@ -32,6 +34,8 @@ from webapp.dashboard.block_forms import BlockForm
 from webapp.dashboard.views import engine_status, render_page
 
 PAGE_SIZE = 50
+# The latest `auto` routing decisions a block's page lists (the request log has them all).
+ROUTE_DECISIONS_SHOWN = 20
 # The variables the filter row offers (the query language takes more, in the JSON box).
 FILTER_VARIABLES = ["id", "name", "kind", "description", "tags", "inputProtocols", "outputProtocols",
                     "backend.type", "visibility", "organization", "enabled", "createdAt"]
@@ -141,10 +145,14 @@ def block_detail(request: HttpRequest, pk: int) -> HttpResponse:
         engine.status = engine_status(engine, stale_before=stale_before)
     windows = [block_metrics(block=block, window=w, viewer=org) for w in ("1h", "24h")]
     grants = list(BlockGrant.objects.filter(block=block).select_related("organization")) if own else []
+    reference = block_reference(block, organization=org)
     return render(request, "dashboard/block_detail.html", {
-        "subject": block, "own": own, "reference": block_reference(block, organization=org),
+        "subject": block, "own": own, "reference": reference,
         "config": block.public_backend_config(), "metadata": block.metadata or {},
         "engines": engines, "windows": windows, "grants": grants,
+        "decisions": route_decisions(organization=org, block=block, limit=ROUTE_DECISIONS_SHOWN),
+        "block_log_url": f"{reverse('dashboard-request-log')}?{urlencode({'block': reference})}",
+        "retention_days": settings.REQUEST_LOG_RETENTION_DAYS,
     })
 
 
