@@ -117,9 +117,29 @@ def test_removing_a_member_revokes_the_keys_they_created(owner, member, owner_br
 
 def test_adding_an_unknown_user_or_an_existing_member_is_a_form_error(owner, member, owner_browser):
     unknown = owner_browser.post("/org/", {"username": "nobody", "role": "member"})
-    assert unknown.status_code == 400 and "No user named" in unknown.content.decode()
+    assert unknown.status_code == 400 and "No user of that name can be added" in unknown.content.decode()
     again = owner_browser.post("/org/", {"username": "bob", "role": "member"})
     assert again.status_code == 400 and "already a member" in again.content.decode()
+
+
+def _refusal(response) -> str:
+    """The form's error, as shown: the same words whatever the reason."""
+    return re.findall(r'class="errorlist[^"]*"[^>]*>\s*<li>(.*?)</li>', response.content.decode(), re.S)[0]
+
+
+def test_adding_staff_a_superuser_or_another_orgs_user_is_refused_with_the_same_error_as_an_unknown_name(
+        owner, outsider, owner_browser):
+    users = get_user_model().objects
+    users.create_user(username="sam", is_staff=True)
+    users.create_superuser(username="root", password="x")
+    answers = {name: owner_browser.post("/org/", {"username": name, "role": "member"})
+               for name in ("nobody", "sam", "root", "mallory")}
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 400)
+    assert len({_refusal(r) for r in answers.values()}) == 1  # an owner learns nothing about who exists
+    assert "No user of that name can be added" in _refusal(answers["nobody"])
+    assert set(Membership.objects.filter(organization=owner.organization).values_list("user__username", flat=True)) \
+        == {"alice"}
+    assert Membership.objects.get(user=outsider.user).organization == outsider.organization
 
 
 def test_the_last_owner_cannot_demote_or_remove_themselves(owner, owner_browser):

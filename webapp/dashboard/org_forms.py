@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
 from rest_framework import serializers as drf
 from rest_framework.exceptions import APIException
 
@@ -52,16 +51,10 @@ def _lines(text: str) -> list[str]:
 
 
 class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="An existing user of this server.")
+    # Who may be added is registry.tenancy.services.membership_add's rule (one error for every refusal).
+    username = forms.CharField(max_length=150, help_text="An existing user of this server who belongs to no "
+                                                         "other organization.")
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Membership.MEMBER)
-
-    def clean_username(self) -> Any:
-        name = self.cleaned_data["username"].strip()
-        user = get_user_model().objects.filter(username=name).first()
-        if user is None:
-            raise forms.ValidationError(f"No user named {name!r}. The operator creates users "
-                                        "(manage.py createsuperuser or create_owner).")
-        return user
 
 
 class RoleForm(forms.Form):

@@ -67,12 +67,12 @@ def members(request: HttpRequest) -> HttpResponse:
         form = MemberAddForm(request.POST)
         if form.is_valid():
             try:
-                services.membership_add(organization=principal.organization, user=form.cleaned_data["username"],
-                                        role=form.cleaned_data["role"])
-            except services.Conflict as exc:
+                added = services.membership_add(organization=principal.organization,
+                                                username=form.cleaned_data["username"], role=form.cleaned_data["role"])
+            except (services.Conflict, services.MemberRefused) as exc:
                 form.add_error("username", str(exc))
             else:
-                messages.success(request, f"Added {form.cleaned_data['username'].get_username()}.")
+                messages.success(request, f"Added {added.user.get_username()}.")
                 return redirect("dashboard-members")
         failed = True
     return _rendered(request, "dashboard/org/members.html", {
