@@ -211,6 +211,32 @@ def test_bad_policy_input_is_shown_on_the_form(owner, outsider, owner_browser, d
     assert not PolicyRule.objects.exists()
 
 
+def test_the_policies_page_shows_and_sets_approval_required(owner, member, owner_browser):
+    BlockFactory(block_id="main", organization=owner.organization)
+    held = owner_browser.post("/org/policies/", {"block": "main", "approval_required": "users",
+                                                 "approval_users": "bob", "approval_deadline_s": "120"})
+    assert held.status_code == 302
+    rule = PolicyRule.objects.get(organization=owner.organization, block__block_id="main")
+    assert rule.approval_required == {"approvers": {"users": ["bob"]}, "deadline_s": 120}
+    html = owner_browser.get("/org/policies/").content.decode()
+    assert "held: bob within 120 s" in html and "lifts its approval hold" in html
+    assert owner_browser.post("/org/policies/", {"approval_required": "owner"}).status_code == 302
+    org_rule = PolicyRule.objects.get(organization=owner.organization, block=None)
+    assert org_rule.approval_required == {"approvers": {"role": "owner"}, "deadline_s": 3600}
+    assert owner_browser.post("/org/policies/", {"block": "main", "approval_required": "off"}).status_code == 302
+    rule.refresh_from_db()
+    assert rule.approval_required is False
+    assert "not held (lifted)" in owner_browser.get("/org/policies/").content.decode()
+
+
+def test_approval_by_a_stranger_or_by_nobody_is_a_form_error(owner, outsider, owner_browser):
+    stranger = owner_browser.post("/org/policies/", {"approval_required": "users", "approval_users": "mallory"})
+    assert stranger.status_code == 400 and "not members of this organization: mallory" in stranger.content.decode()
+    nobody = owner_browser.post("/org/policies/", {"approval_required": "users", "approval_users": ""})
+    assert nobody.status_code == 400 and "names nobody" in nobody.content.decode()
+    assert not PolicyRule.objects.exists()
+
+
 def test_an_outsider_gets_404_deleting_another_orgs_policy_and_a_member_403(owner, member_browser, outsider_browser):
     rule = PolicyRule.objects.create(organization=owner.organization, retries=1)
     assert outsider_browser.post(f"/org/policies/{rule.pk}/delete/").status_code == 404
