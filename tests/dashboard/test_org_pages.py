@@ -5,14 +5,34 @@ organization's anything is a 404."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from registry.auth import principal_for
 from registry.models import ApiKey, Block, BlockGrant, Membership
 from registry.tenancy.models import PolicyRule, Quota
 from tests.factories import BlockFactory
+
+
+@contextmanager
+def another_owner_writes_first(when: Callable[[str], bool], rival: Callable[[], object]):
+    """Another owner's request lands inside this one: `rival()` runs once, just before the first SQL
+    statement `when` picks (the database's statements are watched; none of our code is replaced)."""
+    ran: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if not ran and when(sql):
+            ran.append(sql)
+            rival()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield ran
+
 
 READ_PAGES = ["/org/", "/org/keys/", "/org/quotas/", "/org/policies/", "/org/grants/"]
 
@@ -169,6 +189,14 @@ def test_an_owner_sets_and_replaces_the_organization_quota(owner, owner_browser)
     assert quota.requests_per_minute == 90 and quota.budget_period == "day"
 
 
+def test_a_quota_another_owner_creates_at_the_same_moment_is_a_form_error_not_a_500(owner, owner_browser):
+    with another_owner_writes_first(lambda sql: sql.startswith('INSERT INTO "tenancy_quota"'), lambda: Quota.objects
+                                    .create(organization=owner.organization, requests_per_minute=5)) as ran:
+        response = owner_browser.post("/org/quotas/", {"api_key": "", "requests_per_minute": "60",
+                                                       "budget_period": "month"})
+    assert ran and response.status_code == 400 and "Another owner saved it first" in response.content.decode()
+
+
 def test_a_negative_limit_or_another_orgs_key_is_refused(owner, outsider, owner_browser):
     negative = owner_browser.post("/org/quotas/", {"requests_per_minute": "-1", "budget_period": "month"})
     assert negative.status_code == 400 and "greater than or equal to 0" in negative.content.decode()
@@ -237,6 +265,13 @@ def test_approval_by_a_stranger_or_by_nobody_is_a_form_error(owner, outsider, ow
     assert not PolicyRule.objects.exists()
 
 
+def test_a_policy_another_owner_creates_at_the_same_moment_is_a_form_error_not_a_500(owner, owner_browser):
+    with another_owner_writes_first(lambda sql: sql.startswith('INSERT INTO "tenancy_policyrule"'), lambda: PolicyRule
+                                    .objects.create(organization=owner.organization, retries=1)) as ran:
+        response = owner_browser.post("/org/policies/", {"retries": "2"})
+    assert ran and response.status_code == 400 and "Another owner saved it first" in response.content.decode()
+
+
 def test_an_outsider_gets_404_deleting_another_orgs_policy_and_a_member_403(owner, member_browser, outsider_browser):
     rule = PolicyRule.objects.create(organization=owner.organization, retries=1)
     assert outsider_browser.post(f"/org/policies/{rule.pk}/delete/").status_code == 404
@@ -261,6 +296,17 @@ def test_granting_to_an_unknown_org_or_sharing_a_foreign_block_is_refused(owner,
     assert unknown.status_code == 400 and "unknown organization" in unknown.content.decode()
     stolen = owner_browser.post("/org/grants/", {"block": foreign.pk, "organization": "acme"})
     assert stolen.status_code == 400
+    assert not BlockGrant.objects.exists()
+
+
+def test_sharing_a_block_made_public_while_the_form_was_checked_is_a_form_error_not_a_500(owner, outsider,
+                                                                                         owner_browser):
+    block = BlockFactory(block_id="shared", organization=owner.organization)
+    # The block turns public after the form took its choices, before the page looks it up to share it.
+    with another_owner_writes_first(lambda sql: 'FROM "registry_block"' in sql and "LIMIT 1" in sql,
+                                    lambda: Block.objects.filter(pk=block.pk).update(visibility=Block.PUBLIC)) as ran:
+        response = owner_browser.post("/org/grants/", {"block": block.pk, "organization": "globex"})
+    assert ran and response.status_code == 400 and "no longer one of your private blocks" in response.content.decode()
     assert not BlockGrant.objects.exists()
 
 

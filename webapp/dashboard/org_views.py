@@ -213,12 +213,16 @@ def quotas(request: HttpRequest) -> HttpResponse:
                 api_key = values.pop("api_key", None)
                 # One quota per scope: saving a scope that has one changes it.
                 existing = quotas_of(org).filter(api_key=api_key).first()
-                if existing is not None:
-                    services.quota_update(quota=existing, values=values)
+                try:
+                    if existing is not None:
+                        services.quota_update(quota=existing, values=values)
+                    else:
+                        services.quota_create(organization=org, api_key=api_key, values=values)
+                except services.Conflict as exc:  # another owner saved this scope's first quota meanwhile
+                    form.add_error(None, f"Another owner saved it first ({exc}): save again to replace it.")
                 else:
-                    services.quota_create(organization=org, api_key=api_key, values=values)
-                messages.success(request, "Quota saved.")
-                return redirect("dashboard-quotas")
+                    messages.success(request, "Quota saved.")
+                    return redirect("dashboard-quotas")
         failed = True
     rows = list(quotas_of(org).select_related("api_key"))
     store = quota_store()
@@ -257,12 +261,16 @@ def policies(request: HttpRequest) -> HttpResponse:
             if values is not None:
                 block = values.pop("block", None)
                 existing = policy_rules_of(org).filter(block=block).first()
-                if existing is not None:
-                    services.policy_rule_update(rule=existing, values=values)
+                try:
+                    if existing is not None:
+                        services.policy_rule_update(rule=existing, values=values)
+                    else:
+                        services.policy_rule_create(organization=org, block=block, values=values)
+                except services.Conflict as exc:  # another owner saved this scope's first rule meanwhile
+                    form.add_error(None, f"Another owner saved it first ({exc}): save again to replace it.")
                 else:
-                    services.policy_rule_create(organization=org, block=block, values=values)
-                messages.success(request, "Policy saved.")
-                return redirect("dashboard-policies")
+                    messages.success(request, "Policy saved.")
+                    return redirect("dashboard-policies")
         failed = True
     rules = [rule.to_dict() for rule in policy_rules_of(org)]
     return _rendered(request, "dashboard/org/policies.html", {"rules": rules, "form": form}, failed=failed)
@@ -300,8 +308,12 @@ def grants(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         require_owner(request, "share blocks")
         form = GrantForm(request.POST, blocks=_own_private_blocks(principal))
+        # The block was offered when the page was drawn; it may have been deleted or made public since.
+        block = (Block.objects.filter(pk=form.cleaned_data["block"], organization=org, visibility=Block.PRIVATE)
+                 .first() if form.is_valid() else None)
+        if form.is_valid() and block is None:
+            form.add_error("block", "That block is no longer one of your private blocks.")
         if form.is_valid():
-            block = Block.objects.get(pk=form.cleaned_data["block"], organization=org)
             values = apply_serializer(form, GrantCreateSerializer(
                 data={"organization": form.cleaned_data["organization"]}, context={"organization": org}))
             if values is not None:
