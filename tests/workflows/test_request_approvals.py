@@ -17,7 +17,9 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 
+from inference import request_log
 from inference.backends.queued import streams
+from inference.models import RequestLogEntry
 from inference.workflows.models import Approval, WorkflowRun
 from inference.workflows.services import workflows_sweep
 from registry.tenancy.models import PolicyRule
@@ -364,3 +366,26 @@ async def test_the_sender_of_a_held_request_cannot_decide_it_from_the_dashboard(
     await asyncio.to_thread(wait_for, lambda: Approval.objects.get(pk=approval.pk).state == Approval.CANCELLED,
                             10, "the withdrawal")
     await chat.communicator.wait(5)
+
+
+async def test_a_held_request_with_a_nul_character_is_a_400_and_nothing_is_held(member, gated, fake_upstream):
+    block = await asyncio.to_thread(gated, "held-nul")
+    chat = await Chat(member.key, {"model": block.block_id,
+                                   "messages": [{"role": "user", "content": "ship\u0000it"}]}).send()
+    assert await chat.start() == 400
+    error = orjson.loads(await chat.finish())["error"]
+    assert error["param"] == "messages[0].content" and "NUL" in error["message"]
+    assert not await asyncio.to_thread(Approval.objects.exists) and fake_upstream.hits["held-nul"] == 0
+
+
+async def test_a_rejected_or_expired_held_request_is_in_the_request_log_with_its_403(owner, member, gated):
+    request_log.discard_pending()
+    block = await asyncio.to_thread(gated, "held-logged")
+    chat = await Chat(member.key, {"model": block.block_id, "messages": HI, "stream": True}).send()
+    approval = await aheld()
+    assert (await adecide(owner, approval.pk, "reject", comment="no")).status_code == 200
+    await chat.finish()
+    await request_log.aflush()
+    row = await RequestLogEntry.objects.aget(organization=owner.organization)
+    assert (row.status, row.request_id, row.model, row.stream) == (403, approval.request_id, block.block_id, True)
+    assert "rejected by alice" in row.error
