@@ -61,7 +61,7 @@ def test_a_user_in_no_organization_gets_403(db, path):
 
 def test_an_owner_creates_a_key_that_is_shown_once_and_works(owner, owner_browser):
     response = owner_browser.post("/org/keys/", {"name": "ci"})
-    assert response.status_code == 200
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     raw = re.search(r'id="raw-key">(sb-[^<]+)<', response.content.decode()).group(1)
     key = ApiKey.objects.get(organization=owner.organization, name="ci")
     assert key.created_by == owner.user

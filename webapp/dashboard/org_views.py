@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from registry.models import ApiKey, Block, BlockGrant, Membership
@@ -148,6 +149,7 @@ def _usage_rows(usage: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+@never_cache  # the answer to the create form holds the raw key: no browser or proxy cache may keep it
 @login_required
 def keys(request: HttpRequest) -> HttpResponse:
     principal = require_member(request)
