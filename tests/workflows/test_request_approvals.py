@@ -328,7 +328,9 @@ async def test_a_held_request_shows_in_the_dashboard_queue_with_its_messages_and
     asked = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "<b>ship</b> it?"}]
     chat = await Chat(member.key, {"model": block.block_id, "messages": asked}).send()
     approval = await aheld()
-    owner_page, member_page, outsider_page = (await asyncio.to_thread(_browser, p) for p in (owner, member, outsider))
+    owner_page = await asyncio.to_thread(_browser, owner)
+    member_page = await asyncio.to_thread(_browser, member)
+    outsider_page = await asyncio.to_thread(_browser, outsider)
 
     queue = await asyncio.to_thread(owner_page.get, "/approvals/")
     assert queue.status_code == 200
