@@ -15,7 +15,7 @@
   const render = window.SwitchboardMarkdown.render;
   let history = [];
   let socket = null;
-  let current = null; // {id, user, text, el, body, started, firstTokenAt}
+  let current = null; // {id, user, text, el, body, started, firstTokenAt, waiting}
   let seq = 0;
 
   function setStreaming(on) {
@@ -81,7 +81,15 @@
     return bits.join(" · ");
   }
 
+  function clearWaiting() {
+    if (current && current.waiting) {
+      current.waiting.remove();
+      current.waiting = null;
+    }
+  }
+
   function finish() {
+    clearWaiting();
     current = null;
     setStreaming(false);
     prompt.focus();
@@ -98,7 +106,19 @@
 
   function onFrame(frame) {
     if (!current || frame.id !== current.id) return;
-    if (frame.type === "delta") {
+    if (frame.type === "approval") {
+      // A policy holds the request for a person's decision (inference/workflows/holds.py): say so until
+      // it is decided; the answer (or a 403 error frame) follows the decision. textContent: the id is data.
+      const request = frame.request || {};
+      if (request.status === "awaiting_approval") {
+        if (!current.waiting) current.waiting = meta(current.el, "", "waiting");
+        current.waiting.textContent = `Waiting for approval (request id ${request.id})`;
+        status.textContent = "Waiting for approval…";
+      } else {
+        clearWaiting();
+        status.textContent = "Answering…";
+      }
+    } else if (frame.type === "delta") {
       if (current.firstTokenAt === null) current.firstTokenAt = performance.now();
       current.text += frame.content || "";
       current.body.innerHTML = render(current.text); // render() escapes the model's text first
@@ -150,7 +170,7 @@
     const userView = turn("user", text);
     const answer = turn("assistant");
     current = { id: `c${++seq}`, user: userTurn, text: "", el: answer.el, body: answer.body, userEl: userView.el,
-                started: performance.now(), firstTokenAt: null };
+                started: performance.now(), firstTokenAt: null, waiting: null };
     setStreaming(true);
     prompt.value = "";
     try {

@@ -68,6 +68,17 @@ def test_the_engines_page_hides_another_orgs_engines(browser, catalog):
     assert "gpu-a" in body and "gpu-b" not in body
 
 
+def test_another_orgs_public_block_is_usable_but_its_engines_and_internal_endpoints_stay_hidden(browser, catalog):
+    Engine.objects.create(block=catalog["public"], node="globex-node", endpoint="http://10.9.9.9:30000",
+                          state=Engine.READY)
+    listed = browser.get("/engines/").content.decode()
+    assert "globex-node" not in listed and "10.9.9.9" not in listed
+    page = browser.get(f"/blocks/{catalog['public'].pk}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "globex-public" in html and "globex-node" not in html and "10.9.9.9" not in html
+
+
 def test_the_chat_page_offers_only_models_the_org_may_run(browser, catalog):
     body = browser.get("/chat/").content.decode()
     assert ">acme-private</option>" in body

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -167,15 +168,18 @@ class ChatCompletionsConsumer(OpenAIConsumer):
             pipeline.log_refusal(principal, body=parsed, error=exc, request_id=self.request_id, started=started)
             raise
         self.call = call
-        await self.until_hangup(self.held_then_answered(call))
+        await self.until_hangup(self.held_then_answered(call, parsed))
 
-    async def held_then_answered(self, call: pipeline.ChatCall) -> None:
+    async def held_then_answered(self, call: pipeline.ChatCall, body: Any) -> None:
         """The answer, after a person's approval where the policy asks for one (workflows/holds.py): a
         stream starts at once with a comment naming the hold (so the client has the request id for
         GET /v1/requests/<id>), and a refusal then ends it with an error event; a JSON answer waits."""
         try:
             await hold_request(call, notify=self.announce_hold if call.stream_requested else None)
         except OpenAIError as exc:
+            # Rejected, expired or unstorable: no block ran, so the request log has it only from here.
+            pipeline.log_refusal(call.principal, body=body, error=exc, request_id=call.request_id,
+                                 started=call.started)
             if not self.stream_started:
                 raise
             await self.send({"type": "http.response.body", "body": error_event(exc)})

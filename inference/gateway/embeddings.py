@@ -82,6 +82,9 @@ class EmbeddingCall(ChatCall):
                 yield block
 
     async def embed(self) -> dict[str, Any]:
+        # Embeddings are never held (nothing waits for a decision here): under approval_required they
+        # fail closed, as a workflow node does, rather than run what the policy wants a person to see.
+        await self._refuse_unapproved(advice="/v1/embeddings does not wait for a decision, so it is refused")
         ok = False
         usage: dict[str, int] = {}
         try:

@@ -293,13 +293,13 @@ class ChatCall:
     def needs_approval(self) -> bool:
         return bool(self.policy.approval_required) and not self.approved
 
-    async def _refuse_unapproved(self) -> None:
+    async def _refuse_unapproved(self, *, advice: str = "send it to /v1/chat/completions or the WebSocket "
+                                                         "chat, which wait for the decision") -> None:
         """Fail closed: no path reaches a block whose policy wants a person's approval without one."""
         if self.needs_approval:
             await self.admission.release()
             raise OpenAIError(403, f"The model '{self.model_name}' runs only after a person approves the request "
-                                   "(policy approval_required); send it to /v1/chat/completions or the WebSocket "
-                                   "chat, which wait for the decision.", code="approval_required")
+                                   f"(policy approval_required); {advice}.", code="approval_required")
 
     @property
     def model_name(self) -> str:

@@ -25,6 +25,7 @@ from inference.gateway.errors import OpenAIError
 from inference.gateway.pipeline import ChatCall
 from inference.workflows import executor, services
 from inference.workflows.models import Approval
+from registry import jsonsafe
 from registry.asyncdb import in_db_thread
 from registry.models import Organization
 from registry.principal import Principal
@@ -120,6 +121,16 @@ def _refusal(approval: Approval) -> OpenAIError:
                        code="approval_rejected")
 
 
+def _refuse_unstorable(review: dict[str, Any]) -> None:
+    """400 before the hold is written: its review is stored as jsonb, which cannot hold a NUL character
+    (PostgreSQL raises DataError, a 500), and a block may take one that no approver could be shown."""
+    try:
+        jsonsafe.check_value(review, refuse_nul=True)
+    except jsonsafe.UnsafeJSON as exc:
+        raise OpenAIError(400, f"This model's requests wait for a person's approval and are kept for them: "
+                               f"{exc.message}.", param=exc.path, code="invalid_value") from None
+
+
 async def hold_request(call: ChatCall, *, notify: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
     """Wait for a person's decision when the call's policy asks for one; return once approved (the call
     may then run), raise a 403 OpenAIError when rejected, expired or withdrawn. `notify` gets the
@@ -128,9 +139,11 @@ async def hold_request(call: ChatCall, *, notify: Callable[[dict[str, Any]], Awa
         return
     if not call.request_id:  # the WebSocket chat has no x-request-id: the hold needs an id to be looked up by
         call.request_id = call.chat.request.request_id = uuid.uuid4().hex
+    review = _review(call)
     try:
+        _refuse_unstorable(review)
         approval = await _acreate(principal=call.principal, request_id=call.request_id,
-                                  rule=call.policy.approval_required, review=_review(call))
+                                  rule=call.policy.approval_required, review=review)
         if notify is not None:
             await notify(request_dict(approval))
         delay = FIRST_POLL_S

@@ -41,12 +41,34 @@ def organization_owner_ensure(*, username: str, org_slug: str, org_name: str = "
     return user, organization, generated
 
 
-def membership_add(*, organization: Organization, user, role: str) -> Membership:
-    try:
-        with transaction.atomic():
-            return Membership.objects.create(organization=organization, user=user, role=role)
-    except IntegrityError as exc:
-        raise Conflict(f"{user.get_username()} is already a member of {organization.slug}") from exc
+class MemberRefused(Exception):
+    """The named user cannot be added. One message for every reason (no such user, staff, a member
+    elsewhere), so an owner cannot use the form to find out who has an account on the server."""
+
+    def __init__(self) -> None:
+        super().__init__("No user of that name can be added. The operator creates users (manage.py "
+                         "create_owner); staff and users of another organization cannot be added.")
+
+
+def membership_add(*, organization: Organization, username: str, role: str) -> Membership:
+    """Add an existing user by name. Refused alike (MemberRefused): an unknown or inactive user, staff and
+    superusers (the server's operators, never a tenant's member) and a user of another organization
+    (an owner must not pull someone else's people, and their first organization is who they act as)."""
+    with transaction.atomic():
+        # The row lock: two owners adding the same person at once cannot both see them unattached.
+        user = get_user_model().objects.select_for_update().filter(username=username.strip()).first()
+        if user is None or not user.is_active or user.is_staff or user.is_superuser:
+            raise MemberRefused
+        memberships = set(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+        if organization.pk in memberships:
+            raise Conflict(f"{user.get_username()} is already a member of {organization.slug}")
+        if memberships:
+            raise MemberRefused
+        try:
+            with transaction.atomic():
+                return Membership.objects.create(organization=organization, user=user, role=role)
+        except IntegrityError as exc:
+            raise Conflict(f"{user.get_username()} is already a member of {organization.slug}") from exc
 
 
 def _other_owners(membership: Membership) -> bool:

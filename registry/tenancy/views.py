@@ -95,8 +95,10 @@ class KeysView(APIView):
                                       role=minted_role, parent=parent, **values)
         except KeyRightsError as exc:
             return fail(str(exc))
-        # The only time the raw key is ever shown.
-        return ok({**key_dict(key), "key": raw}, status=status.HTTP_201_CREATED)
+        # The only time the raw key is ever shown: no cache on the way may keep it.
+        response = ok({**key_dict(key), "key": raw}, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 def _own_key(request, pk: int) -> ApiKey:

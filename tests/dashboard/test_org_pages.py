@@ -5,14 +5,34 @@ organization's anything is a 404."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from registry.auth import principal_for
 from registry.models import ApiKey, Block, BlockGrant, Membership
 from registry.tenancy.models import PolicyRule, Quota
 from tests.factories import BlockFactory
+
+
+@contextmanager
+def another_owner_writes_first(when: Callable[[str], bool], rival: Callable[[], object]):
+    """Another owner's request lands inside this one: `rival()` runs once, just before the first SQL
+    statement `when` picks (the database's statements are watched; none of our code is replaced)."""
+    ran: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if not ran and when(sql):
+            ran.append(sql)
+            rival()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield ran
+
 
 READ_PAGES = ["/org/", "/org/keys/", "/org/quotas/", "/org/policies/", "/org/grants/"]
 
@@ -41,7 +61,7 @@ def test_a_user_in_no_organization_gets_403(db, path):
 
 def test_an_owner_creates_a_key_that_is_shown_once_and_works(owner, owner_browser):
     response = owner_browser.post("/org/keys/", {"name": "ci"})
-    assert response.status_code == 200
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     raw = re.search(r'id="raw-key">(sb-[^<]+)<', response.content.decode()).group(1)
     key = ApiKey.objects.get(organization=owner.organization, name="ci")
     assert key.created_by == owner.user
@@ -117,9 +137,29 @@ def test_removing_a_member_revokes_the_keys_they_created(owner, member, owner_br
 
 def test_adding_an_unknown_user_or_an_existing_member_is_a_form_error(owner, member, owner_browser):
     unknown = owner_browser.post("/org/", {"username": "nobody", "role": "member"})
-    assert unknown.status_code == 400 and "No user named" in unknown.content.decode()
+    assert unknown.status_code == 400 and "No user of that name can be added" in unknown.content.decode()
     again = owner_browser.post("/org/", {"username": "bob", "role": "member"})
     assert again.status_code == 400 and "already a member" in again.content.decode()
+
+
+def _refusal(response) -> str:
+    """The form's error, as shown: the same words whatever the reason."""
+    return re.findall(r'class="errorlist[^"]*"[^>]*>\s*<li>(.*?)</li>', response.content.decode(), re.S)[0]
+
+
+def test_adding_staff_a_superuser_or_another_orgs_user_is_refused_with_the_same_error_as_an_unknown_name(
+        owner, outsider, owner_browser):
+    users = get_user_model().objects
+    users.create_user(username="sam", is_staff=True)
+    users.create_superuser(username="root", password="x")
+    answers = {name: owner_browser.post("/org/", {"username": name, "role": "member"})
+               for name in ("nobody", "sam", "root", "mallory")}
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 400)
+    assert len({_refusal(r) for r in answers.values()}) == 1  # an owner learns nothing about who exists
+    assert "No user of that name can be added" in _refusal(answers["nobody"])
+    assert set(Membership.objects.filter(organization=owner.organization).values_list("user__username", flat=True)) \
+        == {"alice"}
+    assert Membership.objects.get(user=outsider.user).organization == outsider.organization
 
 
 def test_the_last_owner_cannot_demote_or_remove_themselves(owner, owner_browser):
@@ -147,6 +187,14 @@ def test_an_owner_sets_and_replaces_the_organization_quota(owner, owner_browser)
     owner_browser.post("/org/quotas/", {"api_key": "", "requests_per_minute": "90", "budget_period": "day"})
     quota = Quota.objects.get(organization=owner.organization, api_key=None)
     assert quota.requests_per_minute == 90 and quota.budget_period == "day"
+
+
+def test_a_quota_another_owner_creates_at_the_same_moment_is_a_form_error_not_a_500(owner, owner_browser):
+    with another_owner_writes_first(lambda sql: sql.startswith('INSERT INTO "tenancy_quota"'), lambda: Quota.objects
+                                    .create(organization=owner.organization, requests_per_minute=5)) as ran:
+        response = owner_browser.post("/org/quotas/", {"api_key": "", "requests_per_minute": "60",
+                                                       "budget_period": "month"})
+    assert ran and response.status_code == 400 and "Another owner saved it first" in response.content.decode()
 
 
 def test_a_negative_limit_or_another_orgs_key_is_refused(owner, outsider, owner_browser):
@@ -191,6 +239,39 @@ def test_bad_policy_input_is_shown_on_the_form(owner, outsider, owner_browser, d
     assert not PolicyRule.objects.exists()
 
 
+def test_the_policies_page_shows_and_sets_approval_required(owner, member, owner_browser):
+    BlockFactory(block_id="main", organization=owner.organization)
+    held = owner_browser.post("/org/policies/", {"block": "main", "approval_required": "users",
+                                                 "approval_users": "bob", "approval_deadline_s": "120"})
+    assert held.status_code == 302
+    rule = PolicyRule.objects.get(organization=owner.organization, block__block_id="main")
+    assert rule.approval_required == {"approvers": {"users": ["bob"]}, "deadline_s": 120}
+    html = owner_browser.get("/org/policies/").content.decode()
+    assert "held: bob within 120 s" in html and "lifts its approval hold" in html
+    assert owner_browser.post("/org/policies/", {"approval_required": "owner"}).status_code == 302
+    org_rule = PolicyRule.objects.get(organization=owner.organization, block=None)
+    assert org_rule.approval_required == {"approvers": {"role": "owner"}, "deadline_s": 3600}
+    assert owner_browser.post("/org/policies/", {"block": "main", "approval_required": "off"}).status_code == 302
+    rule.refresh_from_db()
+    assert rule.approval_required is False
+    assert "not held (lifted)" in owner_browser.get("/org/policies/").content.decode()
+
+
+def test_approval_by_a_stranger_or_by_nobody_is_a_form_error(owner, outsider, owner_browser):
+    stranger = owner_browser.post("/org/policies/", {"approval_required": "users", "approval_users": "mallory"})
+    assert stranger.status_code == 400 and "not members of this organization: mallory" in stranger.content.decode()
+    nobody = owner_browser.post("/org/policies/", {"approval_required": "users", "approval_users": ""})
+    assert nobody.status_code == 400 and "names nobody" in nobody.content.decode()
+    assert not PolicyRule.objects.exists()
+
+
+def test_a_policy_another_owner_creates_at_the_same_moment_is_a_form_error_not_a_500(owner, owner_browser):
+    with another_owner_writes_first(lambda sql: sql.startswith('INSERT INTO "tenancy_policyrule"'), lambda: PolicyRule
+                                    .objects.create(organization=owner.organization, retries=1)) as ran:
+        response = owner_browser.post("/org/policies/", {"retries": "2"})
+    assert ran and response.status_code == 400 and "Another owner saved it first" in response.content.decode()
+
+
 def test_an_outsider_gets_404_deleting_another_orgs_policy_and_a_member_403(owner, member_browser, outsider_browser):
     rule = PolicyRule.objects.create(organization=owner.organization, retries=1)
     assert outsider_browser.post(f"/org/policies/{rule.pk}/delete/").status_code == 404
@@ -215,6 +296,17 @@ def test_granting_to_an_unknown_org_or_sharing_a_foreign_block_is_refused(owner,
     assert unknown.status_code == 400 and "unknown organization" in unknown.content.decode()
     stolen = owner_browser.post("/org/grants/", {"block": foreign.pk, "organization": "acme"})
     assert stolen.status_code == 400
+    assert not BlockGrant.objects.exists()
+
+
+def test_sharing_a_block_made_public_while_the_form_was_checked_is_a_form_error_not_a_500(owner, outsider,
+                                                                                         owner_browser):
+    block = BlockFactory(block_id="shared", organization=owner.organization)
+    # The block turns public after the form took its choices, before the page looks it up to share it.
+    with another_owner_writes_first(lambda sql: 'FROM "registry_block"' in sql and "LIMIT 1" in sql,
+                                    lambda: Block.objects.filter(pk=block.pk).update(visibility=Block.PUBLIC)) as ran:
+        response = owner_browser.post("/org/grants/", {"block": block.pk, "organization": "globex"})
+    assert ran and response.status_code == 400 and "no longer one of your private blocks" in response.content.decode()
     assert not BlockGrant.objects.exists()
 
 

@@ -15,6 +15,7 @@ from django.core.management import call_command
 
 from registry.models import Block
 from registry.services import api_key_create
+from registry.tenancy.models import PolicyRule
 from tests.factories import BlockFactory
 from webapp.asgi import application
 
@@ -139,6 +140,18 @@ async def test_another_organization_cannot_reach_a_private_embedding_block_and_a
     assert status == 404
     status, _, _ = await embed(member.key, model="acme-private-embed", input="hi")
     assert status == 200
+
+
+async def test_an_embedding_block_under_approval_required_refuses_embeddings_rather_than_run_them_unheld(
+        owner, member, upstream_block, fake_upstream):
+    block = await sync_to_async(upstream_block)(owner.organization, "embed-held", block_id="acme-held-embed")
+    await sync_to_async(PolicyRule.objects.create)(organization=owner.organization, block=block,
+                                                   approval_required={"approvers": {"role": "owner"},
+                                                                      "deadline_s": 60})
+    status, _, reply = await embed(member.key, model="acme-held-embed", input="hi")
+    assert (status, reply["error"]["code"]) == (403, "approval_required")
+    assert "/v1/embeddings does not wait" in reply["error"]["message"]
+    assert fake_upstream.hits["embed-held"] == 0
 
 
 async def test_a_key_limited_to_other_models_gets_403(owner, upstream_block, builtin):

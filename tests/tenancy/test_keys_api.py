@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def test_an_owner_creates_a_key_that_is_shown_once_and_works(owner):
     response = owner.client().post("/api/keys", {"name": "ci"}, format="json")
-    assert response.status_code == 201
+    assert response.status_code == 201 and response["Cache-Control"] == "no-store"
     data = response.json()["data"]
     raw = data["key"]
     assert raw.startswith("sb-") and data["prefix"] == raw[:10]

@@ -14,9 +14,12 @@ import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 from django.utils import timezone
 
+from inference import request_log
 from inference.backends.queued import streams
+from inference.models import RequestLogEntry
 from inference.workflows.models import Approval, WorkflowRun
 from inference.workflows.services import workflows_sweep
 from registry.tenancy.models import PolicyRule
@@ -311,3 +314,80 @@ async def test_a_queued_requests_status_is_queued_for_its_organization_only(owne
         assert (await status_of(owner, "no-such-request"))[0] == 404
     finally:
         await streams.redis_client().delete(streams.record_key("q-status-1"))
+
+
+def _browser(party):
+    client = Client()
+    client.force_login(party.user)
+    return client
+
+
+async def test_a_held_request_shows_in_the_dashboard_queue_with_its_messages_and_an_owner_approves_it_there(
+        owner, member, outsider, gated, fake_upstream):
+    block = await asyncio.to_thread(gated, "held-dash")
+    asked = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "<b>ship</b> it?"}]
+    chat = await Chat(member.key, {"model": block.block_id, "messages": asked}).send()
+    approval = await aheld()
+    owner_page = await asyncio.to_thread(_browser, owner)
+    member_page = await asyncio.to_thread(_browser, member)
+    outsider_page = await asyncio.to_thread(_browser, outsider)
+
+    queue = await asyncio.to_thread(owner_page.get, "/approvals/")
+    assert queue.status_code == 200
+    html = queue.content.decode()
+    assert f'data-approval="{approval.pk}"' in html and approval.request_id in html and block.block_id in html
+    detail = await asyncio.to_thread(owner_page.get, f"/approvals/{approval.pk}/")
+    assert detail.status_code == 200
+    html = detail.content.decode()
+    assert "Held chat request" in html and approval.request_id in html and "sent by bob" in html
+    assert "be brief" in html and "&lt;b&gt;ship&lt;/b&gt; it?" in html and "<b>ship" not in html
+    assert 'value="edit"' not in html and 'value="approve"' in html  # a held request is decided as sent
+    assert (await asyncio.to_thread(outsider_page.get, f"/approvals/{approval.pk}/")).status_code == 404
+    refused = await asyncio.to_thread(member_page.post, f"/approvals/{approval.pk}/", {"decision": "approve"})
+    assert refused.status_code == 403 and fake_upstream.hits["held-dash"] == 0
+
+    decided = await asyncio.to_thread(owner_page.post, f"/approvals/{approval.pk}/",
+                                      {"decision": "approve", "comment": "fine"})
+    assert decided.status_code == 302
+    assert await chat.start() == 200 and fake_upstream.hits["held-dash"] == 1
+    await chat.finish()
+    history = (await asyncio.to_thread(owner_page.get, "/approvals/")).content.decode()
+    assert f"held request <code>{approval.request_id}</code>" in history and "fine" in history
+    after = await asyncio.to_thread(owner_page.get, f"/approvals/{approval.pk}/")
+    assert after.status_code == 200 and "approved" in after.content.decode()
+
+
+async def test_the_sender_of_a_held_request_cannot_decide_it_from_the_dashboard(owner, member, gated):
+    block = await asyncio.to_thread(gated, "held-dash-self")
+    chat = await Chat(owner.key, {"model": block.block_id, "messages": HI}).send()
+    approval = await aheld()
+    page = await asyncio.to_thread(_browser, owner)
+    mine = await asyncio.to_thread(page.post, f"/approvals/{approval.pk}/", {"decision": "approve"})
+    assert mine.status_code == 403 and "someone else" in mine.content.decode()
+    await chat.communicator.send_input({"type": "http.disconnect"})
+    await asyncio.to_thread(wait_for, lambda: Approval.objects.get(pk=approval.pk).state == Approval.CANCELLED,
+                            10, "the withdrawal")
+    await chat.communicator.wait(5)
+
+
+async def test_a_held_request_with_a_nul_character_is_a_400_and_nothing_is_held(member, gated, fake_upstream):
+    block = await asyncio.to_thread(gated, "held-nul")
+    chat = await Chat(member.key, {"model": block.block_id,
+                                   "messages": [{"role": "user", "content": "ship\u0000it"}]}).send()
+    assert await chat.start() == 400
+    error = orjson.loads(await chat.finish())["error"]
+    assert error["param"] == "messages[0].content" and "NUL" in error["message"]
+    assert not await asyncio.to_thread(Approval.objects.exists) and fake_upstream.hits["held-nul"] == 0
+
+
+async def test_a_rejected_or_expired_held_request_is_in_the_request_log_with_its_403(owner, member, gated):
+    request_log.discard_pending()
+    block = await asyncio.to_thread(gated, "held-logged")
+    chat = await Chat(member.key, {"model": block.block_id, "messages": HI, "stream": True}).send()
+    approval = await aheld()
+    assert (await adecide(owner, approval.pk, "reject", comment="no")).status_code == 200
+    await chat.finish()
+    await request_log.aflush()
+    row = await RequestLogEntry.objects.aget(organization=owner.organization)
+    assert (row.status, row.request_id, row.model, row.stream) == (403, approval.request_id, block.block_id, True)
+    assert "rejected by alice" in row.error

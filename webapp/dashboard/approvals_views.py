@@ -1,6 +1,7 @@
-"""Approvals: the organization's queue of paused approval nodes (live: an SSE feed says when it
-changed, static/approvals_live.js has htmx re-fetch it), one approval's page
-with its payload, an edit box checked against the node's JSON schema and approve / reject with a
+"""Approvals: the organization's queue of paused approval nodes and held chat requests (a policy's
+`approval_required`, inference/workflows/holds.py: no run; shown by request id, block and the
+messages under review, approved or rejected as sent). Live: an SSE feed says when it changed,
+static/approvals_live.js has htmx re-fetch it. One approval's page with its payload, an edit box checked against the node's JSON schema and approve / reject with a
 comment, and the history of decisions. Deciding goes through inference.workflows.services
 (approval_decide): the first decision wins and a later one is told who decided first (409)."""
 
@@ -42,10 +43,33 @@ def _approvers_text(approvers: dict) -> str:
     return " or ".join(parts) or "nobody"
 
 
+def _pretty(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _shown_text(content) -> str:
+    """A message's content as the approver reads it: a string as it is, parts (text, images) as JSON."""
+    return content if isinstance(content, str) else _pretty(content)
+
+
+def _held_messages(review: dict | None) -> list[dict[str, str]]:
+    """What a held chat request asks the block (inference/workflows/holds.py's review): its messages,
+    or a completion's prompt, one entry each."""
+    review = review or {}
+    if "prompt" in review:
+        return [{"role": "prompt", "content": _shown_text(review["prompt"])}]
+    return [{"role": str(m.get("role", "")) if isinstance(m, dict) else "",
+             "content": _shown_text(m.get("content", "") if isinstance(m, dict) else m)}
+            for m in review.get("messages") or []]
+
+
 def _item(approval: Approval, principal) -> dict:
+    # A held chat request (holds.py) has no run: it is shown by its request id and block instead.
+    held = bool(approval.request_id)
     return {"approval": approval, "who": _approvers_text(approval.approvers or {}),
             "may_decide": services.may_decide(approval=approval, principal=principal),
-            "workflow": approval.run.version.workflow.name}
+            "held": held, "block": (approval.review or {}).get("model", "") if held else "",
+            "workflow": approval.run.version.workflow.name if approval.run_id else ""}
 
 
 @login_required
@@ -61,10 +85,6 @@ def approvals(request: HttpRequest) -> HttpResponse:
     history = (selectors.approvals_of(organization=org).exclude(state=Approval.PENDING)
                .filter(decided_at__isnull=False).order_by("-decided_at", "-pk")[:HISTORY_SIZE])
     return render(request, "dashboard/approvals/list.html", context | {"history": history})
-
-
-def _pretty(value) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 @login_required
@@ -108,6 +128,8 @@ def approval_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "review": _pretty(approval.review), "schema": _pretty(approval.schema) if approval.schema else "",
         "diff": approval.diff, "output": _pretty(approval.output) if approval.output is not None else "",
         "conflict": status == 409,
+        "messages": _held_messages(approval.review) if approval.request_id else [],
+        "params": _pretty((approval.review or {}).get("params") or {}) if approval.request_id else "",
     }, status=status)
 
 

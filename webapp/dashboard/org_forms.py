@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
 from rest_framework import serializers as drf
 from rest_framework.exceptions import APIException
 
 from registry.models import Membership
+from registry.tenancy.constraints import APPROVAL_DEADLINE_DEFAULT_S, APPROVAL_DEADLINE_MAX_S
 from registry.tenancy.models import Quota
 
 ROLE_CHOICES = Membership.ROLES
@@ -52,16 +52,10 @@ def _lines(text: str) -> list[str]:
 
 
 class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="An existing user of this server.")
+    # Who may be added is registry.tenancy.services.membership_add's rule (one error for every refusal).
+    username = forms.CharField(max_length=150, help_text="An existing user of this server who belongs to no "
+                                                         "other organization.")
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Membership.MEMBER)
-
-    def clean_username(self) -> Any:
-        name = self.cleaned_data["username"].strip()
-        user = get_user_model().objects.filter(username=name).first()
-        if user is None:
-            raise forms.ValidationError(f"No user named {name!r}. The operator creates users "
-                                        "(manage.py createsuperuser or create_owner).")
-        return user
 
 
 class RoleForm(forms.Form):
@@ -109,6 +103,16 @@ class QuotaForm(forms.Form):
         return {name: self.cleaned_data.get(name) for name in self.fields}
 
 
+APPROVAL_USERS, APPROVAL_OFF = "users", "off"
+APPROVAL_CHOICES = [
+    ("", "Inherit (the organization's rule, or not held)"),
+    (Membership.OWNER, "Held: an owner approves"),
+    (Membership.MEMBER, "Held: any member approves"),
+    (APPROVAL_USERS, "Held: the users named here approve"),
+    (APPROVAL_OFF, "Not held (lifts the organization's hold for this block)"),
+]
+
+
 class PolicyForm(forms.Form):
     block = forms.ChoiceField(required=False, label="Applies to")
     timeout_s = forms.FloatField(required=False, min_value=0.1, max_value=3600, label="Timeout (s)")
@@ -120,6 +124,14 @@ class PolicyForm(forms.Form):
     max_output_tokens = forms.IntegerField(required=False, min_value=1, label="Max output tokens")
     allowed_protocols = forms.CharField(required=False, label="Allowed protocols",
                                         help_text="Comma-separated, e.g. text/plain")
+    # The stored rule's `approval_required` (registry.tenancy.constraints.approval_rule), as three fields.
+    approval_required = forms.ChoiceField(required=False, label="Approval", choices=APPROVAL_CHOICES,
+                                          help_text="Hold each chat request until a person decides")
+    approval_users = forms.CharField(required=False, label="Approvers (usernames)",
+                                     help_text="Comma-separated members, for “the users named here”")
+    approval_deadline_s = forms.IntegerField(required=False, min_value=1, max_value=APPROVAL_DEADLINE_MAX_S,
+                                             label="Approval deadline (s)",
+                                             help_text=f"Refused after it; empty: {APPROVAL_DEADLINE_DEFAULT_S} s")
 
     def __init__(self, *args: Any, blocks: list[str], **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -141,7 +153,19 @@ class PolicyForm(forms.Form):
         data["block"] = self.cleaned_data.get("block") or None
         data["fallbacks"] = _lines(self.cleaned_data.get("fallbacks", "")) or None
         data["allowed_protocols"] = _lines(self.cleaned_data.get("allowed_protocols", "")) or None
+        data["approval_required"] = self._approval_rule()
         return data
+
+    def _approval_rule(self) -> dict[str, Any] | bool | None:
+        choice = self.cleaned_data.get("approval_required") or ""
+        if choice in ("", APPROVAL_OFF):
+            return None if choice == "" else False
+        approvers = ({"users": _lines(self.cleaned_data.get("approval_users", ""))} if choice == APPROVAL_USERS
+                     else {"role": choice})
+        rule: dict[str, Any] = {"approvers": approvers}
+        if self.cleaned_data.get("approval_deadline_s") is not None:
+            rule["deadline_s"] = self.cleaned_data["approval_deadline_s"]
+        return rule
 
 
 class GrantForm(forms.Form):

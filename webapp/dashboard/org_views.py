@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from inference import rollups
@@ -72,12 +73,12 @@ def members(request: HttpRequest) -> HttpResponse:
         form = MemberAddForm(request.POST)
         if form.is_valid():
             try:
-                services.membership_add(organization=principal.organization, user=form.cleaned_data["username"],
-                                        role=form.cleaned_data["role"])
-            except services.Conflict as exc:
+                added = services.membership_add(organization=principal.organization,
+                                                username=form.cleaned_data["username"], role=form.cleaned_data["role"])
+            except (services.Conflict, services.MemberRefused) as exc:
                 form.add_error("username", str(exc))
             else:
-                messages.success(request, f"Added {form.cleaned_data['username'].get_username()}.")
+                messages.success(request, f"Added {added.user.get_username()}.")
                 return redirect("dashboard-members")
         failed = True
     return _rendered(request, "dashboard/org/members.html", {
@@ -170,6 +171,7 @@ def _usage_rows(usage: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+@never_cache  # the answer to the create form holds the raw key: no browser or proxy cache may keep it
 @login_required
 def keys(request: HttpRequest) -> HttpResponse:
     principal = require_member(request)
@@ -237,12 +239,16 @@ def quotas(request: HttpRequest) -> HttpResponse:
                 api_key = values.pop("api_key", None)
                 # One quota per scope: saving a scope that has one changes it.
                 existing = quotas_of(org).filter(api_key=api_key).first()
-                if existing is not None:
-                    services.quota_update(quota=existing, values=values)
+                try:
+                    if existing is not None:
+                        services.quota_update(quota=existing, values=values)
+                    else:
+                        services.quota_create(organization=org, api_key=api_key, values=values)
+                except services.Conflict as exc:  # another owner saved this scope's first quota meanwhile
+                    form.add_error(None, f"Another owner saved it first ({exc}): save again to replace it.")
                 else:
-                    services.quota_create(organization=org, api_key=api_key, values=values)
-                messages.success(request, "Quota saved.")
-                return redirect("dashboard-quotas")
+                    messages.success(request, "Quota saved.")
+                    return redirect("dashboard-quotas")
         failed = True
     rows = list(quotas_of(org).select_related("api_key"))
     store = quota_store()
@@ -281,12 +287,16 @@ def policies(request: HttpRequest) -> HttpResponse:
             if values is not None:
                 block = values.pop("block", None)
                 existing = policy_rules_of(org).filter(block=block).first()
-                if existing is not None:
-                    services.policy_rule_update(rule=existing, values=values)
+                try:
+                    if existing is not None:
+                        services.policy_rule_update(rule=existing, values=values)
+                    else:
+                        services.policy_rule_create(organization=org, block=block, values=values)
+                except services.Conflict as exc:  # another owner saved this scope's first rule meanwhile
+                    form.add_error(None, f"Another owner saved it first ({exc}): save again to replace it.")
                 else:
-                    services.policy_rule_create(organization=org, block=block, values=values)
-                messages.success(request, "Policy saved.")
-                return redirect("dashboard-policies")
+                    messages.success(request, "Policy saved.")
+                    return redirect("dashboard-policies")
         failed = True
     rules = [rule.to_dict() for rule in policy_rules_of(org)]
     return _rendered(request, "dashboard/org/policies.html", {"rules": rules, "form": form}, failed=failed)
@@ -324,8 +334,12 @@ def grants(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         require_owner(request, "share blocks")
         form = GrantForm(request.POST, blocks=_own_private_blocks(principal))
+        # The block was offered when the page was drawn; it may have been deleted or made public since.
+        block = (Block.objects.filter(pk=form.cleaned_data["block"], organization=org, visibility=Block.PRIVATE)
+                 .first() if form.is_valid() else None)
+        if form.is_valid() and block is None:
+            form.add_error("block", "That block is no longer one of your private blocks.")
         if form.is_valid():
-            block = Block.objects.get(pk=form.cleaned_data["block"], organization=org)
             values = apply_serializer(form, GrantCreateSerializer(
                 data={"organization": form.cleaned_data["organization"]}, context={"organization": org}))
             if values is not None:

@@ -140,7 +140,7 @@ def block_detail(request: HttpRequest, pk: int) -> HttpResponse:
     org = dashboard_org(request)
     own = block.organization_id == org.pk
     stale_before = timezone.now() - timedelta(seconds=settings.ENGINE_HEARTBEAT_STALE_S)
-    engines = list(Engine.objects.filter(block=block).order_by("node"))
+    engines = list(Engine.objects.filter(block=block).order_by("node")) if own else []  # endpoints: the owner's
     for engine in engines:
         engine.status = engine_status(engine, stale_before=stale_before)
     windows = [block_metrics(block=block, window=w, viewer=org) for w in ("1h", "24h")]

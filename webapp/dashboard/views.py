@@ -36,7 +36,9 @@ def engines(request: HttpRequest) -> HttpResponse:
     org = dashboard_org(request)
     rows: list[Engine] = []
     if org is not None:
-        rows = list(Engine.objects.filter(block__in=blocks_visible_to(org)).select_related("block").order_by(
+        # The organization's own blocks' engines only, as the API's (engine_list_for): a public block
+        # is callable by all, but its engines' nodes and endpoints are its owner's business.
+        rows = list(Engine.objects.filter(block__organization=org).select_related("block").order_by(
             "block__block_id", "node"))
     stale_before = timezone.now() - timedelta(seconds=settings.ENGINE_HEARTBEAT_STALE_S)
     for engine in rows:
