@@ -63,7 +63,7 @@ RLM_LIMITS = {"max_turns": 50, "max_llm_calls": 500, "max_runtime_chars": 100_00
               "max_batched_llm_query_concurrency": 32}
 FIELD_NAME = {"type": "string", "minLength": 1, "maxLength": 64}
 RLM_SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["context_fields"],
+    "type": "object", "nullable": True, "additionalProperties": False, "required": ["context_fields"],
     "properties": {"context_fields": {"type": "array", "items": FIELD_NAME, "minItems": 1, "maxItems": 32},
                    "actor_fields": {"type": "array", "items": FIELD_NAME, "maxItems": 32},
                    "sub_model": {"type": "string", "minLength": 1, "maxLength": 300},
