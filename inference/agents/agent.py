@@ -145,7 +145,7 @@ class Agent:
         # The signals of the forwards in flight; stop() may read them from another thread.
         self._active: set[AbortSignal] = set()
         self._active_lock = threading.Lock()
-        self.rlm, self.actor_options, self.responder_options = _rlm_config(
+        self.rlm, self.actor_options, self.responder_options = rlm_config(
             self.signature, rlm, actor_options, responder_options)
 
     def stop(self, reason: str = "the agent was stopped") -> None:
@@ -470,8 +470,10 @@ class Agent:
         return values
 
 
-def _rlm_config(signature: Signature, rlm: dict[str, Any] | RLMConfig | None, actor_options: dict[str, Any] | None,
-                responder_options: dict[str, Any] | None) -> tuple[RLMConfig | None, dict[str, Any], dict[str, Any]]:
+def rlm_config(signature: Signature, rlm: dict[str, Any] | RLMConfig | None, actor_options: dict[str, Any] | None,
+               responder_options: dict[str, Any] | None) -> tuple[RLMConfig | None, dict[str, Any], dict[str, Any]]:
+    """agent()'s checks of rlm=, actor_options= and responder_options= against the signature (a stored
+    definition is checked by the same function): AgentConfigError naming the option."""
     if rlm is None:
         if actor_options or responder_options:
             raise AgentConfigError("actor_options and responder_options are for RLM mode (rlm={...})")

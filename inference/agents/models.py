@@ -23,6 +23,11 @@ class AgentDefinition(models.Model):
     options = models.JSONField(default=dict, blank=True)
     # The server's tools it may call: [{"type": "block", "block": ...} | {"type": "agent", "agent": ...}].
     tools = models.JSONField(default=list, blank=True)
+    # RLM mode (docs/agents-sandbox.md): {"context_fields": [...], ...}, or null for a plain agent; the
+    # Actor's and the Responder's model-call options (temperature, max_tokens, top_p, seed, model).
+    rlm = models.JSONField(null=True, blank=True)
+    actor_options = models.JSONField(default=dict, blank=True)
+    responder_options = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

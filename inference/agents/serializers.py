@@ -37,9 +37,18 @@ OPTIONS_SCHEMA = {
 }
 
 
+class _Closed(serializers.Serializer):
+    """A serializer that refuses keys it does not know (DRF ignores them by default)."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
+            raise serializers.ValidationError({k: "unknown option" for k in sorted(unknown)})
+        return super().to_internal_value(data)
+
+
 # The schema says what the serializer checks, unknown keys included (drf-spectacular cannot say that itself).
 @extend_schema_field(OPTIONS_SCHEMA)
-class OptionsSerializer(serializers.Serializer):
+class OptionsSerializer(_Closed):
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
     max_tokens = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
     max_steps = serializers.IntegerField(min_value=1, max_value=50, required=False)
@@ -47,10 +56,53 @@ class OptionsSerializer(serializers.Serializer):
     native_tools = serializers.BooleanField(required=False)
     json_output = serializers.BooleanField(required=False)
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
-            raise serializers.ValidationError({k: "unknown option" for k in sorted(unknown)})
-        return super().to_internal_value(data)
+
+# RLM mode's options a stored definition may set (docs/agents-sandbox.md); the server bounds each one so a
+# tenant's agent cannot hold a sandbox or the model pool for long. actor_callback and sandbox limits are the server's.
+RLM_LIMITS = {"max_turns": 50, "max_llm_calls": 500, "max_runtime_chars": 100_000,
+              "max_batched_llm_query_concurrency": 32}
+FIELD_NAME = {"type": "string", "minLength": 1, "maxLength": 64}
+RLM_SCHEMA = {
+    "type": "object", "nullable": True, "additionalProperties": False, "required": ["context_fields"],
+    "properties": {"context_fields": {"type": "array", "items": FIELD_NAME, "minItems": 1, "maxItems": 32},
+                   "actor_fields": {"type": "array", "items": FIELD_NAME, "maxItems": 32},
+                   "sub_model": {"type": "string", "minLength": 1, "maxLength": 300},
+                   **{k: {"type": "integer", "minimum": 1, "maximum": v} for k, v in RLM_LIMITS.items()}},
+}
+STAGE_OPTIONS_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"model": {"type": "string", "minLength": 1, "maxLength": 300},
+                   "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                   "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                   "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+                   "seed": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}},
+}
+
+
+@extend_schema_field(RLM_SCHEMA)
+class RLMSerializer(_Closed):
+    """`rlm`: RLM mode's options (the context fields read in a sandbox instead of the prompt)."""
+
+    context_fields = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=32)
+    actor_fields = serializers.ListField(child=serializers.CharField(max_length=64), max_length=32, required=False)
+    sub_model = serializers.CharField(max_length=300, required=False)
+    max_turns = serializers.IntegerField(min_value=1, max_value=RLM_LIMITS["max_turns"], required=False)
+    max_llm_calls = serializers.IntegerField(min_value=1, max_value=RLM_LIMITS["max_llm_calls"], required=False)
+    max_runtime_chars = serializers.IntegerField(min_value=1, max_value=RLM_LIMITS["max_runtime_chars"],
+                                                 required=False)
+    max_batched_llm_query_concurrency = serializers.IntegerField(
+        min_value=1, max_value=RLM_LIMITS["max_batched_llm_query_concurrency"], required=False)
+
+
+@extend_schema_field(STAGE_OPTIONS_SCHEMA)
+class StageOptionsSerializer(_Closed):
+    """actor_options / responder_options: the model-call options of RLM mode's Actor or Responder."""
+
+    model = serializers.CharField(max_length=300, required=False)
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
+    top_p = serializers.FloatField(min_value=0, max_value=1, required=False)
+    seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, required=False)
 
 
 class AgentWriteSerializer(serializers.Serializer):
@@ -63,6 +115,10 @@ class AgentWriteSerializer(serializers.Serializer):
     model = serializers.CharField(max_length=300, help_text='the default brain: a block, or "auto" / "auto:<tag>"')
     options = OptionsSerializer(required=False)
     tools = ToolSerializer(many=True, required=False, help_text="at most 32 (more is a 422)")
+    rlm = RLMSerializer(required=False, allow_null=True,
+                        help_text="RLM mode: context fields must be inputs and actor fields outputs (else a 422)")
+    actor_options = StageOptionsSerializer(required=False, help_text="RLM mode's Actor calls (needs rlm)")
+    responder_options = StageOptionsSerializer(required=False, help_text="RLM mode's Responder calls (needs rlm)")
 
 
 class AgentUpdateSerializer(AgentWriteSerializer):
@@ -82,6 +138,7 @@ def _time(value) -> str | None:
 def agent_dict(agent: AgentDefinition) -> dict[str, Any]:
     return {"name": agent.name, "description": agent.description, "definition": agent.definition,
             "signature": agent.signature, "model": agent.model, "options": agent.options, "tools": agent.tools,
+            "rlm": agent.rlm, "actor_options": agent.actor_options, "responder_options": agent.responder_options,
             "createdAt": _time(agent.created_at), "updatedAt": _time(agent.updated_at)}
 
 

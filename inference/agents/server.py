@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from inference.agents.agent import Agent, AgentConfigError, _check_options, tool_name
+from inference.agents.agent import Agent, AgentConfigError, _check_options, rlm_config, tool_name
 from inference.agents.ai import AI
 from inference.agents.models import AgentDefinition
 from inference.agents.signature import SignatureError, parse
@@ -62,9 +62,15 @@ def check_definition(*, organization: Organization, data: dict[str, Any], name: 
     if not NAME.fullmatch(name):
         errors.append("name: 5-64 letters, digits, _ or -, starting with a letter")
     try:
-        parse(data["signature"])
+        signature = parse(data["signature"])
     except SignatureError as exc:
+        signature = None
         errors.append(f"signature: {exc}")
+    if signature is not None:
+        try:
+            rlm_config(signature, data.get("rlm"), data.get("actor_options"), data.get("responder_options"))
+        except AgentConfigError as exc:
+            errors.append(str(exc))
     try:
         Agent("q -> a", name=name if len(name) >= 5 else "agent", description=data["description"],
               definition=data.get("definition") or None)
@@ -73,6 +79,11 @@ def check_definition(*, organization: Organization, data: dict[str, Any], name: 
     errors.extend(check_options(data.get("options") or {}))
     if not _model_found(organization, data["model"]):
         missing.append(f"model: no block '{data['model']}' that this organization may use")
+    for label, reference in (("rlm.sub_model", (data.get("rlm") or {}).get("sub_model")),
+                             ("actor_options.model", (data.get("actor_options") or {}).get("model")),
+                             ("responder_options.model", (data.get("responder_options") or {}).get("model"))):
+        if reference is not None and not _model_found(organization, reference):
+            missing.append(f"{label}: no block '{reference}' that this organization may use")
     names: list[str] = []
     if len(data.get("tools") or []) > MAX_TOOLS:
         errors.append(f"tools: at most {MAX_TOOLS}")
@@ -175,4 +186,5 @@ def build_agent(definition: AgentDefinition, *, principal: Principal, ai_for: Ca
     options = {k: v for k, v in (definition.options or {}).items() if k in OPTION_KEYS}
     return Agent(definition.signature, name=definition.name, description=definition.description,
                  definition=definition.definition or None, functions=functions, agents=children,
-                 ai=ai, **options)
+                 ai=ai, rlm=definition.rlm or None, actor_options=definition.actor_options or None,
+                 responder_options=definition.responder_options or None, **options)

@@ -83,7 +83,9 @@ def agent_create(*, principal: Principal, data: dict[str, Any]) -> AgentDefiniti
         return AgentDefinition.objects.create(
             organization=organization, name=data["name"], description=data["description"],
             definition=data.get("definition") or "", signature=data["signature"], model=data["model"],
-            options=data.get("options") or {}, tools=data.get("tools") or [], created_by=person_of(principal))
+            options=data.get("options") or {}, tools=data.get("tools") or [], rlm=data.get("rlm"),
+            actor_options=data.get("actor_options") or {}, responder_options=data.get("responder_options") or {},
+            created_by=person_of(principal))
 
 
 def agent_update(*, agent: AgentDefinition, data: dict[str, Any]) -> AgentDefinition:
@@ -93,6 +95,9 @@ def agent_update(*, agent: AgentDefinition, data: dict[str, Any]) -> AgentDefini
     agent.definition = data.get("definition") or ""
     agent.options = data.get("options") or {}
     agent.tools = data.get("tools") or []
+    agent.rlm = data.get("rlm")
+    agent.actor_options = data.get("actor_options") or {}
+    agent.responder_options = data.get("responder_options") or {}
     agent.save()
     return agent
 

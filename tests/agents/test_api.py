@@ -36,18 +36,6 @@ def wait_run(run_id: str, states=AgentRun.FINISHED) -> AgentRun:
                     what=f"run {run_id} to reach {states}")
 
 
-@pytest.fixture
-def brain(org, upstream_block, fake_upstream):
-    """brain(*replies, scenario="") -> the `guide-brain` block of `org`, answering with `replies`."""
-
-    def make(*replies, scenario: str = "", block_id: str = "guide-brain"):
-        return upstream_block(org, block_id=block_id,
-                              config={"base_url": fake_upstream.script(block_id.replace("-", ""), *replies,
-                                                                       scenario=scenario)})
-
-    return make
-
-
 def test_an_owner_creates_an_agent_and_members_read_it(owner, member, brain):
     brain('{"answer": "x"}')
     response = create(owner, options={"temperature": 0.1, "max_steps": 5})
