@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0001_initial'),
+        ('agents', '0002_agentdefinition_rlm'),
         ('registry', '0006_block_embeddings'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
