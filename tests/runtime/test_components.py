@@ -225,9 +225,12 @@ async def test_the_embedding_model_embeds_a_prompt_with_the_servers_model(owner)
     assert unknown[-1]["body"]["http_status"] == 404 and "all-MiniLM-L6-v2" in unknown[-1]["body"]["message"]
 
 
-async def test_a_nul_character_in_a_components_attributes_is_refused_before_anything_is_written(owner,
-                                                                                                 upstream_block):
+@pytest.fixture
+def acme_lm(owner, upstream_block):
     upstream_block(owner.organization, "chunks4", block_id="acme-lm")
+
+
+async def test_a_nul_character_in_a_components_attributes_is_refused_before_anything_is_written(owner, acme_lm):
     socket = await open_socket(owner.key)
     try:
         stop = await socket.ask("s", type="define_component", component_type="language_model", component_name="lm",
