@@ -118,12 +118,13 @@ def test_a_result_too_large_is_refused_before_the_number_is_built(expression):
     assert peak < 200_000
 
 
-@pytest.mark.parametrize(("expression", "value"), [
-    ("2 ** 13299", 2 ** 13299), ("(-2) ** 13299", -(2 ** 13299)), ("10 ** 4000 * 10", 10 ** 4001),
-    ("round(10 ** 4000, -4000)", 10 ** 4000), ("round(2.567, 2)", 2.57), ("2 ** -2000", 0),
+@pytest.mark.parametrize("expression", [
+    "2 ** 13299", "(-2) ** 13299", "10 ** 4000 * 10", "round(10 ** 4000, -4000)", "round(2.567, 2)", "2 ** -2000",
 ])
-def test_whole_numbers_up_to_the_limit_are_still_computed(expression, value):
-    assert evaluate(expression) == value
+def test_whole_numbers_up_to_the_limit_are_still_computed(expression):
+    expected = {"2 ** 13299": 2 ** 13299, "(-2) ** 13299": -(2 ** 13299), "10 ** 4000 * 10": 10 ** 4001,
+                "round(10 ** 4000, -4000)": 10 ** 4000, "round(2.567, 2)": 2.57, "2 ** -2000": 0}
+    assert evaluate(expression) == expected[expression]
 
 
 async def test_a_calculation_too_large_is_a_clear_422_on_post_v1_runtime(owner):
