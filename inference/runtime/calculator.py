@@ -1,7 +1,8 @@
 """`calculator`: arithmetic and common math functions, parsed with `ast` and evaluated node by node
 from a whitelist. Nothing is ever handed to eval(): a name, attribute, subscript, lambda or any node
-not listed below is refused, and the sizes a tiny expression could blow up (huge powers, factorials)
-are bounded."""
+not listed below is refused, and the sizes a tiny expression could blow up (huge powers, products,
+factorials, rounding places) are refused before anything is computed: a check after the fact would come
+only once the server had spent seconds or minutes on the number."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from inference.runtime.errors import VMFailure, bad_input
 
 MAX_EXPRESSION = 1000
 MAX_DEPTH = 50
-MAX_EXPONENT = 10_000
 MAX_FACTORIAL = 1000
 # Integers larger than this (about 10^4000) are refused: the next operation on them could take seconds.
 MAX_INT_BITS = 13_300
+# round()'s ndigits: past every digit of the largest integer allowed (about 4004) and of any float
+# (about 324 after the point), and round(1, -10**7) would first build 10**10,000,000 (seconds).
+MAX_ROUND_DIGITS = 4100
 
 Number = int | float
 
@@ -37,8 +40,15 @@ def _factorial(n: Number) -> int:
     return math.factorial(n)
 
 
+def _round(number: Number, ndigits: int | None = None) -> Number:
+    if isinstance(ndigits, int) and abs(ndigits) > MAX_ROUND_DIGITS:
+        raise bad_input(f"round() takes at most {MAX_ROUND_DIGITS} digits either side of the point.", "expression",
+                        "too_large")
+    return round(number, ndigits)
+
+
 FUNCTIONS: dict[str, Callable[..., Number]] = {
-    "abs": abs, "round": round, "min": min, "max": max,
+    "abs": abs, "round": _round, "min": min, "max": max,
     "sqrt": math.sqrt, "cbrt": math.cbrt, "exp": math.exp, "log": math.log, "log2": math.log2,
     "log10": math.log10, "ln": math.log, "pow": math.pow, "hypot": math.hypot,
     "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos, "atan": math.atan,
@@ -49,18 +59,36 @@ FUNCTIONS: dict[str, Callable[..., Number]] = {
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf}
 
 
+def _too_large() -> VMFailure:
+    return bad_input(f"the result is too large (whole numbers are limited to {MAX_INT_BITS} bits, about "
+                     "10^4000).", "expression", "too_large")
+
+
 def _checked(value: Any) -> Number:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad_input("the expression does not give a number.", "expression")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        raise bad_input("the result is too large.", "expression", "too_large")
+        raise _too_large()
     return value
 
 
 def _power(base: Number, exponent: Number) -> Number:
-    if isinstance(exponent, int) and abs(exponent) > MAX_EXPONENT and isinstance(base, int) and abs(base) > 1:
-        raise bad_input(f"exponents of whole numbers are limited to {MAX_EXPONENT}.", "expression", "too_large")
+    # base ** exponent has about exponent * log2|base| bits: refused before Python builds it (an exponent
+    # past MAX_INT_BITS is too large for any base of 2 or more, and too large to make a float of). A
+    # negative exponent gives a float (computed as one, cheap); a float anywhere gives a float or an
+    # OverflowError.
+    if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1
+            and (exponent > MAX_INT_BITS or exponent * math.log2(abs(base)) > MAX_INT_BITS)):
+        raise _too_large()
     return base ** exponent
+
+
+def _product(left: Number, right: Number) -> Number:
+    # The product of two whole numbers has at least the sum of their bit lengths minus one bits.
+    if (isinstance(left, int) and isinstance(right, int) and left and right
+            and left.bit_length() + right.bit_length() - 1 > MAX_INT_BITS):
+        raise _too_large()
+    return left * right
 
 
 def _evaluate(node: ast.AST, depth: int = 0) -> Number:
@@ -74,6 +102,8 @@ def _evaluate(node: ast.AST, depth: int = 0) -> Number:
         left, right = _evaluate(node.left, depth + 1), _evaluate(node.right, depth + 1)
         if isinstance(node.op, ast.Pow):
             return _checked(_power(left, right))
+        if isinstance(node.op, ast.Mult):
+            return _checked(_product(left, right))
         return _checked(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand, depth + 1))

@@ -45,6 +45,16 @@ def _headers(value: Any) -> dict[str, str]:
     return value
 
 
+def _text(raw: bytes, charset: str | None) -> str:
+    """The body as text in the charset the answer names; the remote names it, so a charset Python does not
+    know (`charset=bogus`, LookupError), or a codec that is no text encoding or refuses errors="replace"
+    (`idna`, UnicodeError), is read as UTF-8 instead."""
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except (LookupError, UnicodeError):
+        return raw.decode("utf-8", errors="replace")
+
+
 @in_db_thread
 def _opened(principal: Principal) -> bool:
     return selectors.http_request_opened(organization=principal.organization)
@@ -82,7 +92,7 @@ async def http_request(principal: Principal, inputs: dict[str, Any]) -> dict[str
                                     code="response_too_large")
                 # str(): aiohttp's header names are `istr`, which JSON encoders do not take as keys.
                 return {"status_code": resp.status, "headers": {str(k): v for k, v in resp.headers.items()},
-                        "body": raw.decode(resp.charset or "utf-8", errors="replace")}
+                        "body": _text(raw, resp.charset)}
     except EgressDenied as exc:
         raise VMFailure(502, str(exc), code="egress_denied") from None
     except TimeoutError:

@@ -36,7 +36,7 @@ def request_schema() -> dict[str, Any]:
     assert set(TYPES) == {n for k in (LanguageModel, EmbeddingModel, VectorStore) for n in (k.name, *k.aliases)}
     return {
         "description": "One runtime request (docs/runtime.md). Refused with 422: a split_text overlap larger than "
-                       "its size, an expression the calculator does not evaluate, an http_request URL or header "
+                       "its size or so close to it that the chunks would pass 10 times the text, an expression the calculator does not evaluate, an http_request URL or header "
                        "it refuses, a method's input that does not fit the component (its shape depends on the "
                        "component's type), an organization over its component limit.",
         "oneOf": [

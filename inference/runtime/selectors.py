@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from inference.runtime.models import Component, RuntimeAccess, VectorRecord
@@ -20,9 +21,18 @@ def http_request_opened(*, organization: Organization) -> bool:
     return RuntimeAccess.objects.filter(organization=organization, http_request=True).exists()
 
 
-def vector_matrix_rows(*, component: Component) -> list[tuple[int, bytes]]:
-    return [(pk, bytes(raw)) for pk, raw in
-            VectorRecord.objects.filter(component=component).order_by("id").values_list("id", "vector")]
+def vector_matrix_batches(*, component: Component, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    """The store's (id, vector bytes) rows in id order, `size` at a time (keyset pages: each page is one
+    query that starts after the last id seen, so no page costs more than its rows)."""
+    after = 0
+    while True:
+        page = [(pk, bytes(raw)) for pk, raw in VectorRecord.objects.filter(component=component, id__gt=after)
+                .order_by("id").values_list("id", "vector")[:size]]
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        after = page[-1][0]
 
 
 def vector_records(*, component: Component, ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -45,14 +45,27 @@ def component_set_attrs(*, component: Component, attrs: dict[str, Any]) -> None:
 
 
 def vectors_insert(*, component: Component, rows: list[tuple[bytes, str, Any]]) -> list[int]:
-    """Insert (vector bytes, document, metadata) rows; 422 past RUNTIME_VECTOR_STORE_MAX_ROWS."""
+    """Insert (vector bytes, document, metadata) rows, all of one dimension; 422 past
+    RUNTIME_VECTOR_STORE_MAX_ROWS. The first insert fixes the store's dimension, decided on the row
+    read under its lock: two first inserts at once would otherwise each see none and fix two (a store
+    of mixed dimensions that no query can rank); the later one gets 400 `dimension_mismatch`."""
     with transaction.atomic():
-        Component.objects.select_for_update().filter(pk=component.pk).first()
+        locked = Component.objects.select_for_update().filter(pk=component.pk).first()
+        if locked is None:
+            raise VMFailure(404, f"No component named {component.name!r}.", code="component_not_found",
+                            param="component_name")
+        dimension = locked.attrs.get("dimension", len(rows[0][0]) // 4)
+        if any(len(raw) != 4 * dimension for raw, _, _ in rows):
+            raise VMFailure(400, f"The embeddings have {len(rows[0][0]) // 4} numbers; this store's vectors have "
+                                 f"{dimension}.", code="dimension_mismatch", param="embedding")
         held = VectorRecord.objects.filter(component=component).count()
         if held + len(rows) > settings.RUNTIME_VECTOR_STORE_MAX_ROWS:
             raise VMFailure(422, f"The vector store holds {held} rows; {len(rows)} more would pass its limit "
                                  f"(RUNTIME_VECTOR_STORE_MAX_ROWS={settings.RUNTIME_VECTOR_STORE_MAX_ROWS}).",
                             code="vector_store_full")
+        if "dimension" not in locked.attrs:
+            component_set_attrs(component=locked, attrs={**locked.attrs, "dimension": dimension})
+        component.attrs = locked.attrs
         created = VectorRecord.objects.bulk_create(
             [VectorRecord(component=component, vector=raw, document=document, metadata=metadata)
              for raw, document, metadata in rows])

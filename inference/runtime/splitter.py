@@ -11,6 +11,11 @@ still too long, and drop chunks that are whitespace only. Two things differ, on 
   each chunk, which loses the text around every cut (bench/runtime.py compares the stripped chunks);
 - everything is done on (start, end) offsets and the text is sliced once per chunk, not rebuilt by
   string concatenation at every level of the recursion (bench/runtime.py measures the difference).
+
+And one limit LangChain does not have: the chunks produced may hold at most MAX_OUTPUT_RATIO times the
+text's characters (never less than MIN_OUTPUT_CHARS). An overlap close to the size makes nearly one chunk
+per character (6,000 characters in, 9 MB out); such a request is refused as the chunks are produced,
+before the output is built, instead of taking the server's time and memory.
 """
 
 from __future__ import annotations
@@ -25,8 +30,30 @@ DEFAULT_CHUNK_SIZE = 4000
 DEFAULT_CHUNK_OVERLAP = 200
 DEFAULT_SEPARATORS = ("\n\n", "\n", " ", "")
 MAX_SEPARATORS = 32
+# Ordinary parameters produce about (1 + overlap / (size - overlap)) times the text: 1.05 for the defaults,
+# 2 for an overlap of half the size. The floor keeps short texts free of the limit.
+MAX_OUTPUT_RATIO = 10
+MIN_OUTPUT_CHARS = 1_000_000
 
 Span = tuple[int, int]
+
+
+class _Chunks:
+    """The chunks' spans as they are produced; refused once they hold more characters than `budget`."""
+
+    def __init__(self, budget: int):
+        self.spans: list[Span] = []
+        self.left = budget
+        self.budget = budget
+
+    def append(self, span: Span) -> None:
+        self.left -= span[1] - span[0]
+        if self.left < 0:
+            raise bad_input(f"These parameters would produce chunks of more than {self.budget} characters in all "
+                            f"({MAX_OUTPUT_RATIO} times the text, at least {MIN_OUTPUT_CHARS}): make "
+                            "'chunk_overlap' smaller next to 'chunk_size'.", "chunk_overlap", "too_many_chunks",
+                            rule=True)
+        self.spans.append(span)
 
 
 def _pieces(text: str, start: int, end: int, separator: str) -> list[Span]:
@@ -46,7 +73,7 @@ def _pieces(text: str, start: int, end: int, separator: str) -> list[Span]:
     return pieces
 
 
-def _merge(pieces: list[Span], chunk_size: int, chunk_overlap: int, out: list[Span]) -> None:
+def _merge(pieces: list[Span], chunk_size: int, chunk_overlap: int, out: _Chunks) -> None:
     """Adjacent pieces into chunks of at most chunk_size, each starting with up to chunk_overlap
     characters of the previous one's tail (LangChain's _merge_splits, on spans)."""
     current: deque[Span] = deque()
@@ -65,7 +92,7 @@ def _merge(pieces: list[Span], chunk_size: int, chunk_overlap: int, out: list[Sp
 
 
 def _split(text: str, start: int, end: int, separators: Sequence[str], chunk_size: int, chunk_overlap: int,
-           out: list[Span]) -> None:
+           out: _Chunks) -> None:
     rest: Sequence[str] = ()
     separator = separators[-1]
     for i, candidate in enumerate(separators):
@@ -90,11 +117,12 @@ def _split(text: str, start: int, end: int, separators: Sequence[str], chunk_siz
 
 def split_spans(text: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
                 separators: Sequence[str] = DEFAULT_SEPARATORS) -> list[Span]:
-    """The chunks as (start, end) offsets into `text`, in order; whitespace-only chunks left out."""
-    spans: list[Span] = []
+    """The chunks as (start, end) offsets into `text`, in order; whitespace-only chunks left out. A
+    VMFailure (400, `too_many_chunks`) when they would hold more than the limit the module states."""
+    out = _Chunks(max(MAX_OUTPUT_RATIO * len(text), MIN_OUTPUT_CHARS))
     if text:
-        _split(text, 0, len(text), tuple(separators), chunk_size, chunk_overlap, spans)
-    return [(a, b) for a, b in spans if not text[a:b].isspace()]
+        _split(text, 0, len(text), tuple(separators), chunk_size, chunk_overlap, out)
+    return [(a, b) for a, b in out.spans if not text[a:b].isspace()]
 
 
 def split_text(text: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,

@@ -20,6 +20,7 @@ from inference.runtime.components import component_type
 from inference.runtime.errors import VMFailure, bad_input, not_found
 from inference.runtime.models import Component
 from inference.runtime.operators import call_operator
+from registry import jsonsafe
 from registry.asyncdb import in_db_thread
 from registry.models import Membership
 from registry.principal import Principal
@@ -86,6 +87,13 @@ async def execute(principal: Principal, request: dict[str, Any]) -> AsyncIterato
         attrs = request.get("attrs", {})
         if not isinstance(attrs, dict):
             raise bad_input("'attrs' must be an object.", "attrs", "invalid_type")
+        try:
+            # The attributes are kept in a jsonb column, which cannot hold NUL (a DataError, a 500, on the
+            # insert): refused before the type looks at them (a model name is a database lookup too).
+            jsonsafe.check_value(attrs, refuse_nul=True)
+        except jsonsafe.UnsafeJSON as exc:
+            where = f"attrs.{exc.path}" if exc.path not in ("", "body") else "attrs"
+            raise bad_input(f"'{where}': {exc.message.removeprefix(f'{exc.path}: ')}", where) from None
         await _define(principal, name, kind_of.name, await kind_of.prepare(principal, attrs))
     elif kind == "delete_component":
         await _delete(principal, _name(request))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from inference.agents.sandbox import SandboxKilled, SandboxLimits, SandboxSession, bwrap_works, spares
+from inference.agents.sandbox.jail import monty_binary
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +62,15 @@ def interpreter_view(pid: int) -> dict:
         "project": (root / Path.cwd().relative_to("/")).exists(),
         "environ": Path(f"/proc/{interpreter}/environ").read_bytes(),
     }
+
+
+def program_and_environment(pid: int) -> tuple[str, bytes]:
+    """The program a process runs and the environment it was started with."""
+    return os.path.realpath(f"/proc/{pid}/exe"), Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def monty_path() -> str:
+    return os.path.realpath(monty_binary())
 
 
 def ticks_since_boot(pid: int | None = None) -> float:
@@ -138,6 +148,19 @@ async def test_the_sandbox_process_runs_under_os_limits_in_its_own_namespaces_wi
         assert not view["etc"] and not view["proc"] and not view["project"]
         assert view["environ"] in (b"", b"PWD=/\x00")
         assert (await session.run("1 + 1")).value == 2
+
+
+async def test_without_namespaces_the_interpreter_starts_with_none_of_the_servers_environment(monkeypatch):
+    monkeypatch.setenv("SWITCHBOARD_SANDBOX_CANARY", "server-secret")
+    await spares.clear()  # a spare started before the variable was set would prove nothing
+    limits = SandboxLimits(namespaces="off", step_wall_time_s=5, step_cpu_time_s=1, memory_bytes=64 * 2**20)
+    async with await start(limits=limits) as session:
+        assert not session.namespaced
+        assert (await session.run("1 + 1")).value == 2  # the worker is Monty by now, past the script's exec
+        exe, environ = program_and_environment(session.pid)
+        assert exe == monty_path()
+    assert b"SWITCHBOARD_SANDBOX_CANARY" not in environ
+    assert [entry.split(b"=")[0] for entry in environ.split(b"\0") if entry] == [b"PATH"]
 
 
 async def test_a_session_takes_a_process_started_ahead_of_it_and_never_one_another_session_used():

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.runtime.errors import VMFailure
-from inference.runtime.splitter import split_spans, split_text, split_text_operator
+from inference.runtime.splitter import (
+    DEFAULT_SEPARATORS,
+    MAX_OUTPUT_RATIO,
+    MIN_OUTPUT_CHARS,
+    split_spans,
+    split_text,
+    split_text_operator,
+)
 
 # Texts made of words, spaces and line breaks (so every separator occurs), and some with none at all.
 ALPHABET = st.sampled_from(["a", "b", "c", "xyz", " ", " ", "\n", "\n\n", "\t", "é", "日本"])
@@ -93,6 +100,30 @@ def test_the_defaults_are_4000_and_200_with_the_four_separators():
     # Each separator starts the piece it precedes; the trailing one joins the last chunk, which fits.
     assert [len(c) for c in chunks] == [3000, 3002, 3002, 3004]
     assert split_text_operator({"text": " \n\n \n"})["chunks"] == []
+
+
+@pytest.mark.parametrize(("text", "separators"), [("x" * 6000, [""]), ("word " * 20_000, DEFAULT_SEPARATORS)])
+def test_an_overlap_that_would_multiply_the_text_past_the_limit_is_refused_naming_the_overlap(text, separators):
+    # About one chunk of 1,500 characters per character of the text: 9 MB out of 6,000 characters in.
+    with pytest.raises(VMFailure) as refused:
+        split_text_operator({"text": text, "chunk_size": 1500, "chunk_overlap": 1499, "separators": list(separators)})
+    assert refused.value.status == 400 and refused.value.code == "too_many_chunks"
+    assert refused.value.param == "chunk_overlap" and refused.value.rule
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(4000, 200), (1000, 500), (100, 80)])
+def test_ordinary_parameters_on_a_long_text_stay_under_the_output_limit(size, overlap):
+    text = "word " * 40_000
+    chunks = split_text(text, chunk_size=size, chunk_overlap=overlap)
+    produced = sum(len(chunk) for chunk in chunks)
+    assert len(text) < produced <= MAX_OUTPUT_RATIO * len(text)
+    assert max(len(chunk) for chunk in chunks) <= size
+
+
+def test_a_short_text_may_produce_up_to_the_floor_of_the_output_limit():
+    text = "x" * 1000
+    chunks = split_text(text, chunk_size=900, chunk_overlap=899, separators=[""])
+    assert len(chunks) == 101 and sum(map(len, chunks)) <= MIN_OUTPUT_CHARS
 
 
 @pytest.mark.parametrize(("inputs", "param"), [

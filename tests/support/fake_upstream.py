@@ -13,6 +13,8 @@ block gets its own base URL, e.g. http://127.0.0.1:PORT/delay50/v1. Segments com
     chunks<N>   content chunks (default 16)            nousage   never stream usage
     ctxlen      a 400 `context_length_exceeded` API error, as llama_cpp.server sends it
     reqid       answer with an x-request-id of its own
+    charset<C>  answer every request with {"text": "café"} in UTF-8 under `Content-Type: application/json;
+                charset=C` (a remote naming a charset that does not exist)
     script<name> answer each chat with the next reply given to `script(name, ...)`, the last one again
                 once they run out (a planner model's replies, an agent's turns): a reply is the content,
                 or a dict {"content": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}; a streamed
@@ -62,6 +64,7 @@ class Scenario:
     request_id: bool = False
     script: str = ""
     gate: bool = False
+    charset: str = ""
 
     @classmethod
     def parse(cls, name: str) -> Scenario:
@@ -83,6 +86,8 @@ class Scenario:
                 scenario.script = part[len("script"):]
             if part == "gate":
                 scenario.gate = True
+            if part.startswith("charset") and len(part) > len("charset"):
+                scenario.charset = part[len("charset"):]
         return scenario
 
 
@@ -252,9 +257,10 @@ class _Connection(asyncio.Protocol):
             self.server.tasks.add(task := asyncio.get_running_loop().create_task(self.respond(method, path, body)))
             task.add_done_callback(self.server.tasks.discard)
 
-    def send(self, status: int, payload: bytes, extra: bytes = b"") -> None:
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
-                             % (status, REASONS.get(status, "Error").encode(), len(payload), extra, payload))
+    def send(self, status: int, payload: bytes, extra: bytes = b"", content_type: bytes = b"application/json") -> None:
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s\r\n%s"
+                             % (status, REASONS.get(status, "Error").encode(), content_type, len(payload), extra,
+                                payload))
 
     async def respond(self, method: str, path: str, body: bytes) -> None:
         stats = self.server.stats
@@ -272,6 +278,10 @@ class _Connection(asyncio.Protocol):
         stats.by_scenario[name] += 1
         count = stats.by_scenario[name]
         if scenario.hang:
+            return
+        if scenario.charset:
+            self.send(200, '{"text": "café"}'.encode(),
+                      content_type=b"application/json; charset=" + scenario.charset.encode())
             return
         if scenario.gate:
             await self.server.gate.wait()

@@ -3,7 +3,8 @@
 Monty's pool spawns its worker from one executable path with the protocol's arguments, so the limits
 and the namespaces live in a small /bin/sh script written once per set of limits into a private
 directory (0700) of this process: `ulimit` sets RLIMIT_CORE/FSIZE/CPU/AS/NOFILE/NPROC on the shell,
-which then execs bwrap (or, without it, Monty) so the limits carry over to the interpreter.
+which then execs bwrap (or, without it, Monty with an empty environment through `env -i`) so the limits
+carry over to the interpreter.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def monty_binary() -> str:
 
 def _shell() -> str:
     return os.path.realpath("/bin/sh")
+
+
+def _env() -> str:
+    return shutil.which("env", path=os.defpath) or "/usr/bin/env"
 
 
 def _bwrap_arguments(monty: str) -> list[str]:
@@ -111,7 +116,9 @@ def script_text(limits: SandboxLimits, *, monty: str, namespaces: bool) -> str:
         inner = f'ulimit -p {int(limits.max_processes)} || exit 97; exec /monty "$@"'
         command = f'{shlex.join([*_bwrap_arguments(monty), "/sh", "-c", inner, "sandbox"])} "$@"'
     else:
-        command = f'{shlex.quote(monty)} "$@"'
+        # Without bubblewrap's --clearenv the interpreter would inherit the server's environment (its
+        # SECRET_KEY, database and provider credentials): `env -i` starts it with none but PATH.
+        command = f'{shlex.join([_env(), "-i", f"PATH={os.defpath}", monty])} "$@"'
     return ("#!/bin/sh\n# Written by inference/agents/sandbox/jail.py: one sandbox process's limits.\n"
             f"{ulimits} || exit 97\nexec {command}\n")
 
